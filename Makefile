@@ -1,0 +1,24 @@
+# The two commands a fresh machine needs: `make run` and `make test`. Both set up what is missing.
+PY := .venv/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8188
+
+.PHONY: setup run test bench pack clean
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(PY) -m safety_steer.cli serve --host $(HOST) --port $(PORT)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m safety_steer.cli bench extraction
+
+pack: setup
+	$(PY) -m safety_steer.cli build-pack --out vectors/smollm2-135m-i2p.safetensors
+
+clean:
+	rm -rf data/comfyui data/cache

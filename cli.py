@@ -1,0 +1,131 @@
+"""`safety-steer`: inspect and build direction packs, start ComfyUI with the pack, benchmarks."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _table(rows: list[tuple[str, str]], width: int = 100) -> str:
+    key_width = max(len(k) for k, _ in rows)
+    lines = []
+    for key, value in rows:
+        value = value if len(value) <= width else value[: width - 3] + "..."
+        lines.append(f"{key.ljust(key_width)}  {value}")
+    return "\n".join(lines)
+
+
+def cmd_inspect(args) -> int:
+    from .steering import load_pack
+    pack = load_pack(args.file)
+    if args.json:
+        print(json.dumps(pack.metadata, indent=1))
+        return 0
+    print(f"Safety direction pack: {args.file}\n")
+    print(_table([(k, v) for k, v in pack.summary_rows() if k not in ("heldout_auroc", "layer_sweep_layers")]))
+    print("\nper direction (unit vectors, standardised source space):")
+    rows = [("direction", "held-out AUROC   magnitude   anchor proj mean/std   safe/unsafe proj mean")]
+    auroc = pack.metadata.get("heldout_auroc", {})
+    for i, name in enumerate(pack.names):
+        s = pack.projection_stats[i].tolist()
+        rows.append((name, f"{auroc.get(name, float('nan')):>14.4f}   {pack.direction_magnitudes[i]:9.3f}   "
+                           f"{s[0]:+9.3f} / {s[1]:6.3f}        {s[2]:+8.3f} / {s[3]:+8.3f}"))
+    print(_table(rows, width=140))
+    return 0
+
+
+def cmd_build_pack(args) -> int:
+    from tqdm import tqdm
+
+    from .steering import build_pack, save_pack
+    from .steering.build import report_json
+    bar = tqdm(total=None, unit="prompt", desc="encoding prompts")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    pack, report = build_pack(source=args.source, layer=args.layer, method=args.method, pooling=args.pooling,
+                              pairs=args.pairs, anchors=args.anchors, batch_size=args.batch_size,
+                              progress=progress)
+    bar.close()
+    save_pack(pack, args.out)
+    print(f"layer {report.layer} (layers by cross-validated AUROC on training pairs: "
+          + ", ".join(f"{s.layer}:{s.cv_auroc:.3f}" for s in report.sweep) + ")")
+    print("held-out AUROC: " + ", ".join(f"{k} {v:.3f}" for k, v in report.heldout_auroc.items()))
+    if args.report:
+        Path(args.report).write_text(report_json(report))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .runtime import comfyui_root, prepare_base_directory, server_command
+    base = prepare_base_directory(Path(args.base_directory) if args.base_directory else None)
+    command = server_command(base, host=args.host, port=args.port, cpu=not args.gpu)
+    print(f"ComfyUI {comfyui_root()} with Safety Steer; data in {base}")
+    print(f"open http://{args.host}:{args.port}  (Safety Steer's example workflows are under Templates)")
+    sys.stdout.flush()
+    os.execv(command[0], command)
+    return 0  # unreachable
+
+
+def cmd_bench(args) -> int:
+    from .bench import extraction_throughput
+    result = extraction_throughput.run(n_prompts=args.prompts, source=args.source)
+    print(json.dumps(result, indent=1) if args.json else extraction_throughput.format_result(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .steering import DEFAULT_SOURCE, METHODS, POOLINGS
+    parser = argparse.ArgumentParser(prog="safety-steer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="print a direction pack's metadata and directions")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="metadata as JSON")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("build-pack", help="extract safety directions from a source LLM into a pack")
+    p.add_argument("--source", default=DEFAULT_SOURCE, help="built-in name, model folder, .gguf file or hub id")
+    p.add_argument("--layer", type=int, default=None, help="source layer (default: best by cross-validation)")
+    p.add_argument("--method", choices=METHODS, default="mean_diff")
+    p.add_argument("--pooling", choices=POOLINGS, default="mean")
+    p.add_argument("--pairs", default=None, help="pairs JSONL with a split field (default: shipped pairs)")
+    p.add_argument("--anchors", default=None, help="benign anchors JSONL (default: shipped anchors)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--report", default=None, help="also write the layer sweep as JSON here")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.set_defaults(func=cmd_build_pack)
+
+    p = sub.add_parser("serve", help="start ComfyUI with this pack loaded (what `make run` does)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8188)
+    p.add_argument("--base-directory", default=None, help="ComfyUI data folder (default: data/comfyui)")
+    p.add_argument("--gpu", action="store_true", help="let ComfyUI use a GPU (default: --cpu)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("bench", help="benchmarks (figures as ratios from one run)")
+    p.add_argument("which", choices=["extraction"])
+    p.add_argument("--prompts", type=int, default=128)
+    p.add_argument("--source", default=DEFAULT_SOURCE)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .steering import SafetySteerError
+    try:
+        return args.func(args)
+    except SafetySteerError as exc:
+        print(f"safety-steer: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

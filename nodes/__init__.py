@@ -1,0 +1,11 @@
+"""Thin ComfyUI node classes over safety_steer.steering (V3 schema)."""
+from comfy_api.latest import ComfyExtension, io
+
+from .load_direction import LoadSafetyDirection, SafetyDirectionInfo
+
+NODES: list[type[io.ComfyNode]] = [LoadSafetyDirection, SafetyDirectionInfo]
+
+
+class SafetySteerExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES

@@ -1,0 +1,80 @@
+"""LoadSafetyDirection and SafetyDirectionInfo: bring a direction pack into a graph and show it."""
+from __future__ import annotations
+
+import os
+
+from comfy_api.latest import io, ui
+
+from ..steering import DirectionPack, load_pack
+from .model_folders import direction_pack_path, list_direction_packs
+from .types import SafetyDirection
+
+_cache: dict[tuple[str, float], DirectionPack] = {}
+
+
+def _load_cached(path: str) -> DirectionPack:
+    """Packs are small but validated on load; keep one copy per file version."""
+    key = (path, os.path.getmtime(path))
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = load_pack(path)
+    return _cache[key]
+
+
+class LoadSafetyDirection(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LoadSafetyDirection",
+            display_name="Load Safety Direction",
+            category="safety_steer",
+            description=("Loads a safety direction pack: a global direction and one per harm category, "
+                         "learned once in a source LLM (pointing from unsafe to safe), with the anchor "
+                         "features needed to carry it into any text encoder. Lists packs in "
+                         "models/safety_directions/ and the ones shipped with Safety Steer."),
+            inputs=[io.Combo.Input("pack", options=list_direction_packs(),
+                                   tooltip="A .safetensors direction pack from models/safety_directions/ or the "
+                                           "shipped vectors/ folder. Build your own with `safety-steer build-pack`.")],
+            outputs=[SafetyDirection.Output(display_name="direction",
+                                            tooltip="The loaded pack, in the source model's space.")],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, pack):
+        path = direction_pack_path(pack)
+        return (path, os.path.getmtime(path))
+
+    @classmethod
+    def execute(cls, pack) -> io.NodeOutput:
+        return io.NodeOutput(_load_cached(direction_pack_path(pack)))
+
+
+class SafetyDirectionInfo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SafetyDirectionInfo",
+            display_name="Safety Direction Info",
+            category="safety_steer",
+            description="Shows what a safety direction pack holds: source model, layer, method, categories "
+                        "and each direction's held-out separation.",
+            inputs=[SafetyDirection.Input("direction", tooltip="A pack from Load Safety Direction.")],
+            outputs=[io.String.Output(display_name="summary", tooltip="The same summary as text.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, direction: DirectionPack) -> io.NodeOutput:
+        text = describe(direction)
+        return io.NodeOutput(text, ui=ui.PreviewText(text))
+
+
+def describe(pack: DirectionPack) -> str:
+    meta = pack.metadata
+    auroc = meta.get("heldout_auroc", {})
+    lines = [f"source: {meta['source_model']}", f"layer {meta['layer']} of {meta['source_num_layers']}, "
+             f"pooling {meta['pooling']}, method {meta['method']}",
+             f"{meta['n_train_pairs']} training pairs, {meta['n_anchors']} benign anchors, hidden size {pack.hidden_size}",
+             "held-out AUROC per direction (unsafe vs safe, 0.5 = chance):"]
+    lines += [f"  {name}: {auroc[name]:.3f}" for name in pack.names if name in auroc]
+    return "\n".join(lines)

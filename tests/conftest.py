@@ -1,0 +1,177 @@
+"""Shared fixtures: the real ComfyUI (in-process and as a server), the real SmolLM2 pack build.
+
+ComfyUI's root has top-level modules named `nodes`, `utils`, `tests`...; this pack has `nodes/`
+and `tests/` too. The pack is therefore only ever imported as the package `safety_steer`, and the
+repository root is kept off sys.path.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from safety_steer.runtime import PACK_ROOT, comfyui_root, prepare_base_directory, server_command
+
+from safety_steer.steering.pack import DEFAULT_PACK_PATH as SHIPPED_PACK
+
+torch.set_num_threads(1)  # tiny models: one thread is fastest with both cores busy
+
+
+def _keep_pack_root_off_path() -> None:
+    for entry in list(sys.path):
+        if entry in ("", ".") or Path(entry).resolve() == PACK_ROOT:
+            sys.path.remove(entry)
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory):
+    """The real ComfyUI, imported in-process with the pack loaded by ComfyUI's own loader."""
+    _keep_pack_root_off_path()
+    base = prepare_base_directory(tmp_path_factory.mktemp("comfy_base"))
+    root = str(comfyui_root())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from comfy.cli_args import args
+    args.cpu = True
+    args.base_directory = str(base)
+    import utils.extra_config  # noqa: F401  (must precede `nodes`, see the README's notes)
+    import folder_paths
+    folder_paths.set_output_directory(str(base / "output"))
+    import nodes
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
+    return InProcessComfy(base)
+
+
+class _ServerStub:
+    client_id = None
+    last_node_id = None
+
+    def send_sync(self, event, data, sid=None):
+        pass
+
+    def queue_updated(self):
+        pass
+
+
+class InProcessComfy:
+    """Validate and execute API-format prompts exactly as the server would."""
+
+    def __init__(self, base: Path):
+        self.base = base
+
+    @property
+    def node_classes(self) -> dict:
+        import nodes
+        return nodes.NODE_CLASS_MAPPINGS
+
+    def validate(self, prompt: dict):
+        import execution
+        return asyncio.run(execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+
+    def run(self, prompt: dict) -> dict:
+        """Run a prompt; return {node_id: ui outputs}. Raises with ComfyUI's message on failure."""
+        import execution
+        from comfy_execution.caching import CacheType
+        valid = self.validate(prompt)
+        if not valid[0]:
+            raise AssertionError(f"prompt invalid: {valid[1]} {valid[3]}")
+        executor = execution.PromptExecutor(_ServerStub(), CacheType.CLASSIC, {"lru": 0, "ram": 0})
+        executor.execute(prompt, str(uuid.uuid4()), {}, valid[2])
+        if not executor.success:
+            errors = [m for m in executor.status_messages if m[0] == "execution_error"]
+            raise RuntimeError(f"execution failed: {errors}")
+        return {node: out.get("output", out) for node, out in executor.history_result["outputs"].items()}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ComfyServer:
+    def __init__(self, url: str, process: subprocess.Popen, log: Path):
+        self.url, self.process, self.log = url, process, log
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, body: dict):
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def run_prompt(self, prompt: dict, timeout: float = 120) -> dict:
+        status, body = self.post("/prompt", {"prompt": prompt, "client_id": "tests"})
+        assert status == 200, body
+        prompt_id = body["prompt_id"]
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            history = self.get(f"/history/{prompt_id}")
+            if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
+                return history[prompt_id]
+            time.sleep(0.25)
+        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout}s; log: {self.log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    """ComfyUI's real server (main.py) on loopback, the pack in its custom_nodes."""
+    base = prepare_base_directory(tmp_path_factory.mktemp("server_base"))
+    port = _free_port()
+    log = base / "server.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen(server_command(base, port=port), stdout=handle, stderr=subprocess.STDOUT,
+                                   cwd=str(base))
+    server = ComfyServer(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.time() + 120
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {process.returncode}: {log.read_text()[-3000:]}")
+            try:
+                server.get("/system_stats")
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if time.time() > deadline:
+                    raise TimeoutError(f"ComfyUI did not start in 120 s: {log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    from safety_steer.steering import load_text_model
+    return load_text_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def rebuilt_pack(smollm2):
+    """The shipped pack rebuilt from the shipped data with the shipped file's own settings."""
+    from safety_steer.steering import build_pack, load_pack
+    shipped = load_pack(SHIPPED_PACK)
+    meta = shipped.metadata
+    pack, report = build_pack(smollm2, layer=None, method=meta["method"], pooling=meta["pooling"],
+                              max_length=int(meta["max_length"]), pack_version=meta["pack_version"])
+    return shipped, pack, report
