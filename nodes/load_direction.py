@@ -40,6 +40,14 @@ class LoadSafetyDirection(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, pack):
+        # Checked here rather than left to ComfyUI: some versions skip option checks on V3 combos.
+        if pack not in list_direction_packs():
+            return (f"Direction pack {pack!r} is not in models/safety_directions/ nor in the shipped vectors/. "
+                    f"Available: {', '.join(list_direction_packs()) or 'none'}.")
+        return True
+
+    @classmethod
     def fingerprint_inputs(cls, pack):
         path = direction_pack_path(pack)
         return (path, os.path.getmtime(path))

@@ -75,7 +75,7 @@ def build_pack(source: str | LoadedModel = DEFAULT_SOURCE, layer: int | None = N
     categories = categories_of(pair_list)
     train_cat = torch.tensor([categories.index(p.category) for p in train])
     held_cat = torch.tensor([categories.index(p.category) for p in heldout])
-    directions, magnitudes, stats, held_auroc = [], [], [], {}
+    directions, magnitudes, stats, train_proj, held_auroc = [], [], [], [], {}
     for index, name in enumerate(["global", *categories]):
         pick_t = torch.ones(nt, dtype=torch.bool) if index == 0 else train_cat == index - 1
         pick_h = torch.ones(nh, dtype=torch.bool) if index == 0 else held_cat == index - 1
@@ -88,6 +88,7 @@ def build_pack(source: str | LoadedModel = DEFAULT_SOURCE, layer: int | None = N
                                   (t_unsafe @ direction).mean()]))
         directions.append(direction)
         magnitudes.append(magnitude)
+        train_proj.append(torch.stack([z[s_train_safe] @ direction, z[s_train_unsafe] @ direction], 1))
         if pick_h.any():
             held_auroc[name] = round(separation_auroc(direction, z[s_held_safe][pick_h], z[s_held_unsafe][pick_h]), 4)
 
@@ -107,7 +108,8 @@ def build_pack(source: str | LoadedModel = DEFAULT_SOURCE, layer: int | None = N
     }
     pack = DirectionPack(
         directions=torch.stack(directions), direction_magnitudes=torch.tensor(magnitudes, dtype=torch.float32),
-        projection_stats=torch.stack(stats).to(torch.float32), anchor_features=rows[s_anchor].clone(),
+        projection_stats=torch.stack(stats).to(torch.float32), train_projections=torch.stack(train_proj),
+        anchor_features=rows[s_anchor].clone(),
         anchor_mean=mean, anchor_std=std, anchor_prompts=list(anchor_list),
         layer_sweep=torch.tensor([[s.cv_auroc, s.heldout_auroc] for s in sweep], dtype=torch.float32),
         metadata=metadata)

@@ -40,8 +40,8 @@ REQUIRED_METADATA = (
     "direction_names", "train_pairs_sha256", "heldout_pairs_sha256", "anchors_sha256", "n_train_pairs",
     "n_anchors", "sign_convention", "standardisation",
 )
-REQUIRED_TENSORS = ("directions", "direction_magnitudes", "projection_stats", "anchor_features",
-                    "anchor_mean", "anchor_std", "anchor_prompts_utf8", "layer_sweep")
+REQUIRED_TENSORS = ("directions", "direction_magnitudes", "projection_stats", "train_projections",
+                    "anchor_features", "anchor_mean", "anchor_std", "anchor_prompts_utf8", "layer_sweep")
 _JSON_KEYS = ("categories", "direction_names", "heldout_auroc", "layer_sweep_layers")
 
 
@@ -52,6 +52,7 @@ class DirectionPack:
     directions: torch.Tensor            # [1 + K, d] unit rows, standardised source space
     direction_magnitudes: torch.Tensor  # [1 + K] norm of the unnormalised estimate (std units)
     projection_stats: torch.Tensor      # [1 + K, 4] see PROJECTION_STATS_COLUMNS
+    train_projections: torch.Tensor     # [1 + K, P, 2] every training pair (safe, unsafe) on each direction
     anchor_features: torch.Tensor       # [N, d] raw pooled source features of the anchors
     anchor_mean: torch.Tensor           # [d]
     anchor_std: torch.Tensor            # [d]
@@ -96,7 +97,8 @@ class DirectionPack:
         prompts = json.dumps(self.anchor_prompts, ensure_ascii=False).encode("utf-8")
         return {
             "directions": self.directions, "direction_magnitudes": self.direction_magnitudes,
-            "projection_stats": self.projection_stats, "anchor_features": self.anchor_features,
+            "projection_stats": self.projection_stats, "train_projections": self.train_projections,
+            "anchor_features": self.anchor_features,
             "anchor_mean": self.anchor_mean, "anchor_std": self.anchor_std,
             "anchor_prompts_utf8": torch.frombuffer(bytearray(prompts), dtype=torch.uint8),
             "layer_sweep": self.layer_sweep,
@@ -189,6 +191,7 @@ def _validate(pack: DirectionPack, where: str) -> None:
     expected = {
         "directions": (k, d), "direction_magnitudes": (k,), "projection_stats": (k, len(PROJECTION_STATS_COLUMNS)),
         "anchor_features": (n_anchors, d), "anchor_mean": (d,), "anchor_std": (d,),
+        "train_projections": (k, int(meta.get("n_train_pairs", -1)), 2),
     }
     for name, shape in expected.items():
         tensor = getattr(pack, name)

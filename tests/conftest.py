@@ -81,11 +81,10 @@ class InProcessComfy:
     def run(self, prompt: dict) -> dict:
         """Run a prompt; return {node_id: ui outputs}. Raises with ComfyUI's message on failure."""
         import execution
-        from comfy_execution.caching import CacheType
         valid = self.validate(prompt)
         if not valid[0]:
             raise AssertionError(f"prompt invalid: {valid[1]} {valid[3]}")
-        executor = execution.PromptExecutor(_ServerStub(), CacheType.CLASSIC, {"lru": 0, "ram": 0})
+        executor = execution.PromptExecutor(_ServerStub(), execution.CacheType.CLASSIC, {"lru": 0, "ram": 0})
         executor.execute(prompt, str(uuid.uuid4()), {}, valid[2])
         if not executor.success:
             errors = [m for m in executor.status_messages if m[0] == "execution_error"]

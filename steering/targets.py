@@ -1,0 +1,22 @@
+"""Target encoders for evaluation: a transformers text model at one layer, pooled like the source."""
+from __future__ import annotations
+
+from .features import extract_features
+from .sources import LoadedModel
+
+
+def default_target_layer(model: LoadedModel) -> int:
+    """Middle block: on the models measured here middle layers carried the safety contrast better
+    than the last one (which was the worst space even for a natively fitted direction)."""
+    return model.num_layers // 2
+
+
+def text_model_encoder(model: LoadedModel, layer: int | None = None, pooling: str = "mean", batch_size: int = 32):
+    layer = default_target_layer(model) if layer is None else layer
+
+    def encode(prompts: list[str]):
+        return extract_features(model.model, model.tokenizer, prompts, [layer], pooling=pooling, batch_size=batch_size,
+                                skip_first_token=model.is_decoder)[layer]
+
+    encode.layer = layer
+    return encode
