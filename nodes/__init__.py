@@ -1,9 +1,10 @@
 """Thin ComfyUI node classes over safety_steer.steering (V3 schema)."""
 from comfy_api.latest import ComfyExtension, io
 
+from .fit_alignment import FitCrossModelAlignment
 from .load_direction import LoadSafetyDirection, SafetyDirectionInfo
 
-NODES: list[type[io.ComfyNode]] = [LoadSafetyDirection, SafetyDirectionInfo]
+NODES: list[type[io.ComfyNode]] = [LoadSafetyDirection, SafetyDirectionInfo, FitCrossModelAlignment]
 
 
 class SafetySteerExtension(ComfyExtension):

@@ -6,6 +6,7 @@ import os
 from comfy_api.latest import io, ui
 
 from ..steering import DirectionPack, load_pack
+from ..steering.aligned import AlignedSafetyDirection
 from .model_folders import direction_pack_path, list_direction_packs
 from .types import SafetyDirection
 
@@ -66,7 +67,8 @@ class SafetyDirectionInfo(io.ComfyNode):
             category="safety_steer",
             description="Shows what a safety direction pack holds: source model, layer, method, categories "
                         "and each direction's held-out separation.",
-            inputs=[SafetyDirection.Input("direction", tooltip="A pack from Load Safety Direction.")],
+            inputs=[SafetyDirection.Input("direction", tooltip="A pack from Load Safety Direction, or a direction "
+                                                                "aligned by Fit Cross-Model Alignment.")],
             outputs=[io.String.Output(display_name="summary", tooltip="The same summary as text.")],
             is_output_node=True,
         )
@@ -77,7 +79,9 @@ class SafetyDirectionInfo(io.ComfyNode):
         return io.NodeOutput(text, ui=ui.PreviewText(text))
 
 
-def describe(pack: DirectionPack) -> str:
+def describe(pack) -> str:
+    if isinstance(pack, AlignedSafetyDirection):
+        return describe_aligned(pack)
     meta = pack.metadata
     auroc = meta.get("heldout_auroc", {})
     lines = [f"source: {meta['source_model']}", f"layer {meta['layer']} of {meta['source_num_layers']}, "
@@ -85,4 +89,16 @@ def describe(pack: DirectionPack) -> str:
              f"{meta['n_train_pairs']} training pairs, {meta['n_anchors']} benign anchors, hidden size {pack.hidden_size}",
              "held-out AUROC per direction (unsafe vs safe, 0.5 = chance):"]
     lines += [f"  {name}: {auroc[name]:.3f}" for name in pack.names if name in auroc]
+    return "\n".join(lines)
+
+
+def describe_aligned(aligned: AlignedSafetyDirection) -> str:
+    meta = aligned.metadata
+    lines = [f"aligned from {meta['source_model']} (layer {meta['layer']}) with {meta['method']} on "
+             f"{meta['n_anchors']} benign anchors"]
+    for key, enc in aligned.encoders.items():
+        fit = meta.get("fit", {}).get(key, {})
+        lines.append(f"  {key}: {enc.unit.shape[1]} dims, anchor fit R2 {fit.get('train_r2', float('nan')):.3f}, "
+                     f"calibrated step {enc.calibrated[0].norm():.3f} (standardised units)")
+    lines.append("directions: " + ", ".join(aligned.names))
     return "\n".join(lines)

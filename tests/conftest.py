@@ -174,3 +174,77 @@ def rebuilt_pack(smollm2):
     pack, report = build_pack(smollm2, layer=None, method=meta["method"], pooling=meta["pooling"],
                               max_length=int(meta["max_length"]), pack_version=meta["pack_version"])
     return shipped, pack, report
+
+
+TINY_CLIP = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 3,
+             "projection_dim": 32}
+TINY_T5 = {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 2}
+
+
+def _randomise(module: torch.nn.Module, seed: int) -> None:
+    """ComfyUI's ops allocate with torch.empty: give every parameter seeded random values."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in sorted(module.named_parameters()):
+            if "norm" in name.lower() and name.endswith("weight"):
+                param.fill_(1.0)
+            elif name.endswith("bias"):
+                param.zero_()
+            else:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(comfy):
+    """Factory: a tiny random-weight comfy.sd.CLIP of a family, built from ComfyUI's own classes."""
+    import comfy.sd
+    import comfy.sd1_clip
+    import comfy.sdxl_clip
+    import comfy.text_encoders.flux
+    import comfy.text_encoders.wan
+    from comfy.supported_models_base import ClipTarget
+
+    root = comfyui_root()
+    spiece = (root / "comfy" / "text_encoders" / "t5_pile_tokenizer" / "tokenizer.model").read_bytes()
+    families = {
+        "sd15": (comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel, {"clip_l_model_config": TINY_CLIP}, {}),
+        "sdxl": (comfy.sdxl_clip.SDXLTokenizer, comfy.sdxl_clip.SDXLClipModel,
+                 {"clip_l_model_config": TINY_CLIP, "clip_g_model_config": TINY_CLIP}, {}),
+        "flux": (comfy.text_encoders.flux.FluxTokenizer, comfy.text_encoders.flux.flux_clip(),
+                 {"clip_l_model_config": TINY_CLIP, "t5xxl_model_config": TINY_T5}, {}),
+        "wan": (comfy.text_encoders.wan.WanT5Tokenizer, comfy.text_encoders.wan.te(),
+                {"umt5xxl_model_config": {**TINY_T5, "vocab_size": 32000}},
+                {"spiece_model": torch.frombuffer(bytearray(spiece), dtype=torch.uint8)}),
+    }
+
+    def build(family: str, seed: int = 0):
+        tokenizer, encoder, options, tokenizer_data = families[family]
+        clip = comfy.sd.CLIP(ClipTarget(tokenizer, encoder), tokenizer_data=tokenizer_data,
+                             model_options={**options, "dtype": torch.float32})
+        _randomise(clip.cond_stage_model, seed)
+        return clip
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_node(comfy, tiny_clip):
+    """Registers a test-only node that outputs a tiny CLIP, so real graphs can feed real nodes
+    without weight files (stock loaders reject tiny encoder files). The executor stays real."""
+    import nodes
+    from comfy_api.latest import io
+
+    class TinyTestCLIP(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="TinyTestCLIP", category="testing",
+                             inputs=[io.Combo.Input("family", options=["sd15", "sdxl", "flux", "wan"]),
+                                     io.Int.Input("seed", default=0)],
+                             outputs=[io.Clip.Output()])
+
+        @classmethod
+        def execute(cls, family, seed):
+            return io.NodeOutput(tiny_clip(family, seed))
+
+    nodes.NODE_CLASS_MAPPINGS["TinyTestCLIP"] = TinyTestCLIP
+    return "TinyTestCLIP"

@@ -1,0 +1,82 @@
+"""ComfyUI text encoders as alignment targets: one feature space per sub-encoder.
+
+Features are taken exactly where each sub-encoder's conditioning leaves it on the way to the
+diffusion model (its `encode_token_weights` output, at the layer CLIPTextEncode uses), pooled
+over the prompt's real tokens (word id > 0: no start/end/padding/template tokens). The pooled
+vector output (CLIP-L / CLIP-G) is a space of its own, named "<key>.pooled".
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Callable
+
+import torch
+
+from ..steering.errors import SafetySteerError
+
+#: Sub-encoder keys (as `clip.tokenize` names them) whose conditioning layout Safety Steer knows.
+SUPPORTED_ENCODERS = ("l", "g", "t5xxl", "umt5xxl", "llama")
+
+
+class UnsupportedEncoderError(SafetySteerError):
+    pass
+
+
+def sub_encoders(clip) -> dict[str, torch.nn.Module]:
+    """{tokenizer key: sub-encoder module} for a comfy.sd.CLIP; unknown keys are an error."""
+    keys = list(clip.tokenize("a").keys())
+    model = clip.cond_stage_model
+    found = {}
+    for key in keys:
+        if key not in SUPPORTED_ENCODERS:
+            raise UnsupportedEncoderError(
+                f"This CLIP has a text encoder {key!r} that Safety Steer does not support yet. Supported "
+                f"encoders: {', '.join(SUPPORTED_ENCODERS)} (CLIP-L, CLIP-G, T5-XXL, umT5-XXL, Llama).")
+        module = getattr(model, f"clip_{key}", None) or getattr(model, key, None)
+        if module is None or not hasattr(module, "encode_token_weights"):
+            raise UnsupportedEncoderError(f"Could not find the {key!r} sub-encoder inside {type(model).__name__}.")
+        found[key] = module
+    return found
+
+
+def encoder_fingerprint(module: torch.nn.Module, samples: int = 4096) -> str:
+    """A cheap identity for encoder weights: names, shapes and a strided sample of every tensor
+    (hashing all of a 10 GB T5-XXL on each run would cost more than the fit it keys)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // samples)
+        digest.update(f"{name}:{list(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(flat[::step][:samples].to(torch.float32).cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def encode_per_encoder(clip, prompts: list[str], progress: Callable[[int, int], None] | None = None,
+                       include_pooled: bool = True) -> dict[str, torch.Tensor]:
+    """{space name: [len(prompts), dim]} mean-pooled real-token features for every sub-encoder."""
+    encoders = sub_encoders(clip)
+    model = clip.cond_stage_model
+    model.reset_clip_options()
+    if clip.layer_idx is not None:
+        model.set_clip_options({"layer": clip.layer_idx})
+    clip.load_model()
+    rows: dict[str, list[torch.Tensor]] = {}
+    for number, prompt in enumerate(prompts, start=1):
+        tokens = clip.tokenize(prompt, return_word_ids=True)
+        for key, module in encoders.items():
+            sections = tokens[key]
+            out = module.encode_token_weights(sections)
+            cond, pooled = out[0], out[1]
+            word_ids = torch.tensor([t[2] if len(t) > 2 else 1 for section in sections for t in section])
+            cond = cond[0].to(torch.float32).cpu()
+            mask = word_ids[: cond.shape[0]] > 0
+            if len(word_ids) != cond.shape[0] or not mask.any():
+                mask = torch.ones(cond.shape[0], dtype=torch.bool)   # layouts that crop tokens: use all
+            rows.setdefault(key, []).append(cond[mask].mean(0))
+            if include_pooled and pooled is not None:
+                rows.setdefault(f"{key}.pooled", []).append(pooled.reshape(-1).to(torch.float32).cpu())
+        if progress is not None:
+            progress(number, len(prompts))
+    model.reset_clip_options()
+    return {key: torch.stack(values) for key, values in rows.items()}

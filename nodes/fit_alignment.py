@@ -1,0 +1,70 @@
+"""FitCrossModelAlignment: carry a pack's directions into every sub-encoder of a CLIP."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import comfy.utils
+from comfy_api.latest import io
+
+from ..runtime import data_dir
+from ..steering.aligned import AlignedSafetyDirection, align_pack, anchor_subset, load_aligned, save_aligned
+from ..steering.alignment import MAP_METHODS
+from ..steering.pack import DirectionPack, pack_sha256
+from .clip_targets import encode_per_encoder, encoder_fingerprint, sub_encoders
+from .types import SafetyDirection
+
+
+def alignment_cache_dir():
+    return data_dir() / "cache" / "alignments"
+
+
+def cache_key(pack: DirectionPack, clip, method: str, n_anchors: int) -> str:
+    identity = {"pack": pack_sha256(pack), "method": method, "n_anchors": n_anchors, "layer_idx": clip.layer_idx,
+                "encoders": {k: encoder_fingerprint(m) for k, m in sub_encoders(clip).items()}, "version": 1}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class FitCrossModelAlignment(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FitCrossModelAlignment",
+            display_name="Fit Cross-Model Alignment",
+            category="safety_steer",
+            description=("Carries a safety direction pack from its source LLM into this CLIP's text encoders "
+                         "(each sub-encoder: CLIP-L, CLIP-G, T5, umT5, Llama) through a map fitted on benign "
+                         "anchor prompts only; no unsafe prompt ever reaches the target. The fit is cached on "
+                         "disk: the same pack, encoder and settings return at once the second time."),
+            inputs=[
+                io.Clip.Input("clip", tooltip="The text encoder(s) of your workflow, e.g. from Load Checkpoint or DualCLIPLoader."),
+                SafetyDirection.Input("direction", tooltip="A pack from Load Safety Direction (source-model space)."),
+                io.Combo.Input("method", options=list(MAP_METHODS), default="ridge",
+                               tooltip="ridge: closed form, regularisation chosen by leave-one-out on the anchors "
+                                       "(best in our measurements); procrustes: orthogonal map after PCA; cca; "
+                                       "mlp: small network, Jacobian-averaged transport (slowest)."),
+                io.Int.Input("anchors", default=2000, min=20, max=100000, step=1,
+                             tooltip="How many of the pack's benign anchor prompts to encode and fit on "
+                                     "(evenly spread over the set). More anchors transport better."),
+            ],
+            outputs=[SafetyDirection.Output(display_name="aligned_direction",
+                                            tooltip="The pack's directions, calibrated, in each sub-encoder's space.")],
+        )
+
+    @classmethod
+    def execute(cls, clip, direction, method, anchors) -> io.NodeOutput:
+        if isinstance(direction, AlignedSafetyDirection):
+            raise ValueError("This direction is already aligned to a text encoder; connect Load Safety Direction "
+                             "(the source-space pack) instead.")
+        key = cache_key(direction, clip, method, anchors)
+        cached = alignment_cache_dir() / f"{key}.safetensors"
+        if cached.is_file():
+            return io.NodeOutput(load_aligned(cached))
+        index = anchor_subset(len(direction.anchor_prompts), anchors)
+        prompts = [direction.anchor_prompts[i] for i in index.tolist()]
+        bar = comfy.utils.ProgressBar(len(prompts))
+        features = encode_per_encoder(clip, prompts, progress=lambda done, total: bar.update_absolute(done, total))
+        aligned = align_pack(direction, features, method, anchor_index=index,
+                             metadata={"cache_key": key, "pack_sha256": pack_sha256(direction)})
+        save_aligned(aligned, cached)
+        return io.NodeOutput(aligned)

@@ -1,0 +1,94 @@
+"""A pack's directions aligned to every sub-encoder of one target (what steering nodes consume).
+
+Saved as safetensors so that a fit is computed once per (pack, encoder weights, settings) and
+reloaded at once afterwards.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .alignment import MAP_METHODS, AlignmentError, fit_map
+from .directions import anchor_statistics
+from .pack import DirectionPack
+from .transport import AlignedDirections, transport_pack
+
+ALIGNED_FORMAT = "safety-steer-aligned-directions"
+ALIGNED_SCHEMA_VERSION = 1
+
+
+@dataclass
+class AlignedSafetyDirection:
+    """Directions of one pack, one AlignedDirections per target encoder key (``l``, ``t5xxl``...)."""
+
+    encoders: dict[str, AlignedDirections]
+    metadata: dict = field(default_factory=dict)   # pack identity, method, anchors, fingerprints, fit info
+
+    @property
+    def names(self) -> list[str]:
+        return next(iter(self.encoders.values())).names
+
+
+def anchor_subset(n_total: int, n_wanted: int) -> torch.Tensor:
+    """Evenly spaced anchor indices: a subset keeps the mix of caption / art / video / text prompts."""
+    if n_wanted >= n_total:
+        return torch.arange(n_total)
+    return torch.linspace(0, n_total - 1, n_wanted).round().long().unique()
+
+
+def align_pack(pack: DirectionPack, target_features: dict[str, torch.Tensor], method: str = "ridge",
+               anchor_index: torch.Tensor | None = None, seed: int = 0, metadata: dict | None = None) -> AlignedSafetyDirection:
+    """Fit one map per target encoder from the pack's source anchor features (benign only)."""
+    if method not in MAP_METHODS:
+        raise ValueError(f"Unknown alignment method {method!r}; use one of {MAP_METHODS}.")
+    index = torch.arange(pack.anchor_features.shape[0]) if anchor_index is None else anchor_index
+    source_z = pack.standardise(pack.anchor_features[index])
+    encoders, fit_info = {}, {}
+    for key, features in target_features.items():
+        if features.shape[0] != len(index):
+            raise AlignmentError(f"Encoder {key!r} gave {features.shape[0]} anchor features for {len(index)} anchors.")
+        mean, std = anchor_statistics(features)
+        z_target = (features - mean) / std
+        started = time.perf_counter()
+        fitted = fit_map(source_z, z_target, method, seed=seed)
+        fit_info[key] = {**fitted.info, "seconds": round(time.perf_counter() - started, 3), "dim": int(features.shape[1])}
+        encoders[key] = transport_pack(pack, fitted, z_target, mean, std)
+    meta = {"format": ALIGNED_FORMAT, "schema_version": ALIGNED_SCHEMA_VERSION, "method": method,
+            "n_anchors": len(index), "source_model": pack.metadata["source_model"], "layer": pack.metadata["layer"],
+            "pack_version": pack.metadata["pack_version"], "fit": fit_info, **(metadata or {})}
+    return AlignedSafetyDirection(encoders=encoders, metadata=meta)
+
+
+def save_aligned(aligned: AlignedSafetyDirection, path: str | Path) -> None:
+    tensors = {}
+    for key, enc in aligned.encoders.items():
+        for name in ("unit", "calibrated", "anchor_projection", "target_mean", "target_std"):
+            tensors[f"{key}/{name}"] = getattr(enc, name).to(torch.float32).contiguous()
+    meta = {"aligned": json.dumps({**aligned.metadata, "names": aligned.names, "encoders": list(aligned.encoders)})}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def load_aligned(path: str | Path) -> AlignedSafetyDirection:
+    with safe_open(str(path), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["aligned"])
+        if meta.get("format") != ALIGNED_FORMAT or int(meta.get("schema_version", 0)) > ALIGNED_SCHEMA_VERSION:
+            raise AlignmentError(f"{path} is not an aligned-direction file this version reads.")
+        encoders = {}
+        for key in meta["encoders"]:
+            parts = {name: handle.get_tensor(f"{key}/{name}") for name in
+                     ("unit", "calibrated", "anchor_projection", "target_mean", "target_std")}
+            encoders[key] = AlignedDirections(names=meta["names"], **parts)
+    names = meta.pop("names")
+    meta.pop("encoders")
+    assert names
+    return AlignedSafetyDirection(encoders=encoders, metadata=meta)

@@ -1,0 +1,99 @@
+"""FitCrossModelAlignment on tiny random-weight CLIP-L, CLIP-G, T5 and umT5 encoders built from
+ComfyUI's own classes, run through the real ComfyUI executor."""
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+import torch
+
+from safety_steer.steering import load_pack
+from safety_steer.steering.pack import DEFAULT_PACK_PATH
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return load_pack(DEFAULT_PACK_PATH)
+
+
+@pytest.mark.parametrize("family,expected", [
+    ("sd15", {"l": 32, "l.pooled": 32}),
+    ("sdxl", {"l": 32, "l.pooled": 32, "g": 32, "g.pooled": 32}),
+    ("flux", {"l": 32, "t5xxl": 32}),
+    ("wan", {"umt5xxl": 32}),
+])
+def test_per_encoder_features_and_alignment(comfy, tiny_clip, pack, family, expected):
+    from safety_steer.nodes.clip_targets import encode_per_encoder
+    from safety_steer.steering.aligned import align_pack, anchor_subset
+    clip = tiny_clip(family)
+    index = anchor_subset(len(pack.anchor_prompts), 60)
+    prompts = [pack.anchor_prompts[i] for i in index.tolist()]
+    features = encode_per_encoder(clip, prompts)
+    assert {k: v.shape[1] for k, v in features.items() if k in expected} == expected
+    assert all(v.shape[0] == len(prompts) and torch.isfinite(v).all() for v in features.values())
+    with pytest.warns(UserWarning, match="under-determined"):
+        aligned = align_pack(pack, {k: features[k] for k in expected}, "ridge", anchor_index=index)
+    for key, enc in aligned.encoders.items():
+        assert enc.unit.shape == (len(pack.names), expected[key])
+        assert torch.allclose(enc.unit.norm(dim=1), torch.ones(len(pack.names)), atol=1e-4)
+        assert (enc.calibrated.norm(dim=1) > 0).all()
+
+
+def alignment_graph(family: str, anchors: int = 80, method: str = "ridge", seed: int = 0) -> dict:
+    return {
+        "1": {"class_type": "LoadSafetyDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
+        "2": {"class_type": "TinyTestCLIP", "inputs": {"family": family, "seed": seed}},
+        "3": {"class_type": "FitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["1", 0],
+                                                                 "method": method, "anchors": anchors}},
+        "4": {"class_type": "SafetyDirectionInfo", "inputs": {"direction": ["3", 0]}},
+    }
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_node_fits_in_a_real_graph_and_caches_on_disk(comfy, tiny_clip_node, family, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
+    first = comfy.run(alignment_graph(family))
+    text = "".join(first["4"]["text"])
+    assert "with ridge on 80 benign anchors" in text
+    for key in {"sdxl": ("l:", "g:", "l.pooled", "g.pooled"), "flux": ("l:", "t5xxl:")}[family]:
+        assert key in text
+    cached = list((tmp_path / "cache" / "alignments").glob("*.safetensors"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+
+    # the copy of the pack that ComfyUI loaded (from custom_nodes), not the test's own import
+    node_module = sys.modules[comfy.node_classes["FitCrossModelAlignment"].__module__]
+    calls = []
+    original = node_module.encode_per_encoder
+    monkeypatch.setattr(node_module, "encode_per_encoder", lambda *a, **k: calls.append(1) or original(*a, **k))
+    started = time.perf_counter()
+    second = comfy.run(alignment_graph(family))
+    print(f"{family}: cached second run {time.perf_counter() - started:.2f} s")
+    assert second["4"]["text"] == first["4"]["text"] and not calls
+    assert cached[0].stat().st_mtime_ns == stamp
+
+    # other settings or other encoder weights are a different fit
+    comfy.run(alignment_graph(family, anchors=60))
+    assert calls, "a new setting must refit (and the spy must see the node's calls)"
+    comfy.run(alignment_graph(family, seed=1))
+    assert len(list((tmp_path / "cache" / "alignments").glob("*.safetensors"))) == 3
+
+
+def test_node_rejects_an_already_aligned_direction(comfy, tiny_clip_node, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
+    graph = alignment_graph("sd15", anchors=40)
+    graph["5"] = {"class_type": "FitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["3", 0],
+                                                                     "method": "ridge", "anchors": 40}}
+    graph["6"] = {"class_type": "SafetyDirectionInfo", "inputs": {"direction": ["5", 0]}}
+    with pytest.raises(RuntimeError, match="already aligned"):
+        comfy.run(graph)
+
+
+def test_unknown_encoder_is_a_clear_error(comfy, tiny_clip):
+    from safety_steer.nodes.clip_targets import UnsupportedEncoderError, sub_encoders
+    clip = tiny_clip("sd15")
+    original = clip.tokenizer.tokenize_with_weights
+    clip.tokenizer.tokenize_with_weights = lambda text, *a, **k: {"qwen3_4b": original(text, *a, **k)["l"]}
+    with pytest.raises(UnsupportedEncoderError, match="'qwen3_4b'.*Supported encoders: l, g, t5xxl, umt5xxl, llama"):
+        sub_encoders(clip)
