@@ -72,6 +72,46 @@ def cmd_serve(args) -> int:
     return 0  # unreachable
 
 
+def cmd_evaluate(args) -> int:
+    from .steering import load_pairs, load_text_model
+    from .steering.evaluation import evaluate_transfer, exclude_training_pairs, resolve_pack
+    from .steering.targets import text_model_encoder
+
+    def say(message: str) -> None:
+        print(f"[evaluate] {message}", file=sys.stderr)
+
+    pack = resolve_pack(args.pack, args.source, progress=say)
+    pairs = exclude_training_pairs(load_pairs(args.pairs), pack, warn=say)
+    say(f"loading target {args.target}")
+    target = load_text_model(args.target)
+    encoder = text_model_encoder(target, layer=args.target_layer)
+    result = evaluate_transfer(pack, encoder, pairs, method=args.method, progress=say)
+    report = {"source": pack.metadata["source_model"], "source_layer": int(pack.metadata["layer"]),
+              "target": target.display_name, "target_layer": encoder.layer, **result.report}
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(format_evaluation(report))
+    return 0
+
+
+def format_evaluation(report: dict) -> str:
+    lines = [f"{report['source']} (layer {report['source_layer']}) -> {report['target']} (layer {report['target_layer']}), "
+             f"map {report['method']}, {report['n_eval_pairs']} evaluation pairs",
+             f"AUROC  transported {report['auroc_transported']:.3f}   native* {report['auroc_native']:.3f}   "
+             f"random {report['auroc_random']:.3f}   cosine(transported, native*) {report['cosine_transported_native']:+.3f}",
+             "per category: " + ", ".join(f"{k} {v['auroc_transported']:.3f}/{v['auroc_native']:.3f}"
+                                          for k, v in report["per_category"].items()),
+             "strength gated  repASR transported/native*  centred preservation transported/native*  (raw cosine)"]
+    for e in report["sweep"]:
+        lines.append(f"{e['strength']:>8} {str(e['gated']):>5}  {e['rep_asr_transported']:.3f} / {e['rep_asr_native']:.3f}"
+                     f"            {e['benign_preservation_transported']:.3f} / {e['benign_preservation_native']:.3f}"
+                     f"   ({e['benign_raw_cosine_transported']:.3f})")
+    lines.append(f"goals: {json.dumps(report['goals'])}")
+    lines.append("* native = fitted on the target with target-side unsafe data: a comparison baseline only.")
+    return "\n".join(lines)
+
+
 def cmd_bench(args) -> int:
     from .bench import extraction_throughput
     result = extraction_throughput.run(n_prompts=args.prompts, source=args.source)
@@ -81,6 +121,7 @@ def cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .steering import DEFAULT_SOURCE, METHODS, POOLINGS
+    from .steering.alignment import MAP_METHODS
     parser = argparse.ArgumentParser(prog="safety-steer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -107,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-directory", default=None, help="ComfyUI data folder (default: data/comfyui)")
     p.add_argument("--gpu", action="store_true", help="let ComfyUI use a GPU (default: --cpu)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("evaluate", help="transported vs native vs random direction on a target model")
+    p.add_argument("--pairs", required=True, help="evaluation pairs JSONL (category, safe, unsafe); never fitted on")
+    p.add_argument("--pack", default=None, help="direction pack (default: the shipped pack, or one built from --source)")
+    p.add_argument("--source", default=None, help="source model to build a pack from when --pack is not given")
+    p.add_argument("--target", default="gemma3-270m", help="built-in name, model folder, .gguf file or hub id")
+    p.add_argument("--target-layer", type=int, default=None, help="target layer (default: the middle block)")
+    p.add_argument("--method", choices=MAP_METHODS, default="ridge")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="benchmarks (figures as ratios from one run)")
     p.add_argument("which", choices=["extraction"])

@@ -40,8 +40,12 @@ class FittedMap:
 
     def transport(self, direction: torch.Tensor) -> torch.Tensor:
         """Carry a source-space direction (or rows of directions) into the target space."""
+        if direction.shape[-1] != self.source_dim:
+            raise AlignmentError(f"A direction of {direction.shape[-1]} dimensions cannot go through a map fitted "
+                                 f"from {self.source_dim} source dimensions: the pack and the alignment come from "
+                                 "different source models or layers.")
         matrix = self.mean_jacobian if self.mlp is not None else self.weight
-        return direction @ matrix
+        return direction.to(matrix.dtype) @ matrix
 
 
 def check_anchor_features(source: torch.Tensor, target: torch.Tensor) -> None:
@@ -161,9 +165,11 @@ def fit_procrustes(x: torch.Tensor, y: torch.Tensor, components: int | None = No
 
 def fit_cca(x: torch.Tensor, y: torch.Tensor, components: int | None = None, reg: float = 1e-1,
             canonical: int | None = None) -> FittedMap:
-    """Regularised CCA in reduced spaces; the map predicts target canonical variates from source ones."""
-    k = components or min(x.shape[1], y.shape[1], x.shape[0] // 4, 256)
-    px, py = _top_axes(x, k), _top_axes(y, k)
+    """Regularised CCA in PCA-reduced spaces (each side keeps up to ``components`` axes); the map
+    predicts the target's canonical variates from the source's, weighted by their correlations."""
+    cap = components or min(x.shape[0] // 4, 256)
+    px, py = _top_axes(x, min(x.shape[1], cap)), _top_axes(y, min(y.shape[1], cap))
+    k = (px.shape[1], py.shape[1])
     a, b = x @ px, y @ py
     n = a.shape[0]
     cov_a = a.T @ a / n + reg * torch.eye(a.shape[1], dtype=a.dtype)

@@ -29,6 +29,37 @@ HELDOUT_ANCHOR_EVERY = 10   # every 10th anchor is held out of the map fit, for 
 Encoder = Callable[[list[str]], torch.Tensor]
 
 
+def resolve_pack(pack_path: str | None, source: str | None, progress: Callable[[str], None] | None = None) -> DirectionPack:
+    """--pack if given; else the shipped pack for the default source; else a pack built from
+    ``source`` on the shipped data (cached, so the source LLM runs once)."""
+    from .pack import DEFAULT_PACK_PATH, load_pack, save_pack
+    from .sources import DEFAULT_SOURCE, default_cache_dir
+    if pack_path:
+        return load_pack(pack_path)
+    if source in (None, DEFAULT_SOURCE):
+        return load_pack(DEFAULT_PACK_PATH)
+    from .build import build_pack
+    cached = default_cache_dir() / "packs" / f"{sha256_json(source)[:16]}.safetensors"
+    if not cached.is_file():
+        if progress:
+            progress(f"building a pack from {source} (once; cached in {cached.parent})")
+        pack, _ = build_pack(source)
+        save_pack(pack, cached)
+    return load_pack(cached)
+
+
+def exclude_training_pairs(pairs: list[PromptPair], pack: DirectionPack, warn: Callable[[str], None] | None = None,
+                           train_pairs: list[PromptPair] | None = None) -> list[PromptPair]:
+    """Evaluation pairs that the pack was fitted on would flatter it: drop them, and say so."""
+    train = {(p.safe, p.unsafe) for p in training_pairs_for(pack, train_pairs)}
+    kept = [p for p in pairs if (p.safe, p.unsafe) not in train]
+    if len(kept) < len(pairs) and warn:
+        warn(f"{len(pairs) - len(kept)} of the evaluation pairs are the pack's training pairs; they are left out.")
+    if not kept:
+        raise PromptDataError("Every evaluation pair is one of the pack's training pairs: give held-out pairs.")
+    return kept
+
+
 def split_anchors(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     index = torch.arange(n)
     held = index % HELDOUT_ANCHOR_EVERY == 0

@@ -20,3 +20,19 @@ def text_model_encoder(model: LoadedModel, layer: int | None = None, pooling: st
 
     encode.layer = layer
     return encode
+
+
+def memoized(encode):
+    """Encode each distinct prompt once across calls (benchmarks run several maps per target)."""
+    memo: dict[str, object] = {}
+
+    def cached(prompts: list[str]):
+        import torch
+        missing = list(dict.fromkeys(p for p in prompts if p not in memo))
+        if missing:
+            for prompt, row in zip(missing, encode(missing)):
+                memo[prompt] = row
+        return torch.stack([memo[p] for p in prompts])
+
+    cached.layer = getattr(encode, "layer", None)
+    return cached

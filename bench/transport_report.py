@@ -1,0 +1,95 @@
+"""Cross-model transport benchmark on real models: every map against native and random, with
+the strength sweep (attack success vs benign preservation), written as JSON and PNG plots.
+
+Evaluation pairs: the shipped held-out pairs (never fitted on). Run:
+    .venv/bin/python -m safety_steer.bench.transport_report [--out bench/results]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..steering import load_pairs, load_text_model
+from ..steering.alignment import MAP_METHODS
+from ..steering.evaluation import evaluate_transfer, resolve_pack
+from ..steering.targets import memoized, text_model_encoder
+
+COMBOS = (("smollm2-135m", "gemma3-270m"), ("smollm2-135m", "minilm-l6"), ("minilm-l6", "smollm2-135m"))
+
+
+def run(combos=COMBOS, methods=MAP_METHODS, out_dir: Path = Path("bench/results")) -> dict:
+    torch.set_num_threads(2)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pairs = [p for p in load_pairs() if p.split == "heldout"]
+    results = {}
+    for source, target_name in combos:
+        say(f"{source} -> {target_name}")
+        pack = resolve_pack(None, source, progress=say)
+        target = load_text_model(target_name)
+        encoder = memoized(text_model_encoder(target))
+        for method in methods:
+            started = time.perf_counter()
+            report = evaluate_transfer(pack, encoder, pairs, method=method).report
+            report.update(source=pack.metadata["source_model"], source_layer=int(pack.metadata["layer"]),
+                          target=target.display_name, target_layer=encoder.layer,
+                          seconds=round(time.perf_counter() - started, 1))
+            results[f"{source}->{target_name}:{method}"] = report
+            say(f"  {method}: AUROC transported {report['auroc_transported']:.3f} native {report['auroc_native']:.3f} "
+                f"random {report['auroc_random']:.3f}; goals {report['goals']}")
+    (out_dir / "transport.json").write_text(json.dumps(results, indent=1))
+    plot(results, out_dir)
+    return results
+
+
+def plot(results: dict, out_dir: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    combos = sorted({key.split(":")[0] for key in results})
+    fig, axes = plt.subplots(1, len(combos), figsize=(6 * len(combos), 4.8), squeeze=False)
+    for ax, combo in zip(axes[0], combos):
+        for key, report in results.items():
+            if not key.startswith(combo + ":"):
+                continue
+            method = key.split(":")[1]
+            for gated, style in ((False, "--"), (True, "-")):
+                rows = [e for e in report["sweep"] if e["gated"] == gated]
+                ax.plot([e["benign_preservation_transported"] for e in rows], [e["rep_asr_transported"] for e in rows],
+                        style, marker="o", ms=3, label=f"{method}{' gated' if gated else ''}")
+        native = next(r for k, r in results.items() if k.startswith(combo + ":"))
+        for gated, style in ((False, ":"), (True, "-.")):
+            rows = [e for e in native["sweep"] if e["gated"] == gated]
+            ax.plot([e["benign_preservation_native"] for e in rows], [e["rep_asr_native"] for e in rows], style,
+                    color="black", label=f"native*{' gated' if gated else ''}")
+        ax.axvline(0.95, color="grey", lw=0.8)
+        ax.set_xlim(0.5, 1.001)
+        ax.invert_xaxis()
+        ax.set_xlabel("benign preservation (centred cosine, held-out anchors)")
+        ax.set_ylabel("representation-level attack success rate")
+        ax.set_title(combo.replace("->", " -> "), fontsize=10)
+        ax.legend(fontsize=7)
+    fig.suptitle("Strength sweep: attack success vs benign preservation (*native uses target-side unsafe data)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_dir / "transport_tradeoff.png", dpi=110)
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--methods", nargs="*", default=list(MAP_METHODS))
+    args = parser.parse_args(argv)
+    run(methods=args.methods, out_dir=Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
