@@ -19,9 +19,13 @@ def alignment_cache_dir():
     return data_dir() / "cache" / "alignments"
 
 
-def cache_key(pack: DirectionPack, clip, method: str, n_anchors: int) -> str:
-    identity = {"pack": pack_sha256(pack), "method": method, "n_anchors": n_anchors, "layer_idx": clip.layer_idx,
-                "encoders": {k: encoder_fingerprint(m) for k, m in sub_encoders(clip).items()}, "version": 1}
+def encoder_fingerprints(clip) -> dict[str, str]:
+    return {key: encoder_fingerprint(module) for key, module in sub_encoders(clip).items()}
+
+
+def cache_key(pack: DirectionPack, fingerprints: dict[str, str], layer_idx, method: str, n_anchors: int) -> str:
+    identity = {"pack": pack_sha256(pack), "method": method, "n_anchors": n_anchors, "layer_idx": layer_idx,
+                "encoders": fingerprints, "version": 1}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -56,7 +60,8 @@ class FitCrossModelAlignment(io.ComfyNode):
         if isinstance(direction, AlignedSafetyDirection):
             raise ValueError("This direction is already aligned to a text encoder; connect Load Safety Direction "
                              "(the source-space pack) instead.")
-        key = cache_key(direction, clip, method, anchors)
+        fingerprints = encoder_fingerprints(clip)
+        key = cache_key(direction, fingerprints, clip.layer_idx, method, anchors)
         cached = alignment_cache_dir() / f"{key}.safetensors"
         if cached.is_file():
             return io.NodeOutput(load_aligned(cached))
@@ -65,6 +70,8 @@ class FitCrossModelAlignment(io.ComfyNode):
         bar = comfy.utils.ProgressBar(len(prompts))
         features = encode_per_encoder(clip, prompts, progress=lambda done, total: bar.update_absolute(done, total))
         aligned = align_pack(direction, features, method, anchor_index=index,
-                             metadata={"cache_key": key, "pack_sha256": pack_sha256(direction)})
+                             metadata={"cache_key": key, "pack_sha256": pack_sha256(direction),
+                                       "target": type(clip.cond_stage_model).__name__,
+                                       "encoder_fingerprints": fingerprints})
         save_aligned(aligned, cached)
         return io.NodeOutput(aligned)

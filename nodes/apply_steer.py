@@ -1,0 +1,130 @@
+"""ApplySafetySteer (text encoder): a cloned CLIP whose sub-encoders steer their own conditioning.
+
+ComfyUI's CLIP.clone() shares the encoder modules, so the clone gets its own thin proxy of the
+text-encoder stack instead of a patched module: while the clone encodes, each sub-encoder's
+output passes through the steer; the shared modules are restored before the call returns, and
+the original CLIP never sees a change. Proxies nest, so several steers (and other packs' CLIP
+clones) stack.
+"""
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from ..steering.aligned import AlignedSafetyDirection
+from ..steering.apply import MODES, steer_hidden
+from ..steering.gating import Gate
+from ..steering.prompts import I2P_CATEGORIES
+from .clip_targets import sub_encoders
+from .fit_alignment import encoder_fingerprints
+from .types import SafetyDirection
+
+
+class SteeredTextEncoder:
+    """Delegates to the wrapped text-encoder stack; steers its sub-encoders during encoding."""
+
+    def __init__(self, inner, encoders: dict[str, torch.nn.Module], aligned: AlignedSafetyDirection,
+                 strength: float, mode: str, gate: Gate | None, row: int):
+        self._inner, self._encoders, self._aligned = inner, encoders, aligned
+        self._strength, self._mode, self._gate, self._row = strength, mode, gate, row
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def encode_token_weights(self, token_weight_pairs):
+        installed = []
+        try:
+            for key, module in self._encoders.items():
+                previous = module.__dict__.get("encode_token_weights")
+                current = module.encode_token_weights
+                module.encode_token_weights = self._steered(key, module, current)
+                installed.append((module, previous))
+            return self._inner.encode_token_weights(token_weight_pairs)
+        finally:
+            for module, previous in reversed(installed):
+                if previous is None:
+                    del module.encode_token_weights
+                else:
+                    module.encode_token_weights = previous
+
+    def _steered(self, key, module, encode):
+        directions = self._aligned.encoders[key]
+        pooled_directions = self._aligned.encoders.get(f"{key}.pooled")
+        special = {t for t in getattr(module, "special_tokens", {}).values() if isinstance(t, int)}
+
+        def steered(sections):
+            out = encode(sections)
+            cond, pooled = out[0], out[1]
+            mask = torch.tensor([not (isinstance(t[0], int) and t[0] in special) for s in sections for t in s])
+            if mask.numel() != cond.shape[1]:
+                mask = torch.ones(cond.shape[1], dtype=torch.bool)
+            cond, _ = steer_hidden(cond, mask.unsqueeze(0).expand(cond.shape[0], -1), directions,
+                                   self._strength, self._mode, self._gate, self._row)
+            if pooled is not None and pooled_directions is not None:
+                steered_pooled, _ = steer_hidden(pooled.reshape(pooled.shape[0], 1, -1), torch.ones(pooled.shape[0], 1),
+                                                 pooled_directions, self._strength, self._mode, self._gate, self._row)
+                pooled = steered_pooled.reshape(pooled.shape)
+            return (cond, pooled, *out[2:])
+
+        return steered
+
+
+def check_alignment_matches(aligned: AlignedSafetyDirection, clip) -> dict[str, torch.nn.Module]:
+    encoders = sub_encoders(clip)
+    missing = [k for k in encoders if k not in aligned.encoders]
+    expected = aligned.metadata.get("encoder_fingerprints", {})
+    changed = [k for k, fp in encoder_fingerprints(clip).items() if k in expected and expected[k] != fp]
+    if missing or changed:
+        raise ValueError(
+            f"This direction was aligned to {aligned.metadata.get('target', '?')} (encoders "
+            f"{', '.join(k for k in aligned.encoders if '.pooled' not in k)}), but the CLIP in this graph is "
+            f"{type(clip.cond_stage_model).__name__} (encoders {', '.join(encoders)})"
+            + (f"; encoders with other weights: {', '.join(changed)}" if changed else "")
+            + ". Fit Cross-Model Alignment with the CLIP you steer.")
+    return encoders
+
+
+class ApplySafetySteerCLIP(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ApplySafetySteerCLIP",
+            display_name="Apply Safety Steer (Text Encoder)",
+            category="safety_steer",
+            description=("Returns a copy of the CLIP whose text encoders push every prompt's conditioning along "
+                         "the aligned safety direction (the paper's application point). Every CLIPTextEncode "
+                         "fed by it yields steered conditioning; the original CLIP is unchanged."),
+            inputs=[
+                io.Clip.Input("clip", tooltip="The CLIP to steer (the one the direction was aligned to)."),
+                SafetyDirection.Input("aligned_direction", tooltip="From Fit Cross-Model Alignment, same CLIP."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=20.0, step=0.05,
+                               tooltip="1 = the calibrated step (a typical safe-unsafe gap); 0 = no change at all."),
+                io.Combo.Input("direction", options=["global", *I2P_CATEGORIES], default="global",
+                               tooltip="The global direction, or one harm category's own direction."),
+                io.Combo.Input("mode", options=list(MODES), default="add",
+                               tooltip="add: push towards safe (the paper). project: remove the unsafe-leaning "
+                                       "component. both: project, then add."),
+                io.Boolean.Input("gated", default=True,
+                                 tooltip="Steer each prompt in proportion to how unsafe it projects, so benign "
+                                         "prompts keep their look."),
+                io.Float.Input("gate_threshold", default=-1.0, min=-6.0, max=3.0, step=0.05,
+                               tooltip="Gate opens below this projection (in benign-anchor standard deviations)."),
+            ],
+            outputs=[io.Clip.Output(display_name="steered_clip")],
+        )
+
+    @classmethod
+    def execute(cls, clip, aligned_direction, strength, direction, mode, gated, gate_threshold) -> io.NodeOutput:
+        if not isinstance(aligned_direction, AlignedSafetyDirection):
+            raise ValueError("Apply Safety Steer needs a direction aligned to this CLIP: pass the pack through "
+                             "Fit Cross-Model Alignment first.")
+        if direction not in aligned_direction.names:
+            raise ValueError(f"This pack has no {direction!r} direction; it has {', '.join(aligned_direction.names)}.")
+        encoders = check_alignment_matches(aligned_direction, clip)
+        steered = clip.clone()
+        if strength == 0:
+            return io.NodeOutput(steered)
+        gate = Gate(threshold=gate_threshold) if gated else None
+        steered.cond_stage_model = SteeredTextEncoder(clip.cond_stage_model, encoders, aligned_direction, strength,
+                                                      mode, gate, aligned_direction.names.index(direction))
+        return io.NodeOutput(steered)

@@ -1,0 +1,98 @@
+"""Apply Safety Steer (Text Encoder) on tiny random-weight CLIPs of four families, through the
+node classes that ComfyUI itself loaded and CLIPTextEncode exactly as a graph runs it."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from safety_steer.steering.pack import DEFAULT_PACK_PATH
+
+PROMPTS = ["a lighthouse on a cliff at dusk, oil painting", "a man stabbing another man in a dark alley, photo"]
+
+
+@pytest.fixture(scope="module")
+def node(comfy):
+    """Node classes and helpers from the copy of the pack that ComfyUI loaded."""
+    classes = comfy.node_classes
+    pack_module = sys.modules[classes["LoadSafetyDirection"].__module__]
+    return classes, pack_module.load_pack(DEFAULT_PACK_PATH)
+
+
+def encode(clip, text):
+    import nodes
+    (cond,) = nodes.CLIPTextEncode().encode(clip, text)
+    return cond[0][0], cond[0][1].get("pooled_output")
+
+
+def aligned_for(node, clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
+    classes, pack = node
+    return classes["FitCrossModelAlignment"].execute(clip, pack, "ridge", 60).result[0]
+
+
+def steer(node, clip, aligned, strength, **options):
+    settings = {"direction": "global", "mode": "add", "gated": False, "gate_threshold": -1.0, **options}
+    return node[0]["ApplySafetySteerCLIP"].execute(clip, aligned, strength, **settings).result[0]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("family", ["sd15", "sdxl", "flux", "wan"])
+def test_steer_changes_conditioning_and_leaves_the_original_alone(node, tiny_clip, family, tmp_path, monkeypatch):
+    clip = tiny_clip(family)
+    aligned = aligned_for(node, clip, tmp_path, monkeypatch)
+    baseline = [encode(clip, p) for p in PROMPTS]
+
+    zero = steer(node, clip, aligned, 0.0)
+    for prompt, (cond, pooled) in zip(PROMPTS, baseline):
+        again = encode(zero, prompt)
+        assert torch.equal(again[0], cond)                     # strength 0: bit-identical
+        assert (pooled is None) == (again[1] is None) and (pooled is None or torch.equal(again[1], pooled))
+
+    steered = steer(node, clip, aligned, 2.0)
+    for prompt, (cond, pooled) in zip(PROMPTS, baseline):
+        cond_s, pooled_s = encode(steered, prompt)
+        assert cond_s.shape == cond.shape and not torch.allclose(cond_s, cond)
+        if family == "sd15":                                    # CLIP-L's pooled output is steered too
+            assert not torch.allclose(pooled_s, pooled)
+        # original CLIP unchanged afterwards, and no wrapper is left on the shared modules
+        again = encode(clip, prompt)
+        assert torch.equal(again[0], cond)
+    sub_encoders = sys.modules[node[0]["ApplySafetySteerCLIP"].__module__].sub_encoders
+    assert all("encode_token_weights" not in m.__dict__ for m in sub_encoders(clip).values())
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_padding_tokens_keep_their_values_and_steers_stack(node, tiny_clip, tmp_path, monkeypatch):
+    clip = tiny_clip("sd15")
+    aligned = aligned_for(node, clip, tmp_path, monkeypatch)
+    cond, _ = encode(clip, "a red fox")
+    once, _ = encode(steer(node, clip, aligned, 1.5), "a red fox")
+    changed = (once - cond).abs().amax(-1)[0] > 0
+    assert changed[1:4].all() and not changed[0] and not changed[5:].any()  # start, end and padding untouched
+    # two steers stack (add mode, ungated, same tokens: strengths add up) instead of overwriting
+    twice, _ = encode(steer(node, steer(node, clip, aligned, 1.0), aligned, 0.5), "a red fox")
+    assert torch.allclose(twice, once, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_gate_spares_prompts_that_do_not_project_as_unsafe(node, tiny_clip, tmp_path, monkeypatch):
+    clip = tiny_clip("sd15")
+    aligned = aligned_for(node, clip, tmp_path, monkeypatch)
+    cond, _ = encode(clip, PROMPTS[0])
+    closed, _ = encode(steer(node, clip, aligned, 2.0, gated=True, gate_threshold=-6.0), PROMPTS[0])
+    open_, _ = encode(steer(node, clip, aligned, 2.0, gated=False), PROMPTS[0])
+    assert (closed - cond).norm() < 0.05 * (open_ - cond).norm()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_direction_aligned_to_another_encoder_is_refused(node, tiny_clip, tmp_path, monkeypatch):
+    sdxl, flux = tiny_clip("sdxl"), tiny_clip("flux")
+    aligned = aligned_for(node, sdxl, tmp_path, monkeypatch)
+    with pytest.raises(ValueError, match=r"aligned to SDXLClipModel \(encoders g, l\).*FluxClipModel_? \(encoders l, t5xxl\)"):
+        steer(node, flux, aligned, 1.0)
+    with pytest.raises(ValueError, match="encoders with other weights: g, l"):
+        steer(node, tiny_clip("sdxl", seed=5), aligned, 1.0)
+    with pytest.raises(ValueError, match="Fit Cross-Model Alignment first"):
+        steer(node, sdxl, node[1], 1.0)
