@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from safety_steer.runtime import PACK_ROOT, comfyui_root, prepare_base_directory, server_command
+from safety_steer.runtime import PACK_ROOT, comfyui_root, prepare_base_directory
 
 from safety_steer.steering.pack import DEFAULT_PACK_PATH as SHIPPED_PACK
 
@@ -130,13 +130,14 @@ class ComfyServer:
 
 @pytest.fixture(scope="session")
 def comfy_server(tmp_path_factory):
-    """ComfyUI's real server (main.py) on loopback, the pack in its custom_nodes."""
-    base = prepare_base_directory(tmp_path_factory.mktemp("server_base"))
+    """ComfyUI's real server (main.py) on loopback, the pack in its custom_nodes, started by the
+    same `safety-steer serve` that `make run` calls."""
+    base = tmp_path_factory.mktemp("server_base")
     port = _free_port()
     log = base / "server.log"
+    command = [sys.executable, "-m", "safety_steer.cli", "serve", "--port", str(port), "--base-directory", str(base)]
     with open(log, "w") as handle:
-        process = subprocess.Popen(server_command(base, port=port), stdout=handle, stderr=subprocess.STDOUT,
-                                   cwd=str(base))
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=str(base))
     server = ComfyServer(f"http://127.0.0.1:{port}", process, log)
     deadline = time.time() + 120
     try:
