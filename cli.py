@@ -75,7 +75,7 @@ def cmd_serve(args) -> int:
 def cmd_evaluate(args) -> int:
     from .steering import load_pairs, load_text_model
     from .steering.evaluation import evaluate_transfer, exclude_training_pairs, resolve_pack
-    from .steering.targets import text_model_encoder
+    from .steering.targets import pack_source_encoder, text_model_encoder
 
     def say(message: str) -> None:
         print(f"[evaluate] {message}", file=sys.stderr)
@@ -85,7 +85,8 @@ def cmd_evaluate(args) -> int:
     say(f"loading target {args.target}")
     target = load_text_model(args.target)
     encoder = text_model_encoder(target, layer=args.target_layer)
-    result = evaluate_transfer(pack, encoder, pairs, method=args.method, progress=say)
+    source = pack_source_encoder(pack, progress=say) if args.source_gate else None
+    result = evaluate_transfer(pack, encoder, pairs, method=args.method, progress=say, encode_source=source)
     report = {"source": pack.metadata["source_model"], "source_layer": int(pack.metadata["layer"]),
               "target": target.display_name, "target_layer": encoder.layer, **result.report}
     if args.json:
@@ -102,9 +103,9 @@ def format_evaluation(report: dict) -> str:
              f"random {report['auroc_random']:.3f}   cosine(transported, native*) {report['cosine_transported_native']:+.3f}",
              "per category: " + ", ".join(f"{k} {v['auroc_transported']:.3f}/{v['auroc_native']:.3f}"
                                           for k, v in report["per_category"].items()),
-             "strength gated  repASR transported/native*  centred preservation transported/native*  (raw cosine)"]
+             "strength   gate  repASR transported/native*  centred preservation transported/native*  (raw cosine)"]
     for e in report["sweep"]:
-        lines.append(f"{e['strength']:>8} {str(e['gated']):>5}  {e['rep_asr_transported']:.3f} / {e['rep_asr_native']:.3f}"
+        lines.append(f"{e['strength']:>8} {e['gate']:>6}  {e['rep_asr_transported']:.3f} / {e['rep_asr_native']:.3f}"
                      f"            {e['benign_preservation_transported']:.3f} / {e['benign_preservation_native']:.3f}"
                      f"   ({e['benign_raw_cosine_transported']:.3f})")
     lines.append(f"goals: {json.dumps(report['goals'])}")
@@ -156,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="gemma3-270m", help="built-in name, model folder, .gguf file or hub id")
     p.add_argument("--target-layer", type=int, default=None, help="target layer (default: the middle block)")
     p.add_argument("--method", choices=MAP_METHODS, default="ridge")
+    p.add_argument("--no-source-gate", dest="source_gate", action="store_false",
+                   help="skip the gate that reads the source LLM's projection of each prompt")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 

@@ -17,7 +17,7 @@ import torch
 from ..steering import load_pairs, load_text_model
 from ..steering.alignment import MAP_METHODS
 from ..steering.evaluation import evaluate_transfer, resolve_pack
-from ..steering.targets import memoized, text_model_encoder
+from ..steering.targets import memoized, pack_source_encoder, text_model_encoder
 
 COMBOS = (("smollm2-135m", "gemma3-270m"), ("smollm2-135m", "minilm-l6"), ("minilm-l6", "smollm2-135m"))
 
@@ -32,9 +32,11 @@ def run(combos=COMBOS, methods=MAP_METHODS, out_dir: Path = Path("bench/results"
         pack = resolve_pack(None, source, progress=say)
         target = load_text_model(target_name)
         encoder = memoized(text_model_encoder(target))
+        source_encoder = pack_source_encoder(pack, progress=say)
+        source_encoder = memoized(source_encoder) if source_encoder is not None else None
         for method in methods:
             started = time.perf_counter()
-            report = evaluate_transfer(pack, encoder, pairs, method=method).report
+            report = evaluate_transfer(pack, encoder, pairs, method=method, encode_source=source_encoder).report
             report.update(source=pack.metadata["source_model"], source_layer=int(pack.metadata["layer"]),
                           target=target.display_name, target_layer=encoder.layer,
                           seconds=round(time.perf_counter() - started, 1))
@@ -57,15 +59,15 @@ def plot(results: dict, out_dir: Path) -> None:
             if not key.startswith(combo + ":"):
                 continue
             method = key.split(":")[1]
-            for gated, style in ((False, "--"), (True, "-")):
-                rows = [e for e in report["sweep"] if e["gated"] == gated]
+            for gate, style in (("none", ":"), ("source", "-")):
+                rows = [e for e in report["sweep"] if e["gate"] == gate]
                 ax.plot([e["benign_preservation_transported"] for e in rows], [e["rep_asr_transported"] for e in rows],
-                        style, marker="o", ms=3, label=f"{method}{' gated' if gated else ''}")
+                        style, marker="o", ms=3, label=f"{method}, gate {gate}")
         native = next(r for k, r in results.items() if k.startswith(combo + ":"))
-        for gated, style in ((False, ":"), (True, "-.")):
-            rows = [e for e in native["sweep"] if e["gated"] == gated]
+        for gate, style in (("none", ":"), ("target", "-.")):
+            rows = [e for e in native["sweep"] if e["gate"] == gate]
             ax.plot([e["benign_preservation_native"] for e in rows], [e["rep_asr_native"] for e in rows], style,
-                    color="black", label=f"native*{' gated' if gated else ''}")
+                    color="black", label=f"native*, gate {gate}")
         ax.axvline(0.95, color="grey", lw=0.8)
         ax.set_xlim(0.5, 1.001)
         ax.invert_xaxis()

@@ -94,7 +94,7 @@ def build_pack(source: str | LoadedModel = DEFAULT_SOURCE, layer: int | None = N
 
     metadata = {
         "pack_version": pack_version, "created_with": f"safety-steer {__version__}",
-        "source_model": model.display_name, "source_weights_sha256": model.weights_sha256,
+        "source_model": model.display_name, "source_ref": model.name, "source_weights_sha256": model.weights_sha256,
         "source_hidden_size": str(model.hidden_size), "source_num_layers": str(model.num_layers),
         "layer": str(layer), "layer_selection": selection,
         "pooling": pooling, "first_token_excluded": str(model.is_decoder).lower(), "method": method, "max_length": str(max_length),

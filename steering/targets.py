@@ -36,3 +36,20 @@ def memoized(encode):
 
     cached.layer = getattr(encode, "layer", None)
     return cached
+
+
+def pack_source_encoder(pack, progress=None):
+    """The pack's own source LLM as an encoder at the pack's layer and pooling, or None when the
+    model the pack names (``source_ref``) cannot be loaded here."""
+    from .errors import SourceModelError
+    from .sources import load_text_model
+    ref = pack.metadata.get("source_ref")
+    if not ref:
+        return None
+    try:
+        model = load_text_model(ref, allow_hub=False)
+    except SourceModelError as exc:
+        if progress:
+            progress(f"source model {ref!r} not available here ({exc}); the source-detector gate is skipped")
+        return None
+    return text_model_encoder(model, layer=int(pack.metadata["layer"]), pooling=pack.metadata["pooling"])

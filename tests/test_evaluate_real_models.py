@@ -38,6 +38,7 @@ def test_evaluate_json_report_on_minilm(heldout_file):
                                            "illegal activity"}
     strengths = {e["strength"] for e in report["sweep"]}
     assert 0.0 in strengths and {e["gated"] for e in report["sweep"]} == {False, True}
+    assert {e["gate"] for e in report["sweep"]} == {"none", "target", "source"}
     for entry in report["sweep"]:
         for key in ("rep_asr_transported", "rep_asr_native", "benign_preservation_transported",
                     "benign_preservation_native"):
