@@ -16,6 +16,7 @@ test: setup
 
 bench: setup
 	$(PY) -m safety_steer.cli bench extraction
+	$(PY) -m safety_steer.cli bench transport
 
 pack: setup
 	$(PY) -m safety_steer.cli build-pack --out vectors/smollm2-135m-i2p.safetensors

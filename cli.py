@@ -114,6 +114,11 @@ def format_evaluation(report: dict) -> str:
 
 
 def cmd_bench(args) -> int:
+    if args.which == "transport":
+        from .bench import transport_report
+        results = transport_report.run(out_dir=Path(args.out))
+        print(json.dumps(results, indent=1) if args.json else transport_report.summary_table(results))
+        return 0
     from .bench import extraction_throughput
     result = extraction_throughput.run(n_prompts=args.prompts, source=args.source)
     print(json.dumps(result, indent=1) if args.json else extraction_throughput.format_result(result))
@@ -163,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="benchmarks (figures as ratios from one run)")
-    p.add_argument("which", choices=["extraction"])
+    p.add_argument("which", choices=["extraction", "transport"])
+    p.add_argument("--out", default="bench/results", help="transport: where JSON and plots go")
     p.add_argument("--prompts", type=int, default=128)
     p.add_argument("--source", default=DEFAULT_SOURCE)
     p.add_argument("--json", action="store_true")

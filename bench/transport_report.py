@@ -80,6 +80,20 @@ def plot(results: dict, out_dir: Path) -> None:
     fig.savefig(out_dir / "transport_tradeoff.png", dpi=110)
 
 
+def summary_table(results: dict) -> str:
+    """A Markdown table of the headline figures (what the README shows)."""
+    lines = ["| source -> target : map | AUROC transported | native* | random | ratio | cos(t, n*) | fit s | "
+             "unsteered repASR | best repASR at pres >= 0.95 (setting) |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, r in results.items():
+        g = r["goals"]
+        setting = g["best_setting"] and f"{g['best_setting']['strength']}, gate {g['best_setting']['gate']}"
+        lines.append(f"| {key} | {r['auroc_transported']:.3f} | {r['auroc_native']:.3f} | {r['auroc_random']:.3f} | "
+                     f"{g['auroc_ratio_transported_over_native']:.3f} | {r['cosine_transported_native']:+.3f} | "
+                     f"{r['map_fit_seconds']:.2f} | {g['unsteered_rep_asr']:.3f} | "
+                     f"{g['best_rep_asr_at_preservation_0.95']} ({setting}) |")
+    return "\n".join(lines)
+
+
 def say(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -89,7 +103,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--methods", nargs="*", default=list(MAP_METHODS))
     args = parser.parse_args(argv)
-    run(methods=args.methods, out_dir=Path(args.out))
+    print(summary_table(run(methods=args.methods, out_dir=Path(args.out))))
     return 0
 
 

@@ -8,6 +8,8 @@ clones) stack.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 from comfy_api.latest import io
 
@@ -20,24 +22,57 @@ from .fit_alignment import encoder_fingerprints
 from .types import SafetyDirection
 
 
+GATES = ("source LLM", "target projection", "none")
+
+
+class PromptTexts:
+    """Remembers which text produced which token dict, so the source gate can read the prompt.
+    Holds the token dicts themselves (identity check), a few at a time."""
+
+    def __init__(self, keep: int = 32):
+        self._entries: list[tuple[dict, str]] = []
+        self._keep = keep
+
+    def record(self, tokens: dict, text: str) -> None:
+        self._entries = [*self._entries[-(self._keep - 1):], (tokens, text)]
+
+    def text_of(self, tokens: dict) -> str | None:
+        return next((text for known, text in reversed(self._entries) if known is tokens), None)
+
+
 class SteeredTextEncoder:
     """Delegates to the wrapped text-encoder stack; steers its sub-encoders during encoding."""
 
     def __init__(self, inner, encoders: dict[str, torch.nn.Module], aligned: AlignedSafetyDirection,
-                 strength: float, mode: str, gate: Gate | None, row: int):
+                 strength: float, mode: str, gate_mode: str, gate_threshold: float, row: int, texts: PromptTexts):
         self._inner, self._encoders, self._aligned = inner, encoders, aligned
-        self._strength, self._mode, self._gate, self._row = strength, mode, gate, row
+        self._strength, self._mode, self._row, self._texts = strength, mode, row, texts
+        self._gate_mode, self._gate_threshold = gate_mode, gate_threshold
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
+    def _gate_for(self, token_weight_pairs) -> tuple[Gate | None, torch.Tensor | None]:
+        """(gate on the target projection, or a fixed per-prompt gate value from the source LLM)."""
+        if self._gate_mode == "none":
+            return None, None
+        text = self._texts.text_of(token_weight_pairs)
+        source = self._aligned.source_gate
+        if self._gate_mode == "source LLM" and text is not None and source is not None:
+            return None, source.gate_values([text], self._row)
+        if self._gate_mode == "source LLM":
+            logging.warning("Safety Steer: the prompt text is not known here (the CLIP was cloned again after "
+                            "Apply Safety Steer, or the pack has no source model); gating on the target projection.")
+        return Gate(threshold=self._gate_threshold), None
+
     def encode_token_weights(self, token_weight_pairs):
+        gate, fixed = self._gate_for(token_weight_pairs)
         installed = []
         try:
             for key, module in self._encoders.items():
                 previous = module.__dict__.get("encode_token_weights")
                 current = module.encode_token_weights
-                module.encode_token_weights = self._steered(key, module, current)
+                module.encode_token_weights = self._steered(key, module, current, gate, fixed)
                 installed.append((module, previous))
             return self._inner.encode_token_weights(token_weight_pairs)
         finally:
@@ -47,7 +82,7 @@ class SteeredTextEncoder:
                 else:
                     module.encode_token_weights = previous
 
-    def _steered(self, key, module, encode):
+    def _steered(self, key, module, encode, gate, fixed_gate):
         directions = self._aligned.encoders[key]
         pooled_directions = self._aligned.encoders.get(f"{key}.pooled")
         special = {t for t in getattr(module, "special_tokens", {}).values() if isinstance(t, int)}
@@ -58,11 +93,12 @@ class SteeredTextEncoder:
             mask = torch.tensor([not (isinstance(t[0], int) and t[0] in special) for s in sections for t in s])
             if mask.numel() != cond.shape[1]:
                 mask = torch.ones(cond.shape[1], dtype=torch.bool)
+            strength = self._strength * (float(fixed_gate[0]) if fixed_gate is not None else 1.0)
             cond, _ = steer_hidden(cond, mask.unsqueeze(0).expand(cond.shape[0], -1), directions,
-                                   self._strength, self._mode, self._gate, self._row)
+                                   strength, self._mode, gate, self._row)
             if pooled is not None and pooled_directions is not None:
                 steered_pooled, _ = steer_hidden(pooled.reshape(pooled.shape[0], 1, -1), torch.ones(pooled.shape[0], 1),
-                                                 pooled_directions, self._strength, self._mode, self._gate, self._row)
+                                                 pooled_directions, strength, self._mode, gate, self._row)
                 pooled = steered_pooled.reshape(pooled.shape)
             return (cond, pooled, *out[2:])
 
@@ -104,17 +140,21 @@ class ApplySafetySteerCLIP(io.ComfyNode):
                 io.Combo.Input("mode", options=list(MODES), default="add",
                                tooltip="add: push towards safe (the paper). project: remove the unsafe-leaning "
                                        "component. both: project, then add."),
-                io.Boolean.Input("gated", default=True,
-                                 tooltip="Steer each prompt in proportion to how unsafe it projects, so benign "
-                                         "prompts keep their look."),
+                io.Combo.Input("gate", options=list(GATES), default="source LLM",
+                               tooltip="Steer each prompt in proportion to how unsafe it is, so benign prompts keep "
+                                       "their look. source LLM: the pack's source model reads the prompt (best "
+                                       "separation; one small forward pass per prompt). target projection: the "
+                                       "prompt's projection in this encoder (weaker). none: steer every prompt."),
                 io.Float.Input("gate_threshold", default=-1.0, min=-6.0, max=3.0, step=0.05,
-                               tooltip="Gate opens below this projection (in benign-anchor standard deviations)."),
+                               tooltip="target projection gate only: opens below this projection (benign-anchor "
+                                       "standard deviations). The source LLM gate uses thresholds chosen on the "
+                                       "pack's training data."),
             ],
             outputs=[io.Clip.Output(display_name="steered_clip")],
         )
 
     @classmethod
-    def execute(cls, clip, aligned_direction, strength, direction, mode, gated, gate_threshold) -> io.NodeOutput:
+    def execute(cls, clip, aligned_direction, strength, direction, mode, gate, gate_threshold) -> io.NodeOutput:
         if not isinstance(aligned_direction, AlignedSafetyDirection):
             raise ValueError("Apply Safety Steer needs a direction aligned to this CLIP: pass the pack through "
                              "Fit Cross-Model Alignment first.")
@@ -124,7 +164,16 @@ class ApplySafetySteerCLIP(io.ComfyNode):
         steered = clip.clone()
         if strength == 0:
             return io.NodeOutput(steered)
-        gate = Gate(threshold=gate_threshold) if gated else None
+        texts = PromptTexts()
+        tokenize = steered.tokenize
+
+        def tokenize_and_remember(text, *args, **kwargs):
+            tokens = tokenize(text, *args, **kwargs)
+            texts.record(tokens, text)
+            return tokens
+
+        steered.tokenize = tokenize_and_remember   # an attribute of this clone only
         steered.cond_stage_model = SteeredTextEncoder(clip.cond_stage_model, encoders, aligned_direction, strength,
-                                                      mode, gate, aligned_direction.names.index(direction))
+                                                      mode, gate, gate_threshold,
+                                                      aligned_direction.names.index(direction), texts)
         return io.NodeOutput(steered)

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from .alignment import MAP_METHODS, AlignmentError, fit_map
 from .directions import anchor_statistics
 from .pack import DirectionPack
+from .source_gate import SourceGate
 from .transport import AlignedDirections, transport_pack
 
 ALIGNED_FORMAT = "safety-steer-aligned-directions"
@@ -29,6 +30,7 @@ class AlignedSafetyDirection:
 
     encoders: dict[str, AlignedDirections]
     metadata: dict = field(default_factory=dict)   # pack identity, method, anchors, fingerprints, fit info
+    source_gate: SourceGate | None = None          # the pack's source LLM as a per-prompt detector
 
     @property
     def names(self) -> list[str]:
@@ -62,7 +64,8 @@ def align_pack(pack: DirectionPack, target_features: dict[str, torch.Tensor], me
     meta = {"format": ALIGNED_FORMAT, "schema_version": ALIGNED_SCHEMA_VERSION, "method": method,
             "n_anchors": len(index), "source_model": pack.metadata["source_model"], "layer": pack.metadata["layer"],
             "pack_version": pack.metadata["pack_version"], "fit": fit_info, **(metadata or {})}
-    return AlignedSafetyDirection(encoders=encoders, metadata=meta)
+    gate = SourceGate.from_pack(pack) if pack.metadata.get("source_ref") else None
+    return AlignedSafetyDirection(encoders=encoders, metadata=meta, source_gate=gate)
 
 
 def save_aligned(aligned: AlignedSafetyDirection, path: str | Path) -> None:
@@ -70,7 +73,11 @@ def save_aligned(aligned: AlignedSafetyDirection, path: str | Path) -> None:
     for key, enc in aligned.encoders.items():
         for name in ("unit", "calibrated", "anchor_projection", "target_mean", "target_std"):
             tensors[f"{key}/{name}"] = getattr(enc, name).to(torch.float32).contiguous()
-    meta = {"aligned": json.dumps({**aligned.metadata, "names": aligned.names, "encoders": list(aligned.encoders)})}
+    gate = aligned.source_gate
+    if gate is not None:
+        tensors.update({k: v.to(torch.float32).contiguous() for k, v in gate.tensors().items()})
+    meta = {"aligned": json.dumps({**aligned.metadata, "names": aligned.names, "encoders": list(aligned.encoders),
+                                   "source_gate": gate.settings() if gate is not None else None})}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial")
@@ -88,7 +95,11 @@ def load_aligned(path: str | Path) -> AlignedSafetyDirection:
             parts = {name: handle.get_tensor(f"{key}/{name}") for name in
                      ("unit", "calibrated", "anchor_projection", "target_mean", "target_std")}
             encoders[key] = AlignedDirections(names=meta["names"], **parts)
-    names = meta.pop("names")
+        gate_settings = meta.pop("source_gate", None)
+        gate = None
+        if gate_settings is not None:
+            gate = SourceGate.from_parts(gate_settings, {k: handle.get_tensor(k) for k in handle.keys()
+                                                         if k.startswith("source_gate/")})
+    meta.pop("names")
     meta.pop("encoders")
-    assert names
-    return AlignedSafetyDirection(encoders=encoders, metadata=meta)
+    return AlignedSafetyDirection(encoders=encoders, metadata=meta, source_gate=gate)

@@ -33,7 +33,7 @@ def aligned_for(node, clip, tmp_path, monkeypatch):
 
 
 def steer(node, clip, aligned, strength, **options):
-    settings = {"direction": "global", "mode": "add", "gated": False, "gate_threshold": -1.0, **options}
+    settings = {"direction": "global", "mode": "add", "gate": "none", "gate_threshold": -1.0, **options}
     return node[0]["ApplySafetySteerCLIP"].execute(clip, aligned, strength, **settings).result[0]
 
 
@@ -81,9 +81,26 @@ def test_gate_spares_prompts_that_do_not_project_as_unsafe(node, tiny_clip, tmp_
     clip = tiny_clip("sd15")
     aligned = aligned_for(node, clip, tmp_path, monkeypatch)
     cond, _ = encode(clip, PROMPTS[0])
-    closed, _ = encode(steer(node, clip, aligned, 2.0, gated=True, gate_threshold=-6.0), PROMPTS[0])
-    open_, _ = encode(steer(node, clip, aligned, 2.0, gated=False), PROMPTS[0])
+    closed, _ = encode(steer(node, clip, aligned, 2.0, gate="target projection", gate_threshold=-6.0), PROMPTS[0])
+    open_, _ = encode(steer(node, clip, aligned, 2.0, gate="none"), PROMPTS[0])
     assert (closed - cond).norm() < 0.05 * (open_ - cond).norm()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_source_llm_gate_reads_the_prompt_with_the_real_smollm2(node, tiny_clip, tmp_path, monkeypatch):
+    """The pack's own source model (real SmolLM2) gates: an unsafe prompt is steered far more
+    than a benign one, though the tiny target encoder itself knows nothing about safety."""
+    clip = tiny_clip("sd15")
+    aligned = aligned_for(node, clip, tmp_path, monkeypatch)
+    assert aligned.source_gate is not None and aligned.source_gate.source_ref == "smollm2-135m"
+    gated = steer(node, clip, aligned, 2.0, gate="source LLM")
+    ungated = steer(node, clip, aligned, 2.0, gate="none")
+    moved = {}
+    for prompt in PROMPTS:
+        cond, _ = encode(clip, prompt)
+        moved[prompt] = float((encode(gated, prompt)[0] - cond).norm() / (encode(ungated, prompt)[0] - cond).norm())
+    benign, unsafe = moved[PROMPTS[0]], moved[PROMPTS[1]]
+    assert benign < 0.2 and unsafe > 0.5, moved
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
