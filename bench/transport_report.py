@@ -19,6 +19,7 @@ from ..steering.alignment import MAP_METHODS
 from ..steering.evaluation import evaluate_transfer, resolve_pack
 from ..steering.targets import memoized, pack_source_encoder, text_model_encoder
 
+ANCHOR_STUDY = (100, 300, 1000)
 COMBOS = (("smollm2-135m", "gemma3-270m"), ("smollm2-135m", "minilm-l6"), ("minilm-l6", "smollm2-135m"))
 
 
@@ -43,6 +44,12 @@ def run(combos=COMBOS, methods=MAP_METHODS, out_dir: Path = Path("bench/results"
             results[f"{source}->{target_name}:{method}"] = report
             say(f"  {method}: AUROC transported {report['auroc_transported']:.3f} native {report['auroc_native']:.3f} "
                 f"random {report['auroc_random']:.3f}; goals {report['goals']}")
+        if (source, target_name) == combos[0]:
+            for n_anchors in ANCHOR_STUDY:
+                report = evaluate_transfer(pack, encoder, pairs, method="ridge", encode_source=source_encoder,
+                                           max_fit_anchors=n_anchors).report
+                results[f"{source}->{target_name}:ridge@{n_anchors} anchors"] = report
+                say(f"  ridge on {n_anchors} anchors: ratio {report['goals']['auroc_ratio_transported_over_native']}")
     (out_dir / "transport.json").write_text(json.dumps(results, indent=1))
     plot(results, out_dir)
     return results
@@ -52,6 +59,7 @@ def plot(results: dict, out_dir: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    results = {k: v for k, v in results.items() if "@" not in k}
     combos = sorted({key.split(":")[0] for key in results})
     fig, axes = plt.subplots(1, len(combos), figsize=(6 * len(combos), 4.8), squeeze=False)
     for ax, combo in zip(axes[0], combos):

@@ -137,7 +137,7 @@ class TransferResult:
 def evaluate_transfer(pack: DirectionPack, encode_target: Encoder, eval_pairs: list[PromptPair],
                       method: str = "ridge", strengths=DEFAULT_STRENGTHS, seed: int = 0,
                       train_pairs: list[PromptPair] | None = None, progress: Callable[[str], None] | None = None,
-                      encode_source: Encoder | None = None) -> TransferResult:
+                      encode_source: Encoder | None = None, max_fit_anchors: int | None = None) -> TransferResult:
     """Metrics of the transported direction against native and random on ``eval_pairs``.
 
     Gate modes in the sweep: "none"; "target" (the prompt's projection on the steered direction in
@@ -160,6 +160,9 @@ def evaluate_transfer(pack: DirectionPack, encode_target: Encoder, eval_pairs: l
         raise PromptDataError("The target encoder returned a wrong number of rows or NaN/Inf features.")
     na, nt, ne = len(anchors), len(train), len(eval_pairs)
     fit_idx, held_idx = split_anchors(na)
+    if max_fit_anchors is not None and max_fit_anchors < len(fit_idx):   # anchor-count studies
+        from .aligned import anchor_subset
+        fit_idx = fit_idx[anchor_subset(len(fit_idx), max_fit_anchors)]
     t_mean, t_std = anchor_statistics(raw[:na][fit_idx])
     z = (raw - t_mean) / t_std
     z_anchor = z[:na]

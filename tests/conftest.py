@@ -168,11 +168,12 @@ def smollm2():
 
 @pytest.fixture(scope="session")
 def rebuilt_pack(smollm2):
-    """The shipped pack rebuilt from the shipped data with the shipped file's own settings."""
+    """The shipped pack rebuilt from the shipped data with the shipped file's own settings (its layer
+    given, so that a near-tie in the layer sweep cannot flip the layer on another CPU)."""
     from safety_steer.steering import build_pack, load_pack
     shipped = load_pack(SHIPPED_PACK)
     meta = shipped.metadata
-    pack, report = build_pack(smollm2, layer=None, method=meta["method"], pooling=meta["pooling"],
+    pack, report = build_pack(smollm2, layer=int(meta["layer"]), method=meta["method"], pooling=meta["pooling"],
                               max_length=int(meta["max_length"]), pack_version=meta["pack_version"])
     return shipped, pack, report
 
