@@ -24,13 +24,17 @@ def cmd_inspect(args) -> int:
         print(json.dumps(pack.metadata, indent=1))
         return 0
     print(f"Safety direction pack: {args.file}\n")
-    print(_table([(k, v) for k, v in pack.summary_rows() if k not in ("heldout_auroc", "layer_sweep_layers")]))
-    print("\nper direction (unit vectors, standardised source space):")
-    rows = [("direction", "held-out AUROC   magnitude   anchor proj mean/std   safe/unsafe proj mean")]
+    hidden = ("heldout_auroc", "heldout_auroc_global_by_category", "layer_sweep_layers")
+    print(_table([(k, v) for k, v in pack.summary_rows() if k not in hidden]))
+    print("\nper direction (unit vectors, standardised source space); held-out AUROC of the direction on its "
+          "own category's pairs, and of the global direction on them:")
+    rows = [("direction", "held-out AUROC  (global)   magnitude   anchor proj mean/std   safe/unsafe proj mean")]
     auroc = pack.metadata.get("heldout_auroc", {})
+    by_category = {"global": auroc.get("global", float("nan")), **pack.metadata.get("heldout_auroc_global_by_category", {})}
     for i, name in enumerate(pack.names):
         s = pack.projection_stats[i].tolist()
-        rows.append((name, f"{auroc.get(name, float('nan')):>14.4f}   {pack.direction_magnitudes[i]:9.3f}   "
+        rows.append((name, f"{auroc.get(name, float('nan')):>14.4f}  ({by_category.get(name, float('nan')):.4f})"
+                           f"   {pack.direction_magnitudes[i]:9.3f}   "
                            f"{s[0]:+9.3f} / {s[1]:6.3f}        {s[2]:+8.3f} / {s[3]:+8.3f}"))
     print(_table(rows, width=140))
     return 0

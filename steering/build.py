@@ -92,6 +92,13 @@ def build_pack(source: str | LoadedModel = DEFAULT_SOURCE, layer: int | None = N
         if pick_h.any():
             held_auroc[name] = round(separation_auroc(direction, z[s_held_safe][pick_h], z[s_held_unsafe][pick_h]), 4)
 
+    global_by_category = {}
+    for index, name in enumerate(categories):
+        pick_h = held_cat == index
+        if pick_h.any():
+            global_by_category[name] = round(separation_auroc(directions[0], z[s_held_safe][pick_h],
+                                                              z[s_held_unsafe][pick_h]), 4)
+
     metadata = {
         "pack_version": pack_version, "created_with": f"safety-steer {__version__}",
         "source_model": model.display_name, "source_ref": model.name, "source_weights_sha256": model.weights_sha256,
@@ -102,7 +109,8 @@ def build_pack(source: str | LoadedModel = DEFAULT_SOURCE, layer: int | None = N
         "train_pairs_sha256": sha256_json([p.as_record() for p in train]),
         "heldout_pairs_sha256": sha256_json([p.as_record() for p in heldout]),
         "anchors_sha256": sha256_json(anchor_list), "n_train_pairs": str(nt), "n_heldout_pairs": str(nh),
-        "n_anchors": str(na), "heldout_auroc": held_auroc, "layer_sweep_layers": sorted(features),
+        "n_anchors": str(na), "heldout_auroc": held_auroc,
+        "heldout_auroc_global_by_category": global_by_category, "layer_sweep_layers": sorted(features),
         "sign_convention": "unsafe->safe (adding a direction makes a prompt safer)",
         "standardisation": "z = (h - anchor_mean) / anchor_std, benign-anchor statistics",
     }

@@ -39,7 +39,10 @@ def resolve_pack(pack_path: str | None, source: str | None, progress: Callable[[
     if source in (None, DEFAULT_SOURCE):
         return load_pack(DEFAULT_PACK_PATH)
     from .build import build_pack
-    cached = default_cache_dir() / "packs" / f"{sha256_json(source)[:16]}.safetensors"
+    from .hashing import sha256_file
+    from .prompts import shipped_anchors_path, shipped_pairs_path
+    identity = [source, sha256_file(shipped_pairs_path()), sha256_file(shipped_anchors_path())]
+    cached = default_cache_dir() / "packs" / f"{sha256_json(identity)[:16]}.safetensors"   # rebuilt when data changes
     if not cached.is_file():
         if progress:
             progress(f"building a pack from {source} (once; cached in {cached.parent})")

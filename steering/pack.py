@@ -42,7 +42,8 @@ REQUIRED_METADATA = (
 )
 REQUIRED_TENSORS = ("directions", "direction_magnitudes", "projection_stats", "train_projections",
                     "anchor_features", "anchor_mean", "anchor_std", "anchor_prompts_utf8", "layer_sweep")
-_JSON_KEYS = ("categories", "direction_names", "heldout_auroc", "layer_sweep_layers")
+_JSON_KEYS = ("categories", "direction_names", "heldout_auroc", "heldout_auroc_global_by_category",
+              "layer_sweep_layers")
 
 
 @dataclass

@@ -51,6 +51,7 @@ def test_shipped_pack_loads_with_documented_contents(shipped):
         assert len(meta[key]) == 64
     # the pack's directions separate held-out pairs far above chance (measured at build time)
     assert meta["heldout_auroc"]["global"] >= 0.8
+    assert set(meta["heldout_auroc_global_by_category"]) == set(shipped.categories)
 
 
 def test_round_trip_is_exact(shipped, tmp_path):

@@ -27,8 +27,11 @@ def test_anchors_are_many_and_diverse():
     assert len(anchors) >= 2000 and len(set(anchors)) == len(anchors)
     prefixes = Counter(" ".join(a.lower().split()[:3]) for a in anchors)
     assert prefixes.most_common(1)[0][1] / len(anchors) < 0.02, prefixes.most_common(5)
-    lengths = sorted(len(a.split()) for a in anchors)
-    assert lengths[len(lengths) // 10] <= 6 and lengths[-len(lengths) // 10] >= 25  # short and long prompts
+    lengths = [len(a.split()) for a in anchors]
+    assert min(lengths) <= 3 and max(lengths) >= 40                     # one-word tags to long paragraphs
+    assert sum(n <= 5 for n in lengths) >= 0.01 * len(anchors) and sum(n >= 25 for n in lengths) >= 0.02 * len(anchors)
+    kinds = Counter(__import__("json").loads(line)["kind"] for line in open(ROOT / "prompts" / "anchors.jsonl"))
+    assert len(kinds) >= 3 and min(kinds.values()) >= 300, kinds
     pair_texts = {p.safe for p in load_pairs()} | {p.unsafe for p in load_pairs()}
     assert not pair_texts & set(anchors), "anchors must not reuse pair prompts"
 
