@@ -137,14 +137,9 @@ def fit_ridge(x: torch.Tensor, y: torch.Tensor, lambdas: tuple[float, ...] = RID
                      info={"lambda": ridge_lambda, "loo_mse": {f"{k:g}": round(v_, 4) for k, v_ in scores.items()}})
 
 
-def _pca(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Top-k principal axes [d, k] of centred rows."""
-    _, _, v = _spectral(x - x.mean(0))
-    return v[:, -k:].flip(1) if v.shape[1] >= k else v.flip(1)
-
-
 def _top_axes(x: torch.Tensor, k: int) -> torch.Tensor:
-    u, s, v = _spectral(x - x.mean(0))
+    """Top-k principal axes [d, k] of the centred rows."""
+    _, s, v = _spectral(x - x.mean(0))
     order = torch.argsort(s, descending=True)[:k]
     return v[:, order]
 

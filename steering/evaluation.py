@@ -153,7 +153,6 @@ def evaluate_transfer(pack: DirectionPack, encode_target: Encoder, eval_pairs: l
         raise PromptDataError("The evaluation pairs file holds no pairs.")
     say = progress or (lambda message: None)
     train = training_pairs_for(pack, train_pairs)
-    categories = pack.categories
 
     say("encoding anchors, training pairs and evaluation pairs with the target")
     anchors = pack.anchor_prompts
@@ -187,7 +186,6 @@ def evaluate_transfer(pack: DirectionPack, encode_target: Encoder, eval_pairs: l
         native_unit.append(direction)
         native_gap.append(float((z_train_safe[pick] @ direction).mean() - (z_train_unsafe[pick] @ direction).mean()))
     native_unit = torch.stack(native_unit)
-    native_spread = (z_anchor[fit_idx] @ native_unit.T).std(0)
     native_calibrated = native_unit * torch.tensor(native_gap)[:, None]  # gap in z units: strength 1 = the gap
     random_unit = torch.nn.functional.normalize(torch.randn(z.shape[1], generator=torch.Generator().manual_seed(seed)), dim=0)
 

@@ -1,8 +1,6 @@
 """Alignment maps on synthetic spaces with a known answer, and their bad-input errors."""
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
 from safety_steer.steering.pack import DEFAULT_PACK_PATH
 
 PACK_NAME = DEFAULT_PACK_PATH.name
