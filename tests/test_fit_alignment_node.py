@@ -50,13 +50,14 @@ def alignment_graph(family: str, anchors: int = 80, method: str = "ridge", seed:
     }
 
 
-@pytest.mark.parametrize("family", ["sdxl", "flux"])
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("family", ["sdxl", "flux", "wan"])
 def test_node_fits_in_a_real_graph_and_caches_on_disk(comfy, tiny_clip_node, family, tmp_path, monkeypatch):
     monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
     first = comfy.run(alignment_graph(family))
     text = "".join(first["4"]["text"])
     assert "with ridge on 80 benign anchors" in text
-    for key in {"sdxl": ("l:", "g:", "l.pooled", "g.pooled"), "flux": ("l:", "t5xxl:")}[family]:
+    for key in {"sdxl": ("l:", "g:", "l.pooled", "g.pooled"), "flux": ("l:", "t5xxl:"), "wan": ("umt5xxl:",)}[family]:
         assert key in text
     cached = list((tmp_path / "cache" / "alignments").glob("*.safetensors"))
     assert len(cached) == 1
@@ -80,6 +81,7 @@ def test_node_fits_in_a_real_graph_and_caches_on_disk(comfy, tiny_clip_node, fam
     assert len(list((tmp_path / "cache" / "alignments").glob("*.safetensors"))) == 3
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_node_rejects_an_already_aligned_direction(comfy, tiny_clip_node, tmp_path, monkeypatch):
     monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
     graph = alignment_graph("sd15", anchors=40)
