@@ -15,6 +15,7 @@ from comfy_api.latest import io
 
 from ..steering.aligned import AlignedSafetyDirection
 from ..steering.apply import MODES, steer_hidden
+from ..steering.errors import SourceModelError
 from ..steering.gating import Gate
 from ..steering.prompts import I2P_CATEGORIES
 from .clip_targets import sub_encoders
@@ -59,8 +60,12 @@ class SteeredTextEncoder:
         text = self._texts.text_of(token_weight_pairs)
         source = self._aligned.source_gate
         if self._gate_mode == "source LLM" and text is not None and source is not None:
-            return None, source.gate_values([text], self._row)
-        if self._gate_mode == "source LLM":
+            try:
+                return None, source.gate_values([text], self._row)
+            except SourceModelError as exc:
+                logging.warning(f"Safety Steer: the source LLM gate is unavailable ({exc}); gating on the target "
+                                "projection instead. Install the source model's package to use it.")
+        elif self._gate_mode == "source LLM":
             logging.warning("Safety Steer: the prompt text is not known here (the CLIP was cloned again after "
                             "Apply Safety Steer, or the pack has no source model); gating on the target projection.")
         return Gate(threshold=self._gate_threshold), None
