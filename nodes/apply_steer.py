@@ -18,7 +18,7 @@ from ..steering.apply import MODES, steer_hidden
 from ..steering.errors import SourceModelError
 from ..steering.gating import Gate
 from ..steering.prompts import I2P_CATEGORIES
-from .clip_targets import sub_encoders
+from .clip_targets import prompt_token_mask, sub_encoders
 from .fit_alignment import encoder_fingerprints
 from .types import SafetyDirection
 
@@ -90,12 +90,10 @@ class SteeredTextEncoder:
     def _steered(self, key, module, encode, gate, fixed_gate):
         directions = self._aligned.encoders[key]
         pooled_directions = self._aligned.encoders.get(f"{key}.pooled")
-        special = {t for t in getattr(module, "special_tokens", {}).values() if isinstance(t, int)}
-
         def steered(sections):
             out = encode(sections)
             cond, pooled = out[0], out[1]
-            mask = torch.tensor([not (isinstance(t[0], int) and t[0] in special) for s in sections for t in s])
+            mask = prompt_token_mask(key, module, sections)
             if mask.numel() != cond.shape[1]:
                 mask = torch.ones(cond.shape[1], dtype=torch.bool)
             strength = self._strength * (float(fixed_gate[0]) if fixed_gate is not None else 1.0)

@@ -16,6 +16,9 @@ from ..steering.errors import SafetySteerError
 
 #: Sub-encoder keys (as `clip.tokenize` names them) whose conditioning layout Safety Steer knows.
 SUPPORTED_ENCODERS = ("l", "g", "t5xxl", "umt5xxl", "llama")
+#: Llama-3 chat tokens around the user's text in HunyuanVideo's prompt template.
+_LLAMA_USER_HEADER = (128006, 882, 128007)   # <|start_header_id|> user <|end_header_id|>
+_LLAMA_EOT = 128009                           # <|eot_id|>
 
 
 class UnsupportedEncoderError(SafetySteerError):
@@ -51,6 +54,30 @@ def encoder_fingerprint(module: torch.nn.Module, samples: int = 4096) -> str:
     return digest.hexdigest()
 
 
+def prompt_token_mask(key: str, module, sections) -> torch.Tensor:
+    """Which token positions hold the user's prompt (flattened over sections).
+
+    Llama (HunyuanVideo) wraps the prompt in a fixed chat template that the model crops after
+    encoding: only the tokens between the user header and the next end-of-turn count. Elsewhere a
+    token counts when its word id is > 0 (tokenized with word ids), or else when it is not one of
+    the encoder's start/end/padding tokens.
+    """
+    tokens = [t for section in sections for t in section]
+    ids = [t[0] if isinstance(t[0], int) else None for t in tokens]
+    if key == "llama":
+        for i in range(len(ids) - 2):
+            if tuple(ids[i:i + 3]) == _LLAMA_USER_HEADER:
+                end = next((j for j in range(i + 3, len(ids)) if ids[j] == _LLAMA_EOT), len(ids))
+                mask = torch.zeros(len(ids), dtype=torch.bool)
+                mask[i + 3:end] = True
+                if mask.any():
+                    return mask
+    if tokens and len(tokens[0]) > 2:
+        return torch.tensor([t[2] > 0 for t in tokens])
+    special = {v for v in getattr(module, "special_tokens", {}).values() if isinstance(v, int)}
+    return torch.tensor([i is None or i not in special for i in ids])
+
+
 @torch.no_grad()
 def encode_per_encoder(clip, prompts: list[str], progress: Callable[[int, int], None] | None = None,
                        include_pooled: bool = True) -> dict[str, torch.Tensor]:
@@ -68,11 +95,10 @@ def encode_per_encoder(clip, prompts: list[str], progress: Callable[[int, int], 
             sections = tokens[key]
             out = module.encode_token_weights(sections)
             cond, pooled = out[0], out[1]
-            word_ids = torch.tensor([t[2] if len(t) > 2 else 1 for section in sections for t in section])
             cond = cond[0].to(torch.float32).cpu()
-            mask = word_ids[: cond.shape[0]] > 0
-            if len(word_ids) != cond.shape[0] or not mask.any():
-                mask = torch.ones(cond.shape[0], dtype=torch.bool)   # layouts that crop tokens: use all
+            mask = prompt_token_mask(key, module, sections)
+            if len(mask) != cond.shape[0] or not mask.any():
+                mask = torch.ones(cond.shape[0], dtype=torch.bool)   # an unexpected layout: use all tokens
             rows.setdefault(key, []).append(cond[mask].mean(0))
             if include_pooled and pooled is not None:
                 rows.setdefault(f"{key}.pooled", []).append(pooled.reshape(-1).to(torch.float32).cpu())

@@ -180,6 +180,9 @@ def rebuilt_pack(smollm2):
 
 TINY_CLIP = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 3,
              "projection_dim": 32}
+# Llama's head_dim is fixed at 128 in ComfyUI; HunyuanVideo reads layer -3, so >= 4 layers.
+TINY_LLAMA = {"hidden_size": 256, "intermediate_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1,
+              "num_hidden_layers": 4}
 TINY_T5 = {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 2}
 
 
@@ -203,6 +206,7 @@ def tiny_clip(comfy):
     import comfy.sd1_clip
     import comfy.sdxl_clip
     import comfy.text_encoders.flux
+    import comfy.text_encoders.hunyuan_video
     import comfy.text_encoders.wan
     from comfy.supported_models_base import ClipTarget
 
@@ -214,6 +218,9 @@ def tiny_clip(comfy):
                  {"clip_l_model_config": TINY_CLIP, "clip_g_model_config": TINY_CLIP}, {}),
         "flux": (comfy.text_encoders.flux.FluxTokenizer, comfy.text_encoders.flux.flux_clip(),
                  {"clip_l_model_config": TINY_CLIP, "t5xxl_model_config": TINY_T5}, {}),
+        "hunyuan_video": (comfy.text_encoders.hunyuan_video.HunyuanVideoTokenizer,
+                          comfy.text_encoders.hunyuan_video.hunyuan_video_clip(),
+                          {"clip_l_model_config": TINY_CLIP, "llama_model_config": TINY_LLAMA}, {}),
         "wan": (comfy.text_encoders.wan.WanT5Tokenizer, comfy.text_encoders.wan.te(),
                 {"umt5xxl_model_config": {**TINY_T5, "vocab_size": 32000}},
                 {"spiece_model": torch.frombuffer(bytearray(spiece), dtype=torch.uint8)}),
@@ -240,7 +247,7 @@ def tiny_clip_node(comfy, tiny_clip):
         @classmethod
         def define_schema(cls):
             return io.Schema(node_id="TinyTestCLIP", category="testing",
-                             inputs=[io.Combo.Input("family", options=["sd15", "sdxl", "flux", "wan"]),
+                             inputs=[io.Combo.Input("family", options=["sd15", "sdxl", "flux", "wan", "hunyuan_video"]),
                                      io.Int.Input("seed", default=0)],
                              outputs=[io.Clip.Output()])
 

@@ -38,7 +38,7 @@ def steer(node, clip, aligned, strength, **options):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("family", ["sd15", "sdxl", "flux", "wan"])
+@pytest.mark.parametrize("family", ["sd15", "sdxl", "flux", "wan", "hunyuan_video"])
 def test_steer_changes_conditioning_and_leaves_the_original_alone(node, tiny_clip, family, tmp_path, monkeypatch):
     clip = tiny_clip(family)
     aligned = aligned_for(node, clip, tmp_path, monkeypatch)

@@ -22,6 +22,7 @@ def pack():
     ("sdxl", {"l": 32, "l.pooled": 32, "g": 32, "g.pooled": 32}),
     ("flux", {"l": 32, "t5xxl": 32}),
     ("wan", {"umt5xxl": 32}),
+    ("hunyuan_video", {"l": 32, "llama": 256}),
 ])
 def test_per_encoder_features_and_alignment(comfy, tiny_clip, pack, family, expected):
     from safety_steer.nodes.clip_targets import encode_per_encoder
@@ -99,3 +100,14 @@ def test_unknown_encoder_is_a_clear_error(comfy, tiny_clip):
     clip.tokenizer.tokenize_with_weights = lambda text, *a, **k: {"qwen3_4b": original(text, *a, **k)["l"]}
     with pytest.raises(UnsupportedEncoderError, match="'qwen3_4b'.*Supported encoders: l, g, t5xxl, umt5xxl, llama"):
         sub_encoders(clip)
+
+
+def test_llama_features_pool_the_prompt_not_hunyuans_template(comfy, tiny_clip):
+    from safety_steer.nodes.clip_targets import prompt_token_mask, sub_encoders
+    clip = tiny_clip("hunyuan_video")
+    llama = sub_encoders(clip)["llama"]
+    mask = prompt_token_mask("llama", llama, clip.tokenize("a red fox", return_word_ids=True)["llama"])
+    longer = prompt_token_mask("llama", llama, clip.tokenize("a red fox jumps over a frozen river at dawn",
+                                                             return_word_ids=True)["llama"])
+    assert 2 <= int(mask.sum()) <= 5 and len(mask) > 90          # ~95 template tokens left out
+    assert int(longer.sum()) - int(mask.sum()) >= 5
