@@ -14,13 +14,13 @@ import torch
 from comfy_api.latest import io
 
 from ..steering.aligned import AlignedSafetyDirection
-from ..steering.apply import MODES, steer_hidden
+from ..steering.apply import steer_hidden
 from ..steering.errors import SourceModelError
 from ..steering.gating import Gate
-from ..steering.prompts import I2P_CATEGORIES
+from ..steering.report import ReportEntry, entries_from
 from .clip_targets import prompt_token_mask, sub_encoders
 from .fit_alignment import encoder_fingerprints
-from .types import SafetyDirection
+from .steer_inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
 
 
 GATES = ("source LLM", "target projection", "none")
@@ -42,26 +42,27 @@ class PromptTexts:
 
 
 class SteeredTextEncoder:
-    """Delegates to the wrapped text-encoder stack; steers its sub-encoders during encoding."""
+    """Delegates to the wrapped text-encoder stack; steers its sub-encoders during encoding and
+    adds the steer's report to the output (it lands in the conditioning, for Safety Steer Report)."""
 
     def __init__(self, inner, encoders: dict[str, torch.nn.Module], aligned: AlignedSafetyDirection,
-                 strength: float, mode: str, gate_mode: str, gate_threshold: float, row: int, texts: PromptTexts):
+                 strength: float, mode: str, gate_mode: str, gate_threshold: float, choice: str, texts: PromptTexts):
         self._inner, self._encoders, self._aligned = inner, encoders, aligned
-        self._strength, self._mode, self._row, self._texts = strength, mode, row, texts
+        self._strength, self._mode, self._texts, self._choice = strength, mode, texts, choice
+        self._row, self._source_rows = aligned.resolve(choice)
         self._gate_mode, self._gate_threshold = gate_mode, gate_threshold
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def _gate_for(self, token_weight_pairs) -> tuple[Gate | None, torch.Tensor | None]:
+    def _gate_for(self, text: str | None) -> tuple[Gate | None, torch.Tensor | None]:
         """(gate on the target projection, or a fixed per-prompt gate value from the source LLM)."""
         if self._gate_mode == "none":
             return None, None
-        text = self._texts.text_of(token_weight_pairs)
         source = self._aligned.source_gate
         if self._gate_mode == "source LLM" and text is not None and source is not None:
             try:
-                return None, source.gate_values([text], self._row)
+                return None, source.gate_values([text], self._source_rows)
             except SourceModelError as exc:
                 logging.warning(f"Safety Steer: the source LLM gate is unavailable ({exc}); gating on the target "
                                 "projection instead. Install the source model's package to use it.")
@@ -71,37 +72,47 @@ class SteeredTextEncoder:
         return Gate(threshold=self._gate_threshold), None
 
     def encode_token_weights(self, token_weight_pairs):
-        gate, fixed = self._gate_for(token_weight_pairs)
+        text = self._texts.text_of(token_weight_pairs)
+        gate, fixed = self._gate_for(text)
+        entries: list[ReportEntry] = []
         installed = []
         try:
             for key, module in self._encoders.items():
                 previous = module.__dict__.get("encode_token_weights")
                 current = module.encode_token_weights
-                module.encode_token_weights = self._steered(key, module, current, gate, fixed)
+                module.encode_token_weights = self._steered(key, module, current, gate, fixed, text, entries)
                 installed.append((module, previous))
-            return self._inner.encode_token_weights(token_weight_pairs)
+            out = self._inner.encode_token_weights(token_weight_pairs)
         finally:
             for module, previous in reversed(installed):
                 if previous is None:
                     del module.encode_token_weights
                 else:
                     module.encode_token_weights = previous
+        extra = dict(out[2]) if len(out) > 2 else {}
+        extra[REPORT_KEY] = [*extra.get(REPORT_KEY, []), *(e.as_dict() for e in entries)]
+        return (out[0], out[1], extra)
 
-    def _steered(self, key, module, encode, gate, fixed_gate):
+    def _steered(self, key, module, encode, gate, fixed_gate, text, entries):
         directions = self._aligned.encoders[key]
         pooled_directions = self._aligned.encoders.get(f"{key}.pooled")
+        names, label = self._aligned.names, self._aligned.names[self._row]
+
         def steered(sections):
             out = encode(sections)
             cond, pooled = out[0], out[1]
             mask = prompt_token_mask(key, module, sections)
             if mask.numel() != cond.shape[1]:
                 mask = torch.ones(cond.shape[1], dtype=torch.bool)
-            strength = self._strength * (float(fixed_gate[0]) if fixed_gate is not None else 1.0)
-            cond, _ = steer_hidden(cond, mask.unsqueeze(0).expand(cond.shape[0], -1), directions,
-                                   strength, self._mode, gate, self._row)
+            weights = fixed_gate.expand(cond.shape[0]) if fixed_gate is not None else None
+            cond, report = steer_hidden(cond, mask.unsqueeze(0).expand(cond.shape[0], -1), directions,
+                                        self._strength, self._mode, gate, self._row, weights)
+            entries.extend(entries_from({key: report}, "text encoder", [text or "(prompt)"], names, label))
             if pooled is not None and pooled_directions is not None:
-                steered_pooled, _ = steer_hidden(pooled.reshape(pooled.shape[0], 1, -1), torch.ones(pooled.shape[0], 1),
-                                                 pooled_directions, strength, self._mode, gate, self._row)
+                pooled_weights = fixed_gate.expand(pooled.shape[0]) if fixed_gate is not None else None
+                steered_pooled, report = steer_hidden(pooled.reshape(pooled.shape[0], 1, -1), torch.ones(pooled.shape[0], 1),
+                                                      pooled_directions, self._strength, self._mode, gate, self._row,
+                                                      pooled_weights)
                 pooled = steered_pooled.reshape(pooled.shape)
             return (cond, pooled, *out[2:])
 
@@ -135,34 +146,22 @@ class ApplySafetySteerCLIP(io.ComfyNode):
                          "fed by it yields steered conditioning; the original CLIP is unchanged."),
             inputs=[
                 io.Clip.Input("clip", tooltip="The CLIP to steer (the one the direction was aligned to)."),
-                SafetyDirection.Input("aligned_direction", tooltip="From Fit Cross-Model Alignment, same CLIP."),
-                io.Float.Input("strength", default=1.0, min=0.0, max=20.0, step=0.05,
-                               tooltip="1 = the calibrated step (a typical safe-unsafe gap); 0 = no change at all."),
-                io.Combo.Input("direction", options=["global", *I2P_CATEGORIES], default="global",
-                               tooltip="The global direction, or one harm category's own direction."),
-                io.Combo.Input("mode", options=list(MODES), default="add",
-                               tooltip="add: push towards safe (the paper). project: remove the unsafe-leaning "
-                                       "component. both: project, then add."),
+                aligned_input(),
+                *common_inputs(),
                 io.Combo.Input("gate", options=list(GATES), default="source LLM",
                                tooltip="Steer each prompt in proportion to how unsafe it is, so benign prompts keep "
                                        "their look. source LLM: the pack's source model reads the prompt (best "
                                        "separation; one small forward pass per prompt). target projection: the "
                                        "prompt's projection in this encoder (weaker). none: steer every prompt."),
-                io.Float.Input("gate_threshold", default=-1.0, min=-6.0, max=3.0, step=0.05,
-                               tooltip="target projection gate only: opens below this projection (benign-anchor "
-                                       "standard deviations). The source LLM gate uses thresholds chosen on the "
-                                       "pack's training data."),
+                threshold_input(),
             ],
             outputs=[io.Clip.Output(display_name="steered_clip")],
         )
 
     @classmethod
     def execute(cls, clip, aligned_direction, strength, direction, mode, gate, gate_threshold) -> io.NodeOutput:
-        if not isinstance(aligned_direction, AlignedSafetyDirection):
-            raise ValueError("Apply Safety Steer needs a direction aligned to this CLIP: pass the pack through "
-                             "Fit Cross-Model Alignment first.")
-        if direction not in aligned_direction.names:
-            raise ValueError(f"This pack has no {direction!r} direction; it has {', '.join(aligned_direction.names)}.")
+        aligned_direction = checked_aligned(aligned_direction, "Apply Safety Steer (Text Encoder)")
+        aligned_direction.resolve(direction)          # an unknown direction fails here, not mid-encode
         encoders = check_alignment_matches(aligned_direction, clip)
         steered = clip.clone()
         if strength == 0:
@@ -177,6 +176,5 @@ class ApplySafetySteerCLIP(io.ComfyNode):
 
         steered.tokenize = tokenize_and_remember   # an attribute of this clone only
         steered.cond_stage_model = SteeredTextEncoder(clip.cond_stage_model, encoders, aligned_direction, strength,
-                                                      mode, gate, gate_threshold,
-                                                      aligned_direction.names.index(direction), texts)
+                                                      mode, gate, gate_threshold, direction, texts)
         return io.NodeOutput(steered)

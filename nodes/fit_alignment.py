@@ -25,7 +25,7 @@ def encoder_fingerprints(clip) -> dict[str, str]:
 
 def cache_key(pack: DirectionPack, fingerprints: dict[str, str], layer_idx, method: str, n_anchors: int) -> str:
     identity = {"pack": pack_sha256(pack), "method": method, "n_anchors": n_anchors, "layer_idx": layer_idx,
-                "encoders": fingerprints, "version": 1}
+                "encoders": fingerprints, "version": 2}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -94,11 +94,19 @@ def describe(pack) -> str:
 
 def describe_aligned(aligned: AlignedSafetyDirection) -> str:
     meta = aligned.metadata
-    lines = [f"aligned from {meta['source_model']} (layer {meta['layer']}) with {meta['method']} on "
-             f"{meta['n_anchors']} benign anchors"]
+    if meta.get("native"):
+        lines = [f"native* baseline: {meta['method']} fitted IN the target on {meta['n_train_pairs']} training pairs "
+                 f"(the target saw unsafe prompts; for comparison only), {meta['n_anchors']} benign anchors"]
+    else:
+        lines = [f"aligned from {meta['source_model']} (layer {meta['layer']}) with {meta['method']} on "
+                 f"{meta['n_anchors']} benign anchors"]
+    if "mix" in meta:
+        weights = ", ".join(f"{c} {w:g}" for c, w in meta["mix"]["weights"].items())
+        lines.append(f"mixed: {weights}" + (" (orthogonalised)" if meta["mix"]["orthogonalise"] else ""))
     for key, enc in aligned.encoders.items():
         fit = meta.get("fit", {}).get(key, {})
         lines.append(f"  {key}: {enc.unit.shape[1]} dims, anchor fit R2 {fit.get('train_r2', float('nan')):.3f}, "
-                     f"calibrated step {enc.calibrated[0].norm():.3f} (standardised units)")
+                     f"calibrated step {enc.calibrated[0].norm():.3f} (standardised units)"
+                     if fit else f"  {key}: {enc.unit.shape[1]} dims, calibrated step {enc.calibrated[0].norm():.3f}")
     lines.append("directions: " + ", ".join(aligned.names))
     return "\n".join(lines)

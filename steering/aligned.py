@@ -16,12 +16,14 @@ from safetensors.torch import save_file
 
 from .alignment import MAP_METHODS, AlignmentError, fit_map
 from .directions import anchor_statistics
+from .mixing import MIXED, add_mixed_row
 from .pack import DirectionPack
 from .source_gate import SourceGate
 from .transport import AlignedDirections, transport_pack
 
 ALIGNED_FORMAT = "safety-steer-aligned-directions"
-ALIGNED_SCHEMA_VERSION = 1
+ALIGNED_SCHEMA_VERSION = 2
+ALIGNED_TENSORS = ("unit", "calibrated", "anchor_projection", "target_mean", "target_std", "anchor_covariance")
 
 
 @dataclass
@@ -35,6 +37,27 @@ class AlignedSafetyDirection:
     @property
     def names(self) -> list[str]:
         return next(iter(self.encoders.values())).names
+
+    def resolve(self, choice: str) -> tuple[int, list[int]]:
+        """(row to steer with, the pack rows its source-LLM gate reads) for a node's direction
+        choice; ``auto`` is the Category Vector Mixer's mix when there is one, else ``global``."""
+        name = (MIXED if MIXED in self.names else "global") if choice == "auto" else choice
+        if name not in self.names:
+            hint = " Connect a Category Vector Mixer first." if name == MIXED else ""
+            raise ValueError(f"This direction has no {name!r} row; it has {', '.join(self.names)}.{hint}")
+        if name == MIXED:
+            return self.names.index(MIXED), list(self.metadata["mix"]["rows"])
+        row = self.names.index(name)
+        return row, [row]
+
+    def with_mix(self, weights: dict[str, float], orthogonalise: bool) -> "AlignedSafetyDirection":
+        """A copy with a ``mixed`` row in every encoder's space (steering.mixing)."""
+        names = [n for n in self.names if n != MIXED]
+        encoders = {key: add_mixed_row(enc, weights, orthogonalise) for key, enc in self.encoders.items()}
+        rows = [names.index(c) for c, w in weights.items() if w > 0]
+        mix = {"weights": {c: w for c, w in weights.items() if w > 0}, "orthogonalise": orthogonalise, "rows": rows}
+        return AlignedSafetyDirection(encoders=encoders, metadata={**self.metadata, "mix": mix},
+                                      source_gate=self.source_gate)
 
 
 def anchor_subset(n_total: int, n_wanted: int) -> torch.Tensor:
@@ -71,7 +94,7 @@ def align_pack(pack: DirectionPack, target_features: dict[str, torch.Tensor], me
 def save_aligned(aligned: AlignedSafetyDirection, path: str | Path) -> None:
     tensors = {}
     for key, enc in aligned.encoders.items():
-        for name in ("unit", "calibrated", "anchor_projection", "target_mean", "target_std"):
+        for name in ALIGNED_TENSORS:
             tensors[f"{key}/{name}"] = getattr(enc, name).to(torch.float32).contiguous()
     gate = aligned.source_gate
     if gate is not None:
@@ -88,12 +111,14 @@ def save_aligned(aligned: AlignedSafetyDirection, path: str | Path) -> None:
 def load_aligned(path: str | Path) -> AlignedSafetyDirection:
     with safe_open(str(path), framework="pt") as handle:
         meta = json.loads(handle.metadata()["aligned"])
-        if meta.get("format") != ALIGNED_FORMAT or int(meta.get("schema_version", 0)) > ALIGNED_SCHEMA_VERSION:
-            raise AlignmentError(f"{path} is not an aligned-direction file this version reads.")
+        if meta.get("format") != ALIGNED_FORMAT or int(meta.get("schema_version", 0)) != ALIGNED_SCHEMA_VERSION:
+            raise AlignmentError(f"{path} is not an aligned-direction file this version reads (schema "
+                                 f"{meta.get('schema_version')}, this version reads {ALIGNED_SCHEMA_VERSION}); "
+                                 "fit the alignment again.")
         encoders = {}
         for key in meta["encoders"]:
             parts = {name: handle.get_tensor(f"{key}/{name}") for name in
-                     ("unit", "calibrated", "anchor_projection", "target_mean", "target_std")}
+                     ALIGNED_TENSORS}
             encoders[key] = AlignedDirections(names=meta["names"], **parts)
         gate_settings = meta.pop("source_gate", None)
         gate = None

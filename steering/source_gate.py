@@ -43,8 +43,9 @@ class SourceGate:
                    pack.directions.clone(), pack.anchor_mean.clone(), pack.anchor_std.clone(),
                    pack.projection_stats.clone(), gate.threshold, gate.temperature)
 
-    def projections(self, prompts: list[str], row: int = 0) -> torch.Tensor:
-        """Standardised source projections (anchor units; negative = unsafe-leaning)."""
+    def projections(self, prompts: list[str], row: int | list[int] = 0) -> torch.Tensor:
+        """Standardised source projections (anchor units; negative = unsafe-leaning): [n] for one
+        row, [n, len(rows)] for several (one forward pass either way)."""
         model = _models.get(self.source_ref)
         if model is None:
             model = _models[self.source_ref] = load_text_model(self.source_ref, allow_hub=False)
@@ -52,10 +53,13 @@ class SourceGate:
                                skip_first_token=model.is_decoder)[self.layer]
         z = (raw - self.anchor_mean) / self.anchor_std
         stats = self.projection_stats[row]
-        return (z @ self.directions[row] - stats[0]) / stats[1]
+        return (z @ self.directions[row].T - stats[..., 0]) / stats[..., 1]
 
-    def gate_values(self, prompts: list[str], row: int = 0) -> torch.Tensor:
-        return Gate(self.threshold, self.temperature)(self.projections(prompts, row))
+    def gate_values(self, prompts: list[str], row: int | list[int] = 0) -> torch.Tensor:
+        """Per prompt gate in [0, 1]; for several rows (a category mix) the most open one: a
+        prompt is steered when any of the selected harms shows."""
+        values = Gate(self.threshold, self.temperature)(self.projections(prompts, row))
+        return values if values.dim() == 1 else values.max(dim=1).values
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"source_gate/directions": self.directions, "source_gate/anchor_mean": self.anchor_mean,

@@ -31,6 +31,8 @@ class AlignedDirections:
     anchor_projection: torch.Tensor # [K, 2] mean and std of target anchor projections on each unit row
     target_mean: torch.Tensor       # [dt] raw-space anchor mean of the target
     target_std: torch.Tensor        # [dt]
+    anchor_covariance: torch.Tensor # [K, K] covariance of target anchor projections across rows
+                                    # (exact statistics for any mix of rows: steering.mixing)
 
     def raw_steering_vectors(self) -> torch.Tensor:
         """Calibrated vectors in the target's raw feature space (what gets added to hidden states)."""
@@ -51,4 +53,5 @@ def transport_pack(pack: DirectionPack, fitted: FittedMap, target_anchor_z: torc
     kappa = gap_source / stats[:, 1].clamp_min(1e-6) * spread_target
     return AlignedDirections(names=pack.names, unit=unit, calibrated=unit * kappa[:, None],
                              anchor_projection=torch.stack([projections.mean(0), spread_target], 1),
-                             target_mean=target_mean, target_std=target_std)
+                             target_mean=target_mean, target_std=target_std,
+                             anchor_covariance=torch.cov(projections.T).reshape(len(pack.names), len(pack.names)))

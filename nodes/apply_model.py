@@ -1,0 +1,146 @@
+"""Apply Safety Steer (Model): steer the text stream inside the diffusion model, per step.
+
+A cloned ModelPatcher gets an attn2 patch (UNets) or a keyed APPLY_MODEL wrapper (DiTs) that steers
+the text conditioning the model reads, only between the chosen start and end of sampling, and by
+default only for the positive prompt (steering the negative one towards safe would, through CFG,
+push the image away from safe). The original MODEL is untouched; patches stack.
+"""
+from __future__ import annotations
+
+import torch
+from comfy.patcher_extension import WrappersMP
+from comfy_api.latest import io
+
+from ..steering.aligned import AlignedSafetyDirection
+from ..steering.assembled import steer_tokens
+from ..steering.gating import Gate
+from ..steering.layout import token_segments
+from ..steering.report import SamplingLog, entries_from
+from .apply_conditioning import gate_input
+from .model_targets import model_kind, text_context_width
+from .steer_inputs import aligned_input, checked_aligned, common_inputs, threshold_input
+
+WRAPPER_KEY = "safety_steer"
+LOGS_ATTACHMENT = "safety_steer_logs"
+APPLY_TO = ("positive", "positive and negative")
+
+
+def batch_weights(cond_or_uncond, batch: int, include_negative: bool, device) -> torch.Tensor:
+    """1 for the rows of the positive prompt (cond), 0 for the negative (uncond) ones unless included.
+    ComfyUI stacks the batch as equal chunks, one per entry of cond_or_uncond."""
+    if include_negative or not cond_or_uncond:
+        return torch.ones(batch, device=device)
+    chunk = batch // len(cond_or_uncond)
+    flags = torch.tensor([1.0 if c == 0 else 0.0 for c in cond_or_uncond], device=device)
+    return flags.repeat_interleave(chunk) if chunk * len(cond_or_uncond) == batch else torch.ones(batch, device=device)
+
+
+class TextStreamSteer:
+    """The steer one node adds: shared by its attn2 patch or wrapper closures (never deep-copied)."""
+
+    def __init__(self, aligned: AlignedSafetyDirection, row: int, strength: float, mode: str, gate: Gate | None,
+                 include_negative: bool, sigma_start: float, sigma_end: float, log: SamplingLog):
+        self.aligned, self.row, self.strength, self.mode, self.gate = aligned, row, strength, mode, gate
+        self.include_negative, self.sigma_start, self.sigma_end, self.log = include_negative, sigma_start, sigma_end, log
+
+    def active(self, sigmas) -> bool:
+        if sigmas is None:
+            return True
+        sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(sigmas)
+        return self.sigma_end <= sigma <= self.sigma_start
+
+    def __call__(self, context: torch.Tensor, cond_or_uncond, sigmas, token_mask=None) -> torch.Tensor:
+        if not self.active(sigmas):
+            return context
+        weights = batch_weights(cond_or_uncond, context.shape[0], self.include_negative, context.device)
+        if not bool(weights.any()):
+            return context
+        steered, reports = steer_tokens(context, self.aligned, self.row, self.strength, self.mode, self.gate,
+                                        weights, token_mask)
+        labels = [("negative" if c else "positive") for c in (cond_or_uncond or [0])
+                  for _ in range(context.shape[0] // max(1, len(cond_or_uncond or [0])))]
+        prompts = [f"{labels[i] if i < len(labels) else 'batch'} #{i + 1}" for i in range(context.shape[0])]
+        sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(sigmas or 0.0)
+        self.log.record(sigma, entries_from(reports, "model", prompts, self.aligned.names, self.aligned.names[self.row]))
+        return steered
+
+
+def attn2_patch(steer: TextStreamSteer):
+    def patch(n, context, value, extra_options):
+        steered = steer(context, extra_options.get("cond_or_uncond"), extra_options.get("sigmas"))
+        if value is context:
+            value = steered
+        elif value is not None and steered is not context:
+            value = steer(value, extra_options.get("cond_or_uncond"), extra_options.get("sigmas"))
+        return n, steered, value
+    return patch
+
+
+def apply_model_wrapper(steer: TextStreamSteer):
+    def wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+        if c_crossattn is not None:
+            c_crossattn = steer(c_crossattn, transformer_options.get("cond_or_uncond"), t, kwargs.get("attention_mask"))
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+    return wrapper
+
+
+class ApplySafetySteerModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ApplySafetySteerModel",
+            display_name="Apply Safety Steer (Model)",
+            category="safety_steer",
+            description=("Returns a copy of the MODEL that steers the text conditioning inside the UNet's "
+                         "cross-attention (SD1.5, SDXL) or where the DiT reads it (SD3.x, Flux, Wan, HunyuanVideo, "
+                         "LTX-Video), between start and end of sampling. The original MODEL is unchanged; other "
+                         "patches keep working."),
+            inputs=[
+                io.Model.Input("model"), aligned_input(), *common_inputs(), gate_input(), threshold_input(),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Start steering at this fraction of sampling (0 = the first step)."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Stop steering after this fraction of sampling (1 = the last step)."),
+                io.Combo.Input("apply_to", options=list(APPLY_TO), default="positive",
+                               tooltip="positive: steer only the positive prompt (recommended). With CFG, steering "
+                                       "the negative prompt towards safe pushes the image the other way."),
+            ],
+            outputs=[io.Model.Output(display_name="steered_model")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, start_percent, end_percent, **_) -> bool | str:
+        if start_percent > end_percent:
+            return f"start_percent ({start_percent}) must not be after end_percent ({end_percent})."
+        return True
+
+    @classmethod
+    def execute(cls, model, aligned_direction, strength, direction, mode, gate, gate_threshold,
+                start_percent, end_percent, apply_to) -> io.NodeOutput:
+        aligned = checked_aligned(aligned_direction, "Apply Safety Steer (Model)")
+        kind, label = model_kind(model)
+        row, _ = aligned.resolve(direction)
+        width = text_context_width(model)
+        if width is not None:
+            try:
+                token_segments({k: int(e.unit.shape[1]) for k, e in aligned.encoders.items()}, width)
+            except ValueError as exc:
+                raise ValueError(f"This {label} model reads text features of width {width}, but the direction was "
+                                 f"aligned to {aligned.metadata.get('target', 'another text encoder')}: {exc}") from exc
+        steered = model.clone()
+        if strength == 0:
+            return io.NodeOutput(steered)
+        sampling = model.get_model_object("model_sampling")
+        log = SamplingLog()
+        steer = TextStreamSteer(aligned, row, strength, mode,
+                                Gate(threshold=gate_threshold) if gate == "target projection" else None,
+                                apply_to == "positive and negative",
+                                float(sampling.percent_to_sigma(start_percent)), float(sampling.percent_to_sigma(end_percent)),
+                                log)
+        if kind == "unet":
+            steered.set_model_attn2_patch(attn2_patch(steer))
+        else:
+            steered.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper(steer))
+        logs = list(model.get_attachment(LOGS_ATTACHMENT) or [])
+        steered.set_attachments(LOGS_ATTACHMENT, [*logs, (f"{label} {aligned.names[row]} x{strength:g}", log)])
+        return io.NodeOutput(steered)

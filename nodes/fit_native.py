@@ -1,0 +1,62 @@
+"""FitNativeDirection: the native baseline, fitted inside the graph's own text encoder."""
+from __future__ import annotations
+
+import comfy.utils
+from comfy_api.latest import io
+
+from ..steering.aligned import AlignedSafetyDirection, anchor_subset, load_aligned, save_aligned
+from ..steering.directions import METHODS
+from ..steering.evaluation import training_pairs_for
+from ..steering.native import native_pack
+from ..steering.pack import pack_sha256
+from .clip_targets import encode_per_encoder
+from .fit_alignment import alignment_cache_dir, cache_key, encoder_fingerprints
+from .types import SafetyDirection
+
+
+class FitNativeDirection(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FitNativeDirection",
+            display_name="Fit Native Direction (baseline)",
+            category="safety_steer",
+            description=("The native* baseline for side-by-side comparison: estimates the safety directions "
+                         "directly in this CLIP's encoders from the pack's training pairs. Unlike Fit Cross-Model "
+                         "Alignment, the target sees unsafe prompts. Cached on disk like the alignment."),
+            inputs=[
+                io.Clip.Input("clip"),
+                SafetyDirection.Input("direction", tooltip="A pack from Load Safety Direction: its training pairs "
+                                                           "and anchors are used (checked by hash)."),
+                io.Combo.Input("method", options=list(METHODS), default="mean_diff",
+                               tooltip="How to estimate each direction from the paired features."),
+                io.Int.Input("anchors", default=2000, min=20, max=100000,
+                             tooltip="Benign anchors for standardisation and the gate's statistics."),
+            ],
+            outputs=[SafetyDirection.Output(display_name="native_direction",
+                                            tooltip="Use in place of an aligned direction in any Apply node.")],
+        )
+
+    @classmethod
+    def execute(cls, clip, direction, method, anchors) -> io.NodeOutput:
+        if isinstance(direction, AlignedSafetyDirection):
+            raise ValueError("Fit Native Direction needs the pack itself (Load Safety Direction), not an aligned direction.")
+        fingerprints = encoder_fingerprints(clip)
+        key = cache_key(direction, fingerprints, clip.layer_idx, f"native-{method}", anchors)
+        cached = alignment_cache_dir() / f"{key}.safetensors"
+        if cached.is_file():
+            return io.NodeOutput(load_aligned(cached))
+        pairs = training_pairs_for(direction)
+        index = anchor_subset(len(direction.anchor_prompts), anchors)
+        anchor_prompts = [direction.anchor_prompts[i] for i in index.tolist()]
+        prompts = [p.safe for p in pairs] + [p.unsafe for p in pairs] + anchor_prompts
+        bar = comfy.utils.ProgressBar(len(prompts))
+        features = encode_per_encoder(clip, prompts, progress=lambda done, total: bar.update_absolute(done, total))
+        n = len(pairs)
+        native = native_pack(direction, pairs, {k: v[:n] for k, v in features.items()},
+                             {k: v[n:2 * n] for k, v in features.items()}, {k: v[2 * n:] for k, v in features.items()},
+                             method, metadata={"cache_key": key, "pack_sha256": pack_sha256(direction),
+                                               "target": type(clip.cond_stage_model).__name__,
+                                               "encoder_fingerprints": fingerprints})
+        save_aligned(native, cached)
+        return io.NodeOutput(native)

@@ -1,0 +1,52 @@
+"""CategoryVectorMixer: one direction from a weighted choice of harm categories."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..steering.mixing import PRESETS
+from ..steering.prompts import I2P_CATEGORIES
+from .steer_inputs import aligned_input, checked_aligned
+from .types import SafetyDirection
+
+CUSTOM = "custom (sliders)"
+
+
+def weight_input_name(category: str) -> str:
+    return category.replace(" ", "_").replace("-", "_")
+
+
+class CategoryVectorMixer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CategoryVectorMixer",
+            display_name="Category Vector Mixer",
+            category="safety_steer",
+            description=("Combines the per-category safety directions into one, weighted per harm category (and "
+                         "optionally orthogonalised, so overlapping categories are not counted twice). Apply "
+                         "nodes with direction 'auto' then steer with the mix."),
+            inputs=[
+                aligned_input(),
+                io.Combo.Input("preset", options=[CUSTOM, *PRESETS], default="all categories",
+                               tooltip="A ready-made selection; 'custom (sliders)' uses the weights below."),
+                *[io.Float.Input(weight_input_name(c), default=1.0, min=0.0, max=2.0, step=0.05,
+                                 tooltip=f"Weight of the {c} direction (custom preset only; 0 = leave it out).")
+                  for c in I2P_CATEGORIES],
+                io.Boolean.Input("orthogonalise", default=False,
+                                 tooltip="Remove the overlap between the selected categories' directions first "
+                                         "(symmetric, order-independent)."),
+            ],
+            outputs=[SafetyDirection.Output(display_name="aligned_direction",
+                                            tooltip="The same aligned direction with a 'mixed' row added.")],
+        )
+
+    @classmethod
+    def execute(cls, aligned_direction, preset, orthogonalise, **sliders) -> io.NodeOutput:
+        aligned = checked_aligned(aligned_direction, "Category Vector Mixer")
+        if preset == CUSTOM:
+            weights = {c: float(sliders[weight_input_name(c)]) for c in I2P_CATEGORIES}
+        elif preset in PRESETS:
+            weights = dict(PRESETS[preset])
+        else:
+            raise ValueError(f"Unknown preset {preset!r}; choose one of {CUSTOM!r}, {', '.join(map(repr, PRESETS))}.")
+        return io.NodeOutput(aligned.with_mix(weights, orthogonalise))

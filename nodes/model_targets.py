@@ -1,0 +1,56 @@
+"""Which diffusion models the MODEL application point supports, and how it reaches their text.
+
+UNets (SD1.5, SDXL): an attn2 patch, which sees the text context of every cross-attention.
+DiTs (SD3.x, Flux, Wan, HunyuanVideo, LTX-Video): a keyed APPLY_MODEL wrapper, which sees the
+text conditioning (c_crossattn) before the model's own text projection. Both stack with other
+patches and wrappers and survive ModelPatcher.clone().
+"""
+from __future__ import annotations
+
+import comfy.model_base as model_base
+from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+from ..steering.errors import SafetySteerError
+
+#: (model_base class, label, attribute path to the Linear that first reads the text context)
+DIT_MODELS = (
+    (model_base.SD3, "SD3 / SD3.5", "context_embedder"),
+    (model_base.Flux, "Flux", "txt_in"),
+    (model_base.WAN21, "Wan 2.x", "text_embedding.0"),
+    (model_base.HunyuanVideo, "HunyuanVideo", "txt_in.input_embedder"),
+    (model_base.LTXV, "LTX-Video", "caption_projection.linear_1"),
+)
+SUPPORTED_MODELS = ("SD1.5", "SDXL", *(label for _, label, _ in DIT_MODELS))
+
+
+class UnsupportedModelError(SafetySteerError):
+    pass
+
+
+def model_kind(model) -> tuple[str, str]:
+    """("unet" | "dit", label) for a ModelPatcher; an unsupported model is an error listing the supported ones."""
+    base = model.model
+    if isinstance(getattr(base, "diffusion_model", None), UNetModel) and type(base).__name__ in (
+            "BaseModel", "SDXL", "SDXLRefiner", "SD15_instructpix2pix", "SDXL_instructpix2pix"):
+        return "unet", "SDXL" if "SDXL" in type(base).__name__ else "SD1.5"
+    for cls, label, _ in DIT_MODELS:
+        if isinstance(base, cls):
+            return "dit", label
+    raise UnsupportedModelError(f"Safety Steer cannot steer a {type(base).__name__} model yet. Supported diffusion "
+                                f"models: {', '.join(SUPPORTED_MODELS)}.")
+
+
+def text_context_width(model) -> int | None:
+    """Feature width of the text conditioning the model expects (None when it cannot be read)."""
+    base = model.model
+    if isinstance(getattr(base, "diffusion_model", None), UNetModel):
+        return base.model_config.unet_config.get("context_dim")
+    for cls, _, path in DIT_MODELS:
+        if isinstance(base, cls):
+            module = base.diffusion_model
+            for part in path.split("."):
+                module = module[int(part)] if part.isdigit() else getattr(module, part, None)
+                if module is None:
+                    return None
+            return getattr(module, "in_features", None)
+    return None

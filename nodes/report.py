@@ -1,0 +1,56 @@
+"""SafetySteerReport: what the steer did, per prompt and category, on the node and as text."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..steering.report import ReportEntry, format_report
+from .apply_model import LOGS_ATTACHMENT
+from .steer_inputs import REPORT_KEY
+
+
+def conditioning_report(conditioning) -> str:
+    entries = [ReportEntry(**entry) for _, options in conditioning for entry in options.get(REPORT_KEY, [])]
+    return format_report(entries)
+
+
+def model_report(model) -> str:
+    logs = model.get_attachment(LOGS_ATTACHMENT) or []
+    if not logs:
+        return "Safety Steer report: this MODEL carries no Apply Safety Steer (Model) patch."
+    return "\n".join(log.summary(label) for label, log in logs)
+
+
+class SafetySteerReport(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SafetySteerReport",
+            display_name="Safety Steer Report",
+            category="safety_steer",
+            description=("Shows how strongly each prompt projected on every harm category and how much steer "
+                         "was applied. Connect the conditioning from a steered CLIP (or from Apply Safety Steer "
+                         "(Conditioning)), and/or a steered MODEL with 'after' fed from the sampler's output so "
+                         "that the report is read once sampling has run."),
+            inputs=[
+                io.Conditioning.Input("conditioning", optional=True),
+                io.Model.Input("model", optional=True),
+                io.AnyType.Input("after", optional=True,
+                                 tooltip="Anything produced after sampling (e.g. the LATENT): orders this node after it."),
+            ],
+            outputs=[io.String.Output(display_name="report")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, conditioning=None, model=None, after=None) -> io.NodeOutput:
+        parts = []
+        if conditioning is not None:
+            parts.append(conditioning_report(conditioning))
+        if model is not None:
+            parts.append(model_report(model))
+        text = "\n\n".join(parts) or "Safety Steer report: connect a conditioning or a model."
+        return io.NodeOutput(text, ui=io.ui.PreviewText(text))
+
+    @classmethod
+    def fingerprint_inputs(cls, **_) -> float:
+        return float("nan")      # re-read every run: a model's sampling log changes without its inputs changing

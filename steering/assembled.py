@@ -1,0 +1,58 @@
+"""Steering an assembled conditioning tensor (the CONDITIONING and diffusion-model points).
+
+Splits the tensor into its encoders' segments (steering.layout) and steers each with the
+direction aligned to that encoder. Without the tokenizer's output, real prompt tokens cannot be
+told from start/end/padding tokens here, so every token row counts unless an attention mask says
+otherwise (HunyuanVideo, LTX-Video carry one): the gate then reads a projection diluted by padding,
+which is why the text-encoder point, which knows the tokens, is the recommended one for gating.
+"""
+from __future__ import annotations
+
+import torch
+
+from .aligned import AlignedSafetyDirection
+from .apply import steer_hidden
+from .gating import Gate
+from .layout import pooled_segments, token_segments
+
+
+def encoder_dims(aligned: AlignedSafetyDirection) -> dict[str, int]:
+    return {key: int(enc.unit.shape[1]) for key, enc in aligned.encoders.items()}
+
+
+def steer_tokens(hidden: torch.Tensor, aligned: AlignedSafetyDirection, row: int, strength: float, mode: str,
+                 gate: Gate | None = None, weights: torch.Tensor | None = None,
+                 token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, dict]]:
+    """Steer [B, T, W] conditioning; returns (steered, {encoder key: steer_hidden report})."""
+    segments, clip_width = token_segments(encoder_dims(aligned), hidden.shape[-1])
+    batch, tokens = hidden.shape[:2]
+    if token_mask is None or tuple(token_mask.shape) != (batch, tokens):
+        token_mask = torch.ones(batch, tokens, dtype=torch.bool, device=hidden.device)
+    out, reports = hidden, {}
+    for segment in segments:
+        mask = token_mask.to(hidden.device).bool()
+        rows = segment.row_mask(hidden, clip_width)
+        if rows is not None:
+            mask = mask & rows
+        steered, reports[segment.key] = steer_hidden(hidden[..., segment.features], mask, aligned.encoders[segment.key],
+                                                     strength, mode, gate, row, weights)
+        if strength != 0:
+            if out is hidden:
+                out = hidden.clone()
+            out[..., segment.features] = steered
+    return out, reports
+
+
+def steer_pooled(pooled: torch.Tensor, aligned: AlignedSafetyDirection, row: int, strength: float, mode: str,
+                 gate: Gate | None = None, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, dict]]:
+    """Steer a [B, W] pooled vector where an aligned pooled space matches it (else unchanged)."""
+    out, reports = pooled, {}
+    for segment in pooled_segments(encoder_dims(aligned), pooled.shape[-1]):
+        part = pooled[:, segment.features].unsqueeze(1)
+        steered, reports[segment.key] = steer_hidden(part, torch.ones(part.shape[:2], dtype=torch.bool), aligned.encoders[segment.key],
+                                                     strength, mode, gate, row, weights)
+        if strength != 0:
+            if out is pooled:
+                out = pooled.clone()
+            out[:, segment.features] = steered.squeeze(1)
+    return out, reports
