@@ -7,7 +7,7 @@ pooled space fits it) is steered once, here; nothing happens per sampling step.
 from __future__ import annotations
 
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..steering.assembled import steer_pooled, steer_tokens
 from ..steering.gating import Gate
@@ -67,4 +67,4 @@ class ApplySafetySteerConditioning(io.ComfyNode):
         if strength == 0:
             steered = conditioning            # bit-identical: the very same objects
         text = format_report(entries)
-        return io.NodeOutput(steered, text, ui=io.ui.PreviewText(text))
+        return io.NodeOutput(steered, text, ui=ui.PreviewText(text))

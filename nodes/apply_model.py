@@ -17,7 +17,7 @@ from ..steering.gating import Gate
 from ..steering.layout import token_segments
 from ..steering.report import SamplingLog, entries_from
 from .apply_conditioning import gate_input
-from .model_targets import model_kind, text_context_width
+from .model_targets import check_text_stream, model_kind, text_context_width
 from .steer_inputs import aligned_input, checked_aligned, common_inputs, threshold_input
 
 WRAPPER_KEY = "safety_steer"
@@ -57,9 +57,10 @@ class TextStreamSteer:
             return context
         steered, reports = steer_tokens(context, self.aligned, self.row, self.strength, self.mode, self.gate,
                                         weights, token_mask)
-        labels = [("negative" if c else "positive") for c in (cond_or_uncond or [0])
-                  for _ in range(context.shape[0] // max(1, len(cond_or_uncond or [0])))]
-        prompts = [f"{labels[i] if i < len(labels) else 'batch'} #{i + 1}" for i in range(context.shape[0])]
+        chunks = cond_or_uncond or [0]
+        per_chunk = max(1, context.shape[0] // len(chunks))
+        prompts = [f"{'negative' if chunks[min(i // per_chunk, len(chunks) - 1)] else 'positive'} {i % per_chunk + 1}"
+                   for i in range(context.shape[0])]
         sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(sigmas or 0.0)
         self.log.record(sigma, entries_from(reports, "model", prompts, self.aligned.names, self.aligned.names[self.row]))
         return steered
@@ -120,6 +121,7 @@ class ApplySafetySteerModel(io.ComfyNode):
         aligned = checked_aligned(aligned_direction, "Apply Safety Steer (Model)")
         kind, label = model_kind(model)
         row, _ = aligned.resolve(direction)
+        check_text_stream(label, set(aligned.encoders), aligned.metadata.get("target", "another text encoder"))
         width = text_context_width(model)
         if width is not None:
             try:

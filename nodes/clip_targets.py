@@ -35,7 +35,10 @@ def sub_encoders(clip) -> dict[str, torch.nn.Module]:
             raise UnsupportedEncoderError(
                 f"This CLIP has a text encoder {key!r} that Safety Steer does not support yet. Supported "
                 f"encoders: {', '.join(SUPPORTED_ENCODERS)} (CLIP-L, CLIP-G, T5-XXL, umT5-XXL, Llama).")
-        module = getattr(model, f"clip_{key}", None) or getattr(model, key, None)
+        names = [n for n in (f"clip_{key}", key) if hasattr(model, n)]
+        module = next((getattr(model, n) for n in names if getattr(model, n) is not None), None)
+        if names and module is None:
+            continue          # a slot the model has but left empty (e.g. SD3 loaded without T5): no tokens reach it
         if module is None or not hasattr(module, "encode_token_weights"):
             raise UnsupportedEncoderError(f"Could not find the {key!r} sub-encoder inside {type(model).__name__}.")
         found[key] = module

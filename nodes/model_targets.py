@@ -21,6 +21,11 @@ DIT_MODELS = (
     (model_base.LTXV, "LTX-Video", "caption_projection.linear_1"),
 )
 SUPPORTED_MODELS = ("SD1.5", "SDXL", *(label for _, label, _ in DIT_MODELS))
+#: The text encoders whose tokens each model's text stream is made of (any one set must be aligned).
+TEXT_STREAM_ENCODERS = {
+    "SD1.5": ({"l"},), "SDXL": ({"l", "g"}, {"g"}), "SD3 / SD3.5": ({"l", "g"}, {"t5xxl"}),
+    "Flux": ({"t5xxl"},), "Wan 2.x": ({"umt5xxl"},), "HunyuanVideo": ({"llama"},), "LTX-Video": ({"t5xxl"},),
+}
 
 
 class UnsupportedModelError(SafetySteerError):
@@ -38,6 +43,17 @@ def model_kind(model) -> tuple[str, str]:
             return "dit", label
     raise UnsupportedModelError(f"Safety Steer cannot steer a {type(base).__name__} model yet. Supported diffusion "
                                 f"models: {', '.join(SUPPORTED_MODELS)}.")
+
+
+def check_text_stream(label: str, aligned_keys: set[str], target: str) -> None:
+    """The direction must be aligned to the encoders this model reads its text from."""
+    options = TEXT_STREAM_ENCODERS[label]
+    if not any(needed <= aligned_keys for needed in options):
+        wanted = " or ".join("+".join(sorted(o)) for o in options)
+        raise UnsupportedModelError(
+            f"This {label} model reads its text from the {wanted} encoder(s), but the direction was aligned to "
+            f"{target} (encoders {', '.join(sorted(k for k in aligned_keys if '.pooled' not in k))}). Fit Cross-Model "
+            f"Alignment with this model's own CLIP.")
 
 
 def text_context_width(model) -> int | None:

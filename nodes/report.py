@@ -1,7 +1,7 @@
 """SafetySteerReport: what the steer did, per prompt and category, on the node and as text."""
 from __future__ import annotations
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..steering.report import ReportEntry, format_report
 from .apply_model import LOGS_ATTACHMENT
@@ -49,7 +49,7 @@ class SafetySteerReport(io.ComfyNode):
         if model is not None:
             parts.append(model_report(model))
         text = "\n\n".join(parts) or "Safety Steer report: connect a conditioning or a model."
-        return io.NodeOutput(text, ui=io.ui.PreviewText(text))
+        return io.NodeOutput(text, ui=ui.PreviewText(text))
 
     @classmethod
     def fingerprint_inputs(cls, **_) -> float:

@@ -71,5 +71,5 @@ class SamplingLog:
     def summary(self, label: str) -> str:
         if not self.calls:
             return f"{label}: no steer yet (not sampled, or every step fell outside the start/end range)."
-        return (f"{label}: steered {self.calls} model call(s) over {len(self.steps)} step(s); "
+        return (f"{label}: applied {self.calls} time(s) over {len(self.steps)} step(s) (once per cross-attention block in UNets); "
                 f"the latest (sigma {self.last_sigma:.4g}):\n" + format_report(self.last_entries))

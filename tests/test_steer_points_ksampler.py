@@ -1,0 +1,230 @@
+"""The three application points (text encoder, conditioning, model) under a real KSampler, on tiny
+random-weight models of all seven families built from ComfyUI's own classes (image and 5-D video
+latents). Node classes come from the copy of the pack that ComfyUI itself loaded."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from safety_steer.steering.pack import DEFAULT_PACK_PATH
+
+FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv")
+UNSAFE = "a man stabbing another man in a dark alley, blood everywhere, photo"
+BENIGN = "a lighthouse on a cliff at dusk, oil painting"
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def tiny_models():
+    name = "safety_steer_tiny_models"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("tiny_models.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def kit(comfy, tmp_path_factory):
+    """Node classes, the shipped pack, and per-family tiny CLIP/model/alignment, built once."""
+    import os
+    classes = comfy.node_classes
+    pack = sys.modules[classes["LoadSafetyDirection"].__module__].load_pack(DEFAULT_PACK_PATH)
+    data = tmp_path_factory.mktemp("steer_data")
+    previous = os.environ.get("SAFETY_STEER_DATA")
+    os.environ["SAFETY_STEER_DATA"] = str(data)
+    cache: dict[str, tuple] = {}
+
+    def family(name: str):
+        if name not in cache:
+            clip, model = tiny_models().build_clip(name), tiny_models().build_model(name)
+            aligned = classes["FitCrossModelAlignment"].execute(clip, pack, "ridge", 40).result[0]
+            cache[name] = clip, model, aligned
+        return cache[name]
+
+    yield classes, pack, family
+    if previous is None:
+        os.environ.pop("SAFETY_STEER_DATA", None)
+    else:
+        os.environ["SAFETY_STEER_DATA"] = previous
+
+
+def encode(clip, text):
+    import nodes
+    return nodes.CLIPTextEncode().encode(clip, text)[0]
+
+
+def latent(name: str, batch: int = 1):
+    import nodes
+    class_type, inputs = tiny_models().latent_node(name, batch)
+    cls = nodes.NODE_CLASS_MAPPINGS[class_type]
+    if hasattr(cls, "FUNCTION"):
+        return getattr(cls(), cls.FUNCTION)(**inputs)[0]
+    return cls.execute(**inputs).result[0]
+
+
+def sample(model, positive, negative, lat, cfg=2.0, steps=2):
+    import nodes
+    return nodes.common_ksampler(model, 7, steps, cfg, "euler", "normal", positive, negative, lat)[0]["samples"]
+
+
+def steer_model(classes, model, aligned, strength, **options):
+    settings = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0,
+                "start_percent": 0.0, "end_percent": 1.0, "apply_to": "positive", **options}
+    return classes["ApplySafetySteerModel"].execute(model, aligned, strength, **settings).result[0]
+
+
+def steer_conditioning(classes, conditioning, aligned, strength, **options):
+    settings = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0, **options}
+    return classes["ApplySafetySteerConditioning"].execute(conditioning, aligned, strength, **settings).result
+
+
+def steer_clip(classes, clip, aligned, strength, **options):
+    settings = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0, **options}
+    return classes["ApplySafetySteerCLIP"].execute(clip, aligned, strength, **settings).result[0]
+
+
+def patch_state(model):
+    """What a clone-then-patch must leave untouched on the original."""
+    options = model.model_options.get("transformer_options", {})
+    return (repr(sorted((k, len(v)) for k, v in options.get("patches", {}).items())),
+            repr({k: {kk: len(vv) for kk, vv in v.items()} for k, v in model.wrappers.items()}),
+            repr(model.attachments.keys()))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_point_steers_zero_is_identical_and_nothing_is_mutated(kit, name):
+    classes, _, family = kit
+    clip, model, aligned = family(name)
+    positive, negative = encode(clip, UNSAFE), encode(clip, "")
+    lat = latent(name)
+    weights_before = {k: v.clone() for k, v in list(model.model.state_dict().items())[:8]}
+    state_before = patch_state(model)
+    base = sample(model, positive, negative, lat)
+    assert torch.isfinite(base).all()
+
+    # model point
+    assert torch.equal(sample(steer_model(classes, model, aligned, 0.0), positive, negative, lat), base)
+    steered_model = steer_model(classes, model, aligned, 3.0)
+    by_model = sample(steered_model, positive, negative, lat)
+    assert by_model.shape == base.shape and torch.isfinite(by_model).all() and not torch.equal(by_model, base)
+
+    # conditioning point
+    zero_cond, _ = steer_conditioning(classes, positive, aligned, 0.0)
+    assert torch.equal(sample(model, zero_cond, negative, lat), base)
+    cond, report = steer_conditioning(classes, positive, aligned, 3.0)
+    assert not torch.equal(sample(model, cond, negative, lat), base)
+    assert "applied 3.000" in report
+
+    # text-encoder point
+    zero_clip = steer_clip(classes, clip, aligned, 0.0)
+    assert torch.equal(sample(model, encode(zero_clip, UNSAFE), encode(zero_clip, ""), lat), base)
+    steered_clip = steer_clip(classes, clip, aligned, 3.0)
+    assert not torch.equal(sample(model, encode(steered_clip, UNSAFE), encode(steered_clip, ""), lat), base)
+
+    # the originals are untouched: same weights, same patches, same output
+    assert patch_state(model) == state_before
+    assert all(torch.equal(model.model.state_dict()[k], v) for k, v in weights_before.items())
+    assert torch.equal(sample(model, encode(clip, UNSAFE), encode(clip, ""), lat), base)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_batches_cfg_one_and_stacking_with_other_patches(kit, name):
+    classes, _, family = kit
+    clip, model, aligned = family(name)
+    positive, negative = encode(clip, UNSAFE), encode(clip, BENIGN)
+    lat = latent(name, batch=2)
+    base = sample(model, positive, negative, lat)
+    once = steer_model(classes, model, aligned, 2.0)
+    twice = steer_model(classes, once, aligned, 2.0)
+    for cfg in (1.0, 2.0):                                        # CFG 1: guidance-distilled (no uncond pass)
+        out = sample(once, positive, negative, lat, cfg=cfg)
+        assert out.shape[0] == 2 and torch.isfinite(out).all()
+    one, two = sample(once, positive, negative, lat), sample(twice, positive, negative, lat)
+    assert not torch.equal(one, two) and not torch.equal(one, base)
+
+    # another pack's patch on the same point, before and after ours: both stay and both act
+    other = model.clone()
+    seen = []
+    if name in ("sd15", "sdxl"):
+        def other_patch(n, context, value, extra_options):
+            seen.append(1)
+            return n, context * 1.5, value * 1.5
+        other.set_model_attn2_patch(other_patch)
+    else:
+        from comfy.patcher_extension import WrappersMP
+
+        def other_wrapper(executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
+            seen.append(1)
+            return executor(x, t, c_concat, c_crossattn * 1.5, control, transformer_options, **kwargs)
+        other.add_wrapper_with_key(WrappersMP.APPLY_MODEL, "another_pack", other_wrapper)
+    other_only = sample(other, positive, negative, lat)
+    both = steer_model(classes, other, aligned, 2.0)
+    stacked = sample(both, positive, negative, lat)
+    assert seen and not torch.equal(stacked, other_only) and not torch.equal(stacked, one)
+    ours_first = other_patch if name in ("sd15", "sdxl") else None
+    if ours_first is not None:
+        assert len(both.model_options["transformer_options"]["patches"]["attn2_patch"]) == 2
+    else:
+        assert set(both.wrappers["apply_model"]) == {"another_pack", "safety_steer"}
+
+
+def test_positive_only_by_default_and_step_range(kit):
+    classes, _, family = kit
+    clip, model, aligned = family("flux")
+    positive, negative = encode(clip, UNSAFE), encode(clip, BENIGN)
+    lat = latent("flux")
+    base = sample(model, positive, negative, lat, steps=3)
+    late_only = sample(steer_model(classes, model, aligned, 3.0, start_percent=0.99, end_percent=1.0), positive,
+                       negative, lat, steps=3)
+    full = sample(steer_model(classes, model, aligned, 3.0), positive, negative, lat, steps=3)
+    assert not torch.equal(full, late_only)
+    both = sample(steer_model(classes, model, aligned, 3.0, apply_to="positive and negative"), positive, negative,
+                  lat, steps=3)
+    assert not torch.equal(both, full) and not torch.equal(full, base)
+
+
+def test_report_node_reads_conditioning_and_model(kit):
+    classes, _, family = kit
+    clip, model, aligned = family("sd15")
+    steered_clip = steer_clip(classes, clip, aligned, 2.0)
+    positive = encode(steered_clip, UNSAFE)
+    text = classes["SafetySteerReport"].execute(conditioning=positive).result[0]
+    assert "text encoder" in text and "applied 2.000" in text and "violence" in text and UNSAFE[:30] in text
+    steered = steer_model(classes, model, aligned, 2.0)
+    assert "no steer yet" in classes["SafetySteerReport"].execute(model=steered).result[0]
+    sample(steered, encode(clip, UNSAFE), encode(clip, ""), latent("sd15"))
+    text = classes["SafetySteerReport"].execute(model=steered).result[0]
+    assert "over 2 step(s)" in text and "'positive 1': applied 2.000" in text
+    assert "'negative 1': applied 0.000" in text          # the negative prompt is left alone by default
+
+
+def test_mismatched_encoder_and_unsupported_model_errors(kit):
+    classes, _, family = kit
+    _, _, sd15_aligned = family("sd15")
+    _, flux_model, _ = family("flux")
+    flux_clip, _, _ = family("flux")
+    with pytest.raises(ValueError, match=r"Flux model reads its text from the t5xxl encoder.*aligned to SD1ClipModel \(encoders l\)"):
+        steer_model(classes, flux_model, sd15_aligned, 1.0)
+    _, _, sdxl_aligned = family("sdxl")
+    with pytest.raises(ValueError, match=r"SD1.5 model reads text features of width 32.*aligned to SDXLClipModel.*another text encoder"):
+        steer_model(classes, family("sd15")[1], sdxl_aligned, 1.0)
+    with pytest.raises(ValueError, match=r"64 features per token.*l \(32\)"):
+        steer_conditioning(classes, encode(family("sdxl")[0], UNSAFE), sd15_aligned, 1.0)
+    with pytest.raises(ValueError, match=r"aligned to SD1ClipModel.*FluxClipModel"):
+        steer_clip(classes, flux_clip, sd15_aligned, 1.0)
+    import comfy.model_base
+    import comfy.model_patcher
+    import comfy.supported_models
+    config = comfy.supported_models.AuraFlow({"max_seq": 16, "cond_seq_dim": 32, "n_double_layers": 1,
+                                              "n_layers": 2, "dim": 32, "n_heads": 2, "patch_size": 2,
+                                              "in_channels": 4, "out_channels": 4, "global_conddim": 32})
+    config.set_inference_dtype(torch.float32, None)
+    unsupported = comfy.model_patcher.ModelPatcher(config.get_model({}, "", device=torch.device("cpu")),
+                                                   torch.device("cpu"), torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"cannot steer a AuraFlow model.*SD1.5, SDXL, SD3 / SD3.5, Flux, Wan"):
+        steer_model(classes, unsupported, sd15_aligned, 1.0)
