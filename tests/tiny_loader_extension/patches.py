@@ -1,0 +1,166 @@
+"""The patches behind tests/tiny_loader_extension (test-only).
+
+Stock ComfyUI 0.3.75 hard-codes full-size values while detecting model files, so tiny files fail
+to load (or load wrongly). Two patches, both keyed on the exact tiny widths of tests/tiny_models.py:
+
+1. Diffusion models: tiny subclasses of the families' ``comfy.supported_models`` classes are put
+   at the front of ``comfy.supported_models.models``. Their ``unet_config`` matches only the tiny
+   widths (e.g. Flux hidden_size 32; real Flux is 3072), and they replace the values detection
+   hard-codes (Flux/HunyuanVideo heads and rope axes, HunyuanVideo vec_in_dim 768, Wan heads =
+   dim // 128 and text_dim 4096) with the tiny ones (tiny_models.DETECTION_OVERRIDES).
+   SD1.5/SDXL need the subclass only to be recognised at all; SD3 loads stock.
+2. Text encoders: ``comfy.sd.load_text_encoder_state_dicts`` (CLIPLoader, DualCLIPLoader) and
+   ``comfy.sd.load_state_dict_guess_config`` (CheckpointLoaderSimple) look at the state dicts; if
+   they hold tiny encoders (CLIP/T5/Llama embeddings of tiny width), the tiny encoder configs are
+   deep-merged into ``model_options`` when ``comfy.sd.CLIP`` is built for that load (a deep merge:
+   ``load_clip`` itself sets ``clip_l_model_config={"max_position_embeddings": 77}``).
+
+The file-format details (CLIP-G's layer-30 key, T5-XXL's block-23 key) are in tiny_models.
+"""
+from __future__ import annotations
+
+import contextvars
+import copy
+import functools
+import importlib.util
+import sys
+from pathlib import Path
+
+_TINY_MODELS_NAME = "safety_steer_tiny_models"
+
+
+def tiny_models():
+    """tests/tiny_models.py (one module for conftest and this extension, loaded by path)."""
+    if _TINY_MODELS_NAME not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "tiny_models.py"
+        spec = importlib.util.spec_from_file_location(_TINY_MODELS_NAME, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_TINY_MODELS_NAME] = module
+        spec.loader.exec_module(module)
+    return sys.modules[_TINY_MODELS_NAME]
+
+
+# --- 1. diffusion models --------------------------------------------------------------------------
+
+def tiny_model_classes() -> list[type]:
+    """Tiny subclasses of comfy.supported_models classes, matching only tiny_models' widths."""
+    import comfy.supported_models as sm
+    tm = tiny_models()
+    configs = tm.UNET_CONFIGS
+
+    def with_overrides(base: type, family: str, match: dict) -> type:
+        overrides = tm.DETECTION_OVERRIDES.get(family, {})
+
+        def __init__(self, unet_config):
+            base.__init__(self, {**unet_config, **copy.deepcopy(overrides)})
+
+        return type(f"Tiny{base.__name__}", (base,), {"unet_config": match, "__init__": __init__,
+                                                      "__module__": __name__})
+
+    sd15, sdxl = configs["sd15"], configs["sdxl"]
+    return [
+        with_overrides(sm.SD15, "sd15", {key: sd15[key] for key in (
+            "context_dim", "model_channels", "use_linear_in_transformer", "adm_in_channels",
+            "use_temporal_attention")}),
+        with_overrides(sm.SDXL, "sdxl", {key: sdxl[key] for key in (
+            "model_channels", "use_linear_in_transformer", "transformer_depth", "context_dim",
+            "adm_in_channels", "use_temporal_attention")}),
+        with_overrides(sm.Flux, "flux", {"image_model": "flux", "hidden_size": configs["flux"]["hidden_size"]}),
+        with_overrides(sm.HunyuanVideo, "hunyuan_video", {
+            "image_model": "hunyuan_video", "hidden_size": configs["hunyuan_video"]["hidden_size"],
+            "context_in_dim": configs["hunyuan_video"]["context_in_dim"]}),
+        with_overrides(sm.WAN21_T2V, "wan", {"image_model": "wan2.1", "model_type": "t2v",
+                                             "dim": configs["wan"]["dim"]}),
+    ]
+
+
+# --- 2. text encoders -----------------------------------------------------------------------------
+
+def tiny_encoder_options(state_dicts) -> dict:
+    """The tiny encoder configs to merge into model_options for these state dicts ({} if none
+    of them holds a tiny encoder). Recognised by embedding width alone, whatever the key prefix."""
+    tm = tiny_models()
+    options: dict = {}
+    for sd in state_dicts:
+        for key, value in sd.items():
+            shape = getattr(value, "shape", None)
+            if shape is None or len(shape) != 2:
+                continue
+            if key.endswith("token_embedding.weight") and shape[1] == tm.TINY_CLIP["hidden_size"]:
+                options["clip_l_model_config"] = dict(tm.TINY_CLIP)
+                options["clip_g_model_config"] = dict(tm.TINY_CLIP)
+            elif key.endswith("shared.weight") and shape[1] == tm.TINY_T5["d_model"]:
+                options["t5xxl_model_config"] = {**tm.TINY_T5, "vocab_size": int(shape[0])}
+                options["umt5xxl_model_config"] = {**tm.TINY_T5, "vocab_size": int(shape[0])}
+            elif key.endswith("embed_tokens.weight") and shape[1] == tm.TINY_LLAMA["hidden_size"]:
+                options["llama_model_config"] = {**tm.TINY_LLAMA, "vocab_size": int(shape[0])}
+    return options
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    """A copy of ``base`` with ``extra`` merged in, dicts merged key by key (extra wins)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+_PENDING: contextvars.ContextVar[dict | None] = contextvars.ContextVar("tiny_encoder_options", default=None)
+
+
+def _with_tiny_encoders(load, get_state_dicts):
+    @functools.wraps(load)
+    def wrapper(*args, **kwargs):
+        options = tiny_encoder_options(get_state_dicts(*args, **kwargs))
+        if not options:
+            return load(*args, **kwargs)
+        token = _PENDING.set(options)
+        try:
+            return load(*args, **kwargs)
+        finally:
+            _PENDING.reset(token)
+
+    wrapper._tiny_loader_patch = True
+    return wrapper
+
+
+def patched_attributes() -> list[tuple[object, str, object]]:
+    """(object, attribute, new value) for every patch, computed from the current (unpatched)
+    ComfyUI; ``install`` sets them for good, a test can set them with monkeypatch instead."""
+    import comfy.sd
+    import comfy.supported_models as sm
+
+    original_init = comfy.sd.CLIP.__init__
+
+    @functools.wraps(original_init)
+    def clip_init(self, target=None, embedding_directory=None, no_init=False, tokenizer_data={}, parameters=0,
+                  model_options={}):
+        options = _PENDING.get()
+        if options and not no_init:
+            model_options = deep_merge(model_options, options)
+        original_init(self, target=target, embedding_directory=embedding_directory, no_init=no_init,
+                      tokenizer_data=tokenizer_data, parameters=parameters, model_options=model_options)
+
+    return [
+        # model_detection reads comfy.supported_models.models at each call: a new list is enough.
+        (sm, "models", tiny_model_classes() + list(sm.models)),
+        (comfy.sd.CLIP, "__init__", clip_init),
+        (comfy.sd, "load_text_encoder_state_dicts", _with_tiny_encoders(
+            comfy.sd.load_text_encoder_state_dicts, lambda state_dicts=[], *args, **kwargs: state_dicts)),
+        (comfy.sd, "load_state_dict_guess_config", _with_tiny_encoders(
+            comfy.sd.load_state_dict_guess_config, lambda sd, *args, **kwargs: [sd])),
+    ]
+
+
+def install() -> None:
+    """Patch the running ComfyUI (once per process)."""
+    import comfy.sd
+
+    if getattr(comfy.sd, "_tiny_loader_installed", False):
+        return
+    for target, attribute, value in patched_attributes():
+        setattr(target, attribute, value)
+    comfy.sd._tiny_loader_installed = True

@@ -1,0 +1,420 @@
+"""Tiny random-weight models of every family, built from the real ComfyUI's own classes (test-only).
+
+conftest.py loads this file by path under the module name ``safety_steer_tiny_models``; the
+test-only server extension ``tests/tiny_loader_extension`` loads it the same way. Nothing here
+imports ComfyUI at module level: call the functions after ComfyUI is importable (the ``comfy``
+fixture, or inside a ComfyUI server process).
+
+Families: sd15, sdxl, sd3, flux, wan, hunyuan_video, ltxv.
+
+- ``build_clip(family, seed)``: a tiny ``comfy.sd.CLIP`` with the family's own tokenizer and
+  text-encoder classes. Conditioning: sd15 [1,77,32]; sdxl [1,77,64] (L32+G32, pooled G 32);
+  sd3 [1,77,4096] (CLIP-L + CLIP-G only, no T5; ComfyUI pads CLIP to 4096; pooled 64);
+  flux [1,256,32] (T5) + pooled CLIP-L 32; wan [1,512,32] (umT5); hunyuan_video
+  [1,prompt tokens,256] (Llama) + pooled CLIP-L 32; ltxv [1,128,32] (T5) + attention mask.
+- ``build_model(family, seed)``: a tiny diffusion model in a ``ModelPatcher``, made by
+  ``comfy.supported_models.<Family>(unet_config)`` with context widths matching build_clip.
+- ``latent_node(family, batch)``: the stock empty-latent node and tiny inputs for it.
+- ``write_model_files(models_dir, family)``: tiny safetensors files under the stock subfolders with
+  the usual real file names; returns the loader inputs. They only load through the stock loaders
+  in a server that also loads ``tests/tiny_loader_extension`` (stock model detection hard-codes
+  full-size values). ``api_prompt(family, files)`` builds the API-format graph around them.
+
+How each by-file graph ends (``OUTPUT_KIND``):
+- sd15, sdxl: CheckpointLoaderSimple (UNet + CLIP + tiny TAESD VAE in one checkpoint) ->
+  VAEDecode -> SaveImage.
+- sd3, flux: UNETLoader + DualCLIPLoader (sd3: clip_l + clip_g; flux: clip_l + t5xxl) +
+  VAELoader (a random 16-channel TAESD) -> VAEDecode -> SaveImage.
+- wan: UNETLoader + CLIPLoader(wan, umT5 with its tokenizer inside) + VAELoader (a tiny Wan 2.1
+  VAE, dim 8) -> VAEDecode -> SaveImage (the video's frames).
+- hunyuan_video: UNETLoader + DualCLIPLoader(hunyuan_video: clip_l + Llama) + VAELoader. The file
+  named ``hunyuan_video_vae_bf16.safetensors`` holds a tiny **Wan 2.1** VAE (HunyuanVideo's own
+  VAE has fixed full-size widths; Wan 2.1's has the same latent layout: 16 channels, 8x spatial,
+  4x temporal) -> VAEDecode -> SaveImage.
+- ltxv: in-process only (no files are written: LTXV's VAE is fixed-size and its tiny diffusion
+  model needs safetensors metadata); a graph for it ends in SaveLatent.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv")
+#: Families whose files ``write_model_files`` writes (loadable by the stock loaders in a server
+#: that loads tests/tiny_loader_extension).
+FILE_FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video")
+#: What a graph of the family ends in: "image" (VAEDecode + SaveImage) or "latent" (SaveLatent).
+OUTPUT_KIND = {"sd15": "image", "sdxl": "image", "sd3": "image", "flux": "image", "wan": "image",
+               "hunyuan_video": "image", "ltxv": "latent"}
+
+# --- tiny text encoders (the configs the existing tests were written against) -----------------
+TINY_CLIP = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 3,
+             "projection_dim": 32}
+# Llama's head_dim is fixed at 128 in ComfyUI; HunyuanVideo reads layer -3, so >= 4 layers.
+TINY_LLAMA = {"hidden_size": 256, "intermediate_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1,
+              "num_hidden_layers": 4}
+TINY_T5 = {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 2}
+#: umT5 has no tokenizer inside ComfyUI: its files carry ComfyUI's t5_pile SentencePiece model (32000).
+TINY_UMT5 = {**TINY_T5, "vocab_size": 32000}
+
+# --- tiny diffusion models (unet_config exactly as ComfyUI's detection reads them back) --------
+SD15_CONTEXT = TINY_CLIP["hidden_size"]                       # 32
+SDXL_CONTEXT = 2 * TINY_CLIP["hidden_size"]                   # L 32 + G 32
+SDXL_ADM = TINY_CLIP["projection_dim"] + 1536                 # pooled G + 6 size embeddings x 256
+SD3_CONTEXT = 4096                                            # ComfyUI pads CLIP-L+G to 4096
+SD3_ADM = 2 * TINY_CLIP["projection_dim"]                     # pooled cat(L, G)
+
+UNET_CONFIGS = {
+    "sd15": {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+             "adm_in_channels": None, "in_channels": 4, "out_channels": 4, "model_channels": 32,
+             "num_res_blocks": [1, 1], "transformer_depth": [1, 1], "transformer_depth_output": [1, 1, 1, 1],
+             "channel_mult": [1, 2], "transformer_depth_middle": 1, "use_linear_in_transformer": False,
+             "context_dim": SD15_CONTEXT, "use_temporal_resblock": False, "use_temporal_attention": False},
+    # SDXL forces 64-channel heads (num_head_channels 64): 64 channels is the smallest width.
+    "sdxl": {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+             "num_classes": "sequential", "adm_in_channels": SDXL_ADM, "in_channels": 4, "out_channels": 4,
+             "model_channels": 64, "num_res_blocks": [1, 1], "transformer_depth": [0, 1],
+             "transformer_depth_output": [0, 0, 1, 1], "channel_mult": [1, 1], "transformer_depth_middle": 1,
+             "use_linear_in_transformer": True, "context_dim": SDXL_CONTEXT, "use_temporal_resblock": False,
+             "use_temporal_attention": False},
+    # MMDiT: hidden = 64 * depth, heads = depth.
+    "sd3": {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": 2, "input_size": None,
+            "adm_in_channels": SD3_ADM,
+            "context_embedder_config": {"target": "torch.nn.Linear",
+                                        "params": {"in_features": SD3_CONTEXT, "out_features": 128}},
+            "num_patches": 256, "pos_embed_max_size": 16, "pos_embed_scaling_factor": None,
+            "x_block_self_attn_layers": []},
+    "flux": {"image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": TINY_CLIP["projection_dim"],
+             "context_in_dim": TINY_T5["d_model"], "hidden_size": 32, "mlp_ratio": 4.0, "num_heads": 2,
+             "depth": 1, "depth_single_blocks": 1, "axes_dim": [4, 6, 6], "theta": 10000, "patch_size": 2,
+             "qkv_bias": True, "guidance_embed": True},
+    "wan": {"image_model": "wan2.1", "model_type": "t2v", "dim": 32, "out_dim": 16, "num_heads": 2, "ffn_dim": 64,
+            "num_layers": 2, "patch_size": (1, 2, 2), "freq_dim": 256, "window_size": (-1, -1), "qk_norm": True,
+            "cross_attn_norm": True, "eps": 1e-6, "in_dim": 16, "text_dim": TINY_UMT5["d_model"]},
+    "hunyuan_video": {"image_model": "hunyuan_video", "in_channels": 16, "out_channels": 16, "patch_size": [1, 2, 2],
+                      "vec_in_dim": TINY_CLIP["projection_dim"], "axes_dim": [4, 6, 6], "meanflow": False,
+                      "context_in_dim": TINY_LLAMA["hidden_size"], "hidden_size": 32, "mlp_ratio": 4.0,
+                      "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "theta": 256, "qkv_bias": True,
+                      "byt5": False, "guidance_embed": True, "use_cond_type_embedding": False, "vision_in_dim": None},
+    "ltxv": {"image_model": "ltxv", "in_channels": 128, "num_layers": 2, "attention_head_dim": 8,
+             "num_attention_heads": 4, "cross_attention_dim": 32, "caption_channels": TINY_T5["d_model"]},
+}
+
+#: Values ComfyUI's detection hard-codes for full-size files that the tiny files must override
+#: (tests/tiny_loader_extension applies them to files with exactly these tiny widths).
+DETECTION_OVERRIDES = {
+    "flux": {"num_heads": 2, "axes_dim": [4, 6, 6]},
+    "hunyuan_video": {"num_heads": 2, "axes_dim": [4, 6, 6], "vec_in_dim": TINY_CLIP["projection_dim"]},
+    "wan": {"num_heads": 2, "text_dim": TINY_UMT5["d_model"]},
+}
+
+_SUPPORTED_MODEL = {"sd15": "SD15", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux", "wan": "WAN21_T2V",
+                    "hunyuan_video": "HunyuanVideo", "ltxv": "LTXV"}
+
+#: Usual real file names, as the families' example workflows reference them.
+FILE_NAMES = {
+    "sd15": {"ckpt_name": "v1-5-pruned-emaonly-fp16.safetensors"},
+    "sdxl": {"ckpt_name": "sd_xl_base_1.0.safetensors"},
+    "sd3": {"unet_name": "sd3.5_medium.safetensors", "weight_dtype": "default",
+            "clip_name1": "clip_l.safetensors", "clip_name2": "clip_g.safetensors", "type": "sd3",
+            "vae_name": "sd3_vae.safetensors"},
+    "flux": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default",
+             "clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors", "type": "flux",
+             "vae_name": "ae.safetensors"},
+    "wan": {"unet_name": "wan2.1_t2v_1.3B_fp16.safetensors", "weight_dtype": "default",
+            "clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
+            "vae_name": "wan_2.1_vae.safetensors"},
+    "hunyuan_video": {"unet_name": "hunyuan_video_t2v_720p_bf16.safetensors", "weight_dtype": "default",
+                      "clip_name1": "clip_l.safetensors", "clip_name2": "llava_llama3_fp8_scaled.safetensors",
+                      "type": "hunyuan_video", "vae_name": "hunyuan_video_vae_bf16.safetensors"},
+}
+
+#: Standalone text-encoder files: name -> (family whose build_clip makes it, sub-encoder slot in
+#: ``clip.cond_stage_model``).
+ENCODER_FILES = {
+    "clip_l.safetensors": ("sd3", "clip_l"),
+    "clip_g.safetensors": ("sd3", "clip_g"),
+    "t5xxl_fp16.safetensors": ("flux", "t5xxl"),
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": ("wan", "umt5xxl"),
+    "llava_llama3_fp8_scaled.safetensors": ("hunyuan_video", "llama"),
+}
+#: Seed of the diffusion model in every file (``build_model(family, FILE_SEED)``); a checkpoint's
+#: text encoder is ``build_clip(family, FILE_SEED + 1)``.
+FILE_SEED = 1000
+# Fixed seeds of the shared files (one file, one content, whichever family writes it first).
+_FILE_SEEDS = {"clip_l.safetensors": 101, "clip_g.safetensors": 102, "t5xxl_fp16.safetensors": 103,
+               "umt5_xxl_fp8_e4m3fn_scaled.safetensors": 104, "llava_llama3_fp8_scaled.safetensors": 105}
+
+
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+
+
+def randomise(module: torch.nn.Module, seed: int, buffers: bool = False) -> None:
+    """ComfyUI's ops allocate with torch.empty: give every parameter seeded random values
+    (norm scales 1, biases 0, everything else N(0, 0.05)); with ``buffers``, also the floating
+    buffers a checkpoint would hold (SD3's pos_embed is an uninitialised buffer)."""
+    generator = torch.Generator().manual_seed(seed)
+    tensors = list(module.named_parameters())
+    if buffers:
+        persistent = set(module.state_dict())
+        tensors += [(name, b) for name, b in module.named_buffers() if name in persistent and b.is_floating_point()]
+    with torch.no_grad():
+        for name, param in sorted(tensors, key=lambda item: item[0]):
+            leaf = name.rsplit(".", 1)[-1]
+            if ("norm" in name.lower() and leaf in ("weight", "scale")) or leaf in ("gamma", "vae_scale"):
+                param.fill_(1.0)
+            elif leaf in ("bias", "beta", "vae_shift"):
+                param.zero_()
+            else:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+
+
+def _spiece_tensor() -> torch.Tensor:
+    import comfy.sd1_clip  # `comfy` itself is a namespace package (no __file__)
+    comfy_dir = Path(comfy.sd1_clip.__file__).resolve().parent
+    spiece = (comfy_dir / "text_encoders" / "t5_pile_tokenizer" / "tokenizer.model").read_bytes()
+    return torch.frombuffer(bytearray(spiece), dtype=torch.uint8)
+
+
+def _clip_recipe(family: str):
+    """(tokenizer class, encoder class, model_options, tokenizer_data) of a family."""
+    import comfy.sd1_clip
+    import comfy.sdxl_clip
+    import comfy.text_encoders.flux
+    import comfy.text_encoders.hunyuan_video
+    import comfy.text_encoders.lt
+    import comfy.text_encoders.sd3_clip
+    import comfy.text_encoders.wan
+
+    if family == "sd15":
+        return comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel, {"clip_l_model_config": TINY_CLIP}, {}
+    if family == "sdxl":
+        return (comfy.sdxl_clip.SDXLTokenizer, comfy.sdxl_clip.SDXLClipModel,
+                {"clip_l_model_config": TINY_CLIP, "clip_g_model_config": TINY_CLIP}, {})
+    if family == "sd3":
+        return (comfy.text_encoders.sd3_clip.SD3Tokenizer,
+                comfy.text_encoders.sd3_clip.sd3_clip(clip_l=True, clip_g=True, t5=False),
+                {"clip_l_model_config": TINY_CLIP, "clip_g_model_config": TINY_CLIP}, {})
+    if family == "flux":
+        return (comfy.text_encoders.flux.FluxTokenizer, comfy.text_encoders.flux.flux_clip(),
+                {"clip_l_model_config": TINY_CLIP, "t5xxl_model_config": TINY_T5}, {})
+    if family == "hunyuan_video":
+        return (comfy.text_encoders.hunyuan_video.HunyuanVideoTokenizer,
+                comfy.text_encoders.hunyuan_video.hunyuan_video_clip(),
+                {"clip_l_model_config": TINY_CLIP, "llama_model_config": TINY_LLAMA}, {})
+    if family == "wan":
+        return (comfy.text_encoders.wan.WanT5Tokenizer, comfy.text_encoders.wan.te(),
+                {"umt5xxl_model_config": TINY_UMT5}, {"spiece_model": _spiece_tensor()})
+    if family == "ltxv":
+        return (comfy.text_encoders.lt.LTXVT5Tokenizer, comfy.text_encoders.lt.ltxv_te(),
+                {"t5xxl_model_config": TINY_T5}, {})
+    raise ValueError(family)
+
+
+def build_clip(family: str, seed: int = 0):
+    """A tiny random-weight ``comfy.sd.CLIP`` of a family, built from ComfyUI's own classes."""
+    _check_family(family)
+    import comfy.sd
+    from comfy.supported_models_base import ClipTarget
+
+    tokenizer, encoder, options, tokenizer_data = _clip_recipe(family)
+    clip = comfy.sd.CLIP(ClipTarget(tokenizer, encoder), tokenizer_data=tokenizer_data,
+                         model_options={**copy.deepcopy(options), "dtype": torch.float32})
+    randomise(clip.cond_stage_model, seed)
+    return clip
+
+
+def model_config(family: str):
+    """``comfy.supported_models.<Family>(unet_config)`` for the tiny model, inference dtype float32."""
+    _check_family(family)
+    import comfy.supported_models
+    config = getattr(comfy.supported_models, _SUPPORTED_MODEL[family])(copy.deepcopy(UNET_CONFIGS[family]))
+    config.set_inference_dtype(torch.float32, None)
+    return config
+
+
+def build_model(family: str, seed: int = 0):
+    """A tiny random-weight diffusion model of a family in a ``comfy.model_patcher.ModelPatcher``."""
+    import comfy.model_management
+    import comfy.model_patcher
+
+    config = model_config(family)
+    model = config.get_model({}, "", device=torch.device("cpu"))
+    randomise(model.diffusion_model, seed, buffers=True)
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
+                                            offload_device=comfy.model_management.unet_offload_device())
+
+
+_LATENT_NODES = {
+    "sd15": ("EmptyLatentImage", {"width": 32, "height": 32}, (4, 4, 4)),
+    "sdxl": ("EmptyLatentImage", {"width": 32, "height": 32}, (4, 4, 4)),
+    "sd3": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 4, 4)),
+    "flux": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 4, 4)),
+    "wan": ("EmptyHunyuanLatentVideo", {"width": 32, "height": 32, "length": 5}, (16, 2, 4, 4)),
+    "hunyuan_video": ("EmptyHunyuanLatentVideo", {"width": 32, "height": 32, "length": 5}, (16, 2, 4, 4)),
+    "ltxv": ("EmptyLTXVLatentVideo", {"width": 64, "height": 64, "length": 9}, (128, 2, 2, 2)),
+}
+
+
+def latent_node(family: str, batch: int = 1) -> tuple[str, dict]:
+    """(class_type, inputs) of the stock empty-latent node right for the family, tiny sizes."""
+    _check_family(family)
+    class_type, inputs, _ = _LATENT_NODES[family]
+    return class_type, {**inputs, "batch_size": batch}
+
+
+def latent_shape(family: str, batch: int = 1) -> tuple[int, ...]:
+    """The shape of ``latent_node(family, batch)``'s latent (and so of KSampler's output)."""
+    _check_family(family)
+    return (batch, *_LATENT_NODES[family][2])
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+def _taesd_vae(latent_channels: int, seed: int):
+    import comfy.sd
+    import comfy.taesd.taesd
+    module = comfy.taesd.taesd.TAESD(latent_channels=latent_channels)
+    randomise(module, seed)
+    return comfy.sd.VAE(sd=module.state_dict())
+
+
+def _wan21_vae_sd(seed: int) -> dict:
+    import comfy.ldm.wan.vae
+    module = comfy.ldm.wan.vae.WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                      temperal_downsample=[False, True, True], dropout=0.0)
+    randomise(module, seed)
+    return module.state_dict()
+
+
+def _encoder_sd(family: str, slot: str, seed: int) -> dict:
+    """One sub-encoder's weights in the layout of the standalone text-encoder files."""
+    clip = build_clip(family, seed)
+    sd = {k: v.clone() for k, v in getattr(clip.cond_stage_model, slot).transformer.state_dict().items()}
+    if slot == "clip_g":
+        # DualCLIPLoader/detect_te_model route a file to CLIP-G only if it has a 31st layer.
+        sd["text_model.encoder.layers.30.mlp.fc1.weight"] = torch.zeros(1, 1)
+    if slot in ("t5xxl", "umt5xxl"):
+        # A single T5 file is taken for T5-XXL only with a 24th block of XXL width.
+        sd["encoder.block.23.layer.1.DenseReluDense.wi_1.weight"] = torch.zeros(1, 4096)
+    if slot == "umt5xxl":
+        sd["spiece_model"] = _spiece_tensor()
+    if slot == "llama":
+        # 128k x 256 embedding: half precision keeps the file at ~70 MB (cast back on load).
+        sd["model.embed_tokens.weight"] = sd["model.embed_tokens.weight"].half()
+    return sd
+
+
+def _save(sd: dict, path: Path, metadata: dict | None = None) -> None:
+    from safetensors.torch import save_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata)
+    tmp.replace(path)
+
+
+def _diffusion_sd(family: str, seed: int) -> dict:
+    patcher = build_model(family, seed)
+    return {k: v.clone() for k, v in patcher.model.diffusion_model.state_dict().items()}
+
+
+def _checkpoint_sd(family: str, seed: int) -> dict:
+    patcher = build_model(family, seed)
+    clip = build_clip(family, seed + 1)
+    vae = _taesd_vae(4, seed + 2)
+    return patcher.model.state_dict_for_saving(clip.get_sd(), vae.get_sd())
+
+
+def write_model_files(models_dir: Path, family: str) -> dict[str, str]:
+    """Write the family's tiny files under ``models_dir`` (checkpoints/, diffusion_models/,
+    text_encoders/, vae/) and return the stock loaders' inputs (keys are those loaders' input
+    names: ckpt_name; unet_name, weight_dtype; clip_name or clip_name1/clip_name2, type; vae_name).
+    Shared files (clip_l.safetensors) are written once with fixed seeds, so every family that
+    uses them gets the same compatible file."""
+    _check_family(family)
+    if family not in FILE_FAMILIES:
+        raise ValueError(f"{family}: no by-file variant (in-process only); by-file families: {FILE_FAMILIES}")
+    models_dir = Path(models_dir)
+    names = dict(FILE_NAMES[family])
+
+    def once(sub: str, name: str, make) -> None:
+        path = models_dir / sub / name
+        if not path.exists():
+            _save(make(), path)
+
+    if "ckpt_name" in names:
+        once("checkpoints", names["ckpt_name"], lambda: _checkpoint_sd(family, FILE_SEED))
+        return names
+
+    once("diffusion_models", names["unet_name"], lambda: _diffusion_sd(family, FILE_SEED))
+    for key in ("clip_name", "clip_name1", "clip_name2"):
+        if key in names:
+            name = names[key]
+            source_family, slot = ENCODER_FILES[name]
+            once("text_encoders", name, lambda: _encoder_sd(source_family, slot, _FILE_SEEDS[name]))
+    vae_makers = {
+        "sd3": lambda: _taesd_vae(16, 2000).get_sd(),
+        "flux": lambda: _taesd_vae(16, 2001).get_sd(),
+        "wan": lambda: _wan21_vae_sd(2002),
+        "hunyuan_video": lambda: _wan21_vae_sd(2003),
+    }
+    once("vae", names["vae_name"], vae_makers[family])
+    return names
+
+
+# --- API-format graphs ------------------------------------------------------------------------------
+
+def api_prompt(family: str, files: dict[str, str] | None, text: str = "a photo of a cat", negative: str = "",
+               steps: int = 2, cfg: float = 2.0, seed: int = 0, filename_prefix: str | None = None,
+               output: str | None = None, model_seed: int = 0) -> dict:
+    """The API-format graph a user's example workflow would be, on the files ``write_model_files``
+    returned: stock loaders -> CLIPTextEncode x2 -> stock empty latent -> KSampler -> VAEDecode +
+    SaveImage (or SaveLatent where OUTPUT_KIND says "latent"). Node ids: "model", "clip", "vae",
+    "positive", "negative", "latent", "sampler", "decode", "save".
+
+    ``files=None``: in-process graph on the test-only nodes TinyTestModel / TinyTestCLIP (the
+    ``tiny_model_node`` / ``tiny_clip_node`` fixtures register them; seed ``model_seed``); it has
+    no VAE, so it ends in SaveLatent. ``output`` ("image"/"latent") overrides the ending."""
+    _check_family(family)
+    prefix = filename_prefix or f"tiny_{family}"
+    output = output or ("latent" if files is None else OUTPUT_KIND[family])
+    prompt: dict = {}
+    if files is None:
+        if output != "latent":
+            raise ValueError("the in-process graph has no VAE: use output='latent'")
+        prompt["model"] = {"class_type": "TinyTestModel", "inputs": {"family": family, "seed": model_seed}}
+        prompt["clip"] = {"class_type": "TinyTestCLIP", "inputs": {"family": family, "seed": model_seed}}
+        model, clip, vae = ["model", 0], ["clip", 0], None
+    elif "ckpt_name" in files:
+        prompt["model"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": files["ckpt_name"]}}
+        model, clip, vae = ["model", 0], ["model", 1], ["model", 2]
+    else:
+        prompt["model"] = {"class_type": "UNETLoader",
+                           "inputs": {"unet_name": files["unet_name"], "weight_dtype": files.get("weight_dtype", "default")}}
+        if "clip_name" in files:
+            prompt["clip"] = {"class_type": "CLIPLoader", "inputs": {"clip_name": files["clip_name"], "type": files["type"]}}
+        else:
+            prompt["clip"] = {"class_type": "DualCLIPLoader",
+                              "inputs": {"clip_name1": files["clip_name1"], "clip_name2": files["clip_name2"],
+                                         "type": files["type"]}}
+        prompt["vae"] = {"class_type": "VAELoader", "inputs": {"vae_name": files["vae_name"]}}
+        model, clip, vae = ["model", 0], ["clip", 0], ["vae", 0]
+    prompt["positive"] = {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": clip}}
+    prompt["negative"] = {"class_type": "CLIPTextEncode", "inputs": {"text": negative, "clip": clip}}
+    latent_type, latent_inputs = latent_node(family)
+    prompt["latent"] = {"class_type": latent_type, "inputs": latent_inputs}
+    prompt["sampler"] = {"class_type": "KSampler",
+                         "inputs": {"model": model, "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
+                                    "scheduler": "simple", "positive": ["positive", 0], "negative": ["negative", 0],
+                                    "latent_image": ["latent", 0], "denoise": 1.0}}
+    if output == "image":
+        prompt["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sampler", 0], "vae": vae}}
+        prompt["save"] = {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": prefix}}
+    else:
+        prompt["save"] = {"class_type": "SaveLatent", "inputs": {"samples": ["sampler", 0], "filename_prefix": prefix}}
+    return prompt
