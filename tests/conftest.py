@@ -7,6 +7,8 @@ repository root is kept off sys.path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.util
 import json
 import socket
 import subprocess
@@ -128,11 +130,10 @@ class ComfyServer:
         raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout}s; log: {self.log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def comfy_server(tmp_path_factory):
-    """ComfyUI's real server (main.py) on loopback, the pack in its custom_nodes, started by the
-    same `safety-steer serve` that `make run` calls."""
-    base = tmp_path_factory.mktemp("server_base")
+@contextlib.contextmanager
+def _running_server(base: Path):
+    """ComfyUI's real server (main.py) on loopback with ``base`` as its base directory, started by
+    the same `safety-steer serve` that `make run` calls (which links the pack into custom_nodes)."""
     port = _free_port()
     log = base / "server.log"
     command = [sys.executable, "-m", "safety_steer.cli", "serve", "--port", str(port), "--base-directory", str(base)]
@@ -161,6 +162,33 @@ def comfy_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    """ComfyUI's real server (main.py) on loopback, the pack in its custom_nodes, started by the
+    same `safety-steer serve` that `make run` calls."""
+    with _running_server(tmp_path_factory.mktemp("server_base")) as server:
+        yield server
+
+
+# >>> tiny models: a real server that loads tiny files through the stock loaders >>>
+@pytest.fixture(scope="session")
+def tiny_model_server(comfy, tmp_path_factory):
+    """Like ``comfy_server``, but its models/ hold the tiny files of every by-file family
+    (tiny_models.FILE_FAMILIES, under the usual real file names) and its custom_nodes also hold
+    tests/tiny_loader_extension, which makes the stock loaders recognise tiny files.
+    ``.models``: family -> the stock loaders' inputs (see tiny_models.write_model_files and
+    tiny_models.api_prompt)."""
+    base = prepare_base_directory(tmp_path_factory.mktemp("tiny_server_base"))
+    models = {family: tiny_models.write_model_files(base / "models", family) for family in tiny_models.FILE_FAMILIES}
+    (base / "custom_nodes" / "tiny_loader_extension").symlink_to(
+        Path(__file__).resolve().parent / "tiny_loader_extension", target_is_directory=True)
+    with _running_server(base) as server:
+        server.models = models
+        server.base = base
+        yield server
+# <<< tiny models <<<
+
+
+@pytest.fixture(scope="session")
 def smollm2():
     from safety_steer.steering import load_text_model
     return load_text_model("smollm2-135m")
@@ -178,68 +206,70 @@ def rebuilt_pack(smollm2):
     return shipped, pack, report
 
 
-TINY_CLIP = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 3,
-             "projection_dim": 32}
-# Llama's head_dim is fixed at 128 in ComfyUI; HunyuanVideo reads layer -3, so >= 4 layers.
-TINY_LLAMA = {"hidden_size": 256, "intermediate_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1,
-              "num_hidden_layers": 4}
-TINY_T5 = {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 2}
+# >>> tiny models (tests/tiny_models.py) >>>
+def _load_tiny_models():
+    """tests/tiny_models.py, loaded by path (the repository root stays off sys.path)."""
+    name = "safety_steer_tiny_models"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("tiny_models.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
-def _randomise(module: torch.nn.Module, seed: int) -> None:
-    """ComfyUI's ops allocate with torch.empty: give every parameter seeded random values."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in sorted(module.named_parameters()):
-            if "norm" in name.lower() and name.endswith("weight"):
-                param.fill_(1.0)
-            elif name.endswith("bias"):
-                param.zero_()
-            else:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+tiny_models = _load_tiny_models()
 
 
 @pytest.fixture(scope="session")
 def tiny_clip(comfy):
-    """Factory: a tiny random-weight comfy.sd.CLIP of a family, built from ComfyUI's own classes."""
-    import comfy.sd
-    import comfy.sd1_clip
-    import comfy.sdxl_clip
-    import comfy.text_encoders.flux
-    import comfy.text_encoders.hunyuan_video
-    import comfy.text_encoders.wan
-    from comfy.supported_models_base import ClipTarget
-
-    root = comfyui_root()
-    spiece = (root / "comfy" / "text_encoders" / "t5_pile_tokenizer" / "tokenizer.model").read_bytes()
-    families = {
-        "sd15": (comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel, {"clip_l_model_config": TINY_CLIP}, {}),
-        "sdxl": (comfy.sdxl_clip.SDXLTokenizer, comfy.sdxl_clip.SDXLClipModel,
-                 {"clip_l_model_config": TINY_CLIP, "clip_g_model_config": TINY_CLIP}, {}),
-        "flux": (comfy.text_encoders.flux.FluxTokenizer, comfy.text_encoders.flux.flux_clip(),
-                 {"clip_l_model_config": TINY_CLIP, "t5xxl_model_config": TINY_T5}, {}),
-        "hunyuan_video": (comfy.text_encoders.hunyuan_video.HunyuanVideoTokenizer,
-                          comfy.text_encoders.hunyuan_video.hunyuan_video_clip(),
-                          {"clip_l_model_config": TINY_CLIP, "llama_model_config": TINY_LLAMA}, {}),
-        "wan": (comfy.text_encoders.wan.WanT5Tokenizer, comfy.text_encoders.wan.te(),
-                {"umt5xxl_model_config": {**TINY_T5, "vocab_size": 32000}},
-                {"spiece_model": torch.frombuffer(bytearray(spiece), dtype=torch.uint8)}),
-    }
-
+    """Factory: a tiny random-weight comfy.sd.CLIP of a family (tiny_models.FAMILIES), built from
+    ComfyUI's own classes: ``tiny_clip(family, seed=0)``."""
     def build(family: str, seed: int = 0):
-        tokenizer, encoder, options, tokenizer_data = families[family]
-        clip = comfy.sd.CLIP(ClipTarget(tokenizer, encoder), tokenizer_data=tokenizer_data,
-                             model_options={**options, "dtype": torch.float32})
-        _randomise(clip.cond_stage_model, seed)
-        return clip
+        return tiny_models.build_clip(family, seed)
 
     return build
 
 
 @pytest.fixture(scope="session")
+def tiny_model(comfy):
+    """Factory: a tiny random-weight diffusion model (a ModelPatcher) of a family whose text
+    context matches ``tiny_clip(family)``: ``tiny_model(family, seed=0)``."""
+    def build(family: str, seed: int = 0):
+        return tiny_models.build_model(family, seed)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def tiny_model_node(comfy, tiny_model):
+    """Registers a test-only node ``TinyTestModel`` (family, seed) -> MODEL, the diffusion-model
+    twin of ``TinyTestCLIP``. The executor stays real."""
+    import nodes
+    from comfy_api.latest import io
+
+    class TinyTestModel(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="TinyTestModel", category="testing",
+                             inputs=[io.Combo.Input("family", options=list(tiny_models.FAMILIES)),
+                                     io.Int.Input("seed", default=0)],
+                             outputs=[io.Model.Output()])
+
+        @classmethod
+        def execute(cls, family, seed):
+            return io.NodeOutput(tiny_model(family, seed))
+
+    nodes.NODE_CLASS_MAPPINGS["TinyTestModel"] = TinyTestModel
+    return "TinyTestModel"
+# <<< tiny models <<<
+
+
+@pytest.fixture(scope="session")
 def tiny_clip_node(comfy, tiny_clip):
     """Registers a test-only node that outputs a tiny CLIP, so real graphs can feed real nodes
-    without weight files (stock loaders reject tiny encoder files). The executor stays real."""
+    without weight files (in-process, without tests/tiny_loader_extension, stock loaders reject
+    tiny encoder files; ``tiny_model_server`` loads them by file). The executor stays real."""
     import nodes
     from comfy_api.latest import io
 
@@ -247,7 +277,7 @@ def tiny_clip_node(comfy, tiny_clip):
         @classmethod
         def define_schema(cls):
             return io.Schema(node_id="TinyTestCLIP", category="testing",
-                             inputs=[io.Combo.Input("family", options=["sd15", "sdxl", "flux", "wan", "hunyuan_video"]),
+                             inputs=[io.Combo.Input("family", options=list(tiny_models.FAMILIES)),  # tiny models block
                                      io.Int.Input("seed", default=0)],
                              outputs=[io.Clip.Output()])
 
