@@ -1,0 +1,175 @@
+"""Tiny random-weight models of every family run through the real ComfyUI: in-process on the
+test-only model/CLIP nodes, and by file through the stock loaders in a real server."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _tiny_models():
+    name = "safety_steer_tiny_models"
+    if name not in sys.modules:  # conftest normally loaded it already
+        spec = importlib.util.spec_from_file_location(name, TESTS / "tiny_models.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+tm = _tiny_models()
+
+
+@pytest.mark.parametrize("family", tm.FAMILIES)
+def test_real_ksampler_in_process(comfy, tiny_model_node, tiny_clip_node, family):
+    """TinyTestModel + TinyTestCLIP -> CLIPTextEncode -> stock empty latent -> real KSampler
+    (2 steps, cfg 2 and cfg 1) -> SaveLatent: finite latents of the stock latent's shape."""
+    prompt = tm.api_prompt(family, None, steps=2, cfg=2.0, filename_prefix=f"tiny_inproc_{family}_cfg2")
+    prompt["sampler_cfg1"] = {**prompt["sampler"], "inputs": {**prompt["sampler"]["inputs"], "cfg": 1.0}}
+    prompt["save_cfg1"] = {"class_type": "SaveLatent",
+                           "inputs": {"samples": ["sampler_cfg1", 0], "filename_prefix": f"tiny_inproc_{family}_cfg1"}}
+    outputs = comfy.run(prompt)
+    latents = {}
+    for node in ("save", "save_cfg1"):
+        (entry,) = outputs[node]["latents"]
+        latents[node] = load_file(str(comfy.base / "output" / entry["subfolder"] / entry["filename"]))["latent_tensor"]
+    for latent in latents.values():
+        assert tuple(latent.shape) == tm.latent_shape(family)
+        assert torch.isfinite(latent).all()
+        assert latent.abs().sum() > 0
+    assert not torch.equal(latents["save"], latents["save_cfg1"])
+
+
+@pytest.mark.parametrize("family", tm.FAMILIES)
+def test_build_model_matches_clip_width(comfy, tiny_model, tiny_clip, family):
+    """Every parameter is initialised (no torch.empty garbage) and the conditioning width is the
+    model's text context width."""
+    patcher = tiny_model(family)
+    for name, param in patcher.model.diffusion_model.named_parameters():
+        assert torch.isfinite(param).all(), name
+        assert param.abs().max() < 10, name
+    clip = tiny_clip(family)
+    cond = clip.encode_from_tokens_scheduled(clip.tokenize("a cat"))[0][0]
+    config = tm.UNET_CONFIGS[family]
+    width = {"sd15": "context_dim", "sdxl": "context_dim", "flux": "context_in_dim", "wan": "text_dim",
+             "hunyuan_video": "context_in_dim", "ltxv": "caption_channels"}.get(family)
+    expected = config[width] if width else config["context_embedder_config"]["params"]["in_features"]
+    assert cond.shape[-1] == expected
+
+
+def test_by_file_through_stock_loaders(tiny_model_server):
+    """Each by-file family's usual graph (stock loaders -> CLIPTextEncode -> KSampler 2 steps ->
+    VAEDecode + SaveImage), posted over HTTP to a real server, completes and saves its output."""
+    server = tiny_model_server
+    assert set(server.models) == set(tm.FILE_FAMILIES)
+    failures = {}
+    for family, files in server.models.items():
+        prompt = tm.api_prompt(family, files, steps=2, cfg=2.0, filename_prefix=f"tiny_file_{family}")
+        entry = server.run_prompt(prompt, timeout=120)
+        status = entry.get("status", {})
+        if status.get("status_str") != "success":
+            failures[family] = [m for m in status.get("messages", []) if m[0] == "execution_error"]
+            continue
+        saved = entry["outputs"]["save"]["images"]
+        frames = 1 if len(tm.latent_shape(family)) == 4 else tm.latent_node(family)[1]["length"]
+        assert len(saved) == frames, (family, saved)
+        for image in saved:
+            assert (server.base / "output" / image["subfolder"] / image["filename"]).stat().st_size > 0
+    assert not failures, f"{failures}\nlog: {server.log.read_text()[-4000:]}"
+
+
+def test_loader_patches_leave_full_size_models_alone(comfy):
+    """The extension's tiny classes match only tiny widths and its encoder merge fires only on
+    tiny embeddings: real-size configs and state dicts keep ComfyUI's own code paths."""
+    import comfy.supported_models as sm
+
+    spec = importlib.util.spec_from_file_location("tiny_loader_patches", TESTS / "tiny_loader_extension" / "patches.py")
+    patches = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(patches)  # defines classes only; install() is not called here
+    classes = patches.tiny_model_classes()
+
+    real = [
+        {**sm.SD15.unet_config, "in_channels": 4},
+        {**sm.SDXL.unet_config, "in_channels": 4},
+        {"image_model": "flux", "guidance_embed": True, "hidden_size": 3072, "in_channels": 16},
+        {"image_model": "hunyuan_video", "hidden_size": 3072, "context_in_dim": 4096},
+        {"image_model": "wan2.1", "model_type": "t2v", "dim": 1536},
+    ]
+    for config in real:
+        assert not any(cls.matches(config) for cls in classes), config
+    for family, config in tm.UNET_CONFIGS.items():
+        matching = [cls for cls in classes if cls.matches(config)]
+        assert len(matching) == (family in ("sd15", "sdxl", "flux", "hunyuan_video", "wan")), family
+
+    meta = {"device": "meta"}
+    full_size = [
+        {"text_model.embeddings.token_embedding.weight": torch.empty(49408, 768, **meta)},
+        {"conditioner.embedders.1.model.token_embedding.weight": torch.empty(49408, 1280, **meta)},
+        {"shared.weight": torch.empty(32128, 4096, **meta)},
+        {"model.embed_tokens.weight": torch.empty(128320, 4096, **meta)},
+    ]
+    assert patches.tiny_encoder_options(full_size) == {}
+    tiny = {"text_model.embeddings.token_embedding.weight": torch.empty(49408, 32, **meta)}
+    assert patches.tiny_encoder_options([tiny])["clip_l_model_config"] == tm.TINY_CLIP
+    merged = patches.deep_merge({"clip_l_model_config": {"max_position_embeddings": 77}},
+                                patches.tiny_encoder_options([tiny]))
+    assert merged["clip_l_model_config"] == {"max_position_embeddings": 77, **tm.TINY_CLIP}
+
+
+def _load_patches():
+    spec = importlib.util.spec_from_file_location("tiny_loader_patches", TESTS / "tiny_loader_extension" / "patches.py")
+    patches = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(patches)
+    return patches
+
+
+def _assert_same(loaded: dict, expected: dict, what: str) -> None:
+    """Every tensor of ``loaded`` came from ``expected`` (text encoders may run in half precision)."""
+    missing = sorted(set(loaded) - set(expected))
+    assert not missing, f"{what}: not in the file: {missing[:5]}"
+    for key, value in loaded.items():
+        torch.testing.assert_close(value.float(), expected[key].float(), atol=2e-3, rtol=2e-3,
+                                   msg=lambda m, key=key: f"{what} {key}: {m}")
+
+
+def test_tiny_files_load_exactly_what_was_written(tiny_model_server, monkeypatch):
+    """With the extension's patches (applied in-process here with monkeypatch), the loader calls
+    of the stock nodes give back exactly the written weights: no parameter left as torch.empty
+    garbage, CLIP-G routed to clip_g, T5/umT5/Llama at their tiny widths."""
+    import comfy.sd
+    import comfy.utils
+
+    for target, attribute, value in _load_patches().patched_attributes():
+        monkeypatch.setattr(target, attribute, value)
+    models = tiny_model_server.base / "models"
+    for family, files in tiny_model_server.models.items():
+        if "ckpt_name" in files:
+            model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(
+                str(models / "checkpoints" / files["ckpt_name"]), output_vae=True, output_clip=True)
+            # The checkpoint format (ComfyUI's own saving code) drops CLIP-L's projection and logit
+            # scale: stock ComfyUI leaves those two unloaded for real SD1.5/SDXL checkpoints too.
+            dropped = ("clip_l.transformer.text_projection.weight", "clip_l.logit_scale", "clip_g.logit_scale")
+            loaded = {k: v for k, v in clip.cond_stage_model.state_dict().items() if k not in dropped}
+            _assert_same(loaded, tm.build_clip(family, tm.FILE_SEED + 1).cond_stage_model.state_dict(), f"{family} clip")
+            assert vae.latent_channels == 4
+        else:
+            model = comfy.sd.load_diffusion_model(str(models / "diffusion_models" / files["unet_name"]))
+            names = [files[k] for k in ("clip_name", "clip_name1", "clip_name2") if k in files]
+            clip = comfy.sd.load_clip([str(models / "text_encoders" / n) for n in names],
+                                      clip_type=getattr(comfy.sd.CLIPType, files["type"].upper()))
+            for name in names:
+                slot = tm.ENCODER_FILES[name][1]
+                written = comfy.utils.load_torch_file(str(models / "text_encoders" / name))
+                _assert_same(getattr(clip.cond_stage_model, slot).transformer.state_dict(), written, f"{family} {name}")
+            vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(models / "vae" / files["vae_name"])))
+            assert vae.latent_channels == 16
+        _assert_same(model.model.diffusion_model.state_dict(),
+                     tm.build_model(family, tm.FILE_SEED).model.diffusion_model.state_dict(), f"{family} model")
+        cond = clip.encode_from_tokens_scheduled(clip.tokenize("a cat"))[0][0]
+        assert torch.isfinite(cond).all()
