@@ -123,6 +123,14 @@ def cmd_bench(args) -> int:
         results = transport_report.run(out_dir=Path(args.out))
         print(json.dumps(results, indent=1) if args.json else transport_report.summary_table(results))
         return 0
+    if args.which == "overhead":
+        from .bench import sampling_overhead
+        results = sampling_overhead.run(steps=args.steps, rounds=args.rounds)
+        if args.out_json:
+            Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out_json).write_text(json.dumps(results, indent=1))
+        print(json.dumps(results, indent=1) if args.json else sampling_overhead.format_result(results))
+        return 0
     from .bench import extraction_throughput
     result = extraction_throughput.run(n_prompts=args.prompts, source=args.source)
     print(json.dumps(result, indent=1) if args.json else extraction_throughput.format_result(result))
@@ -172,10 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="benchmarks (figures as ratios from one run)")
-    p.add_argument("which", choices=["extraction", "transport"])
+    p.add_argument("which", choices=["extraction", "transport", "overhead"])
     p.add_argument("--out", default="bench/results", help="transport: where JSON and plots go")
     p.add_argument("--prompts", type=int, default=128)
     p.add_argument("--source", default=DEFAULT_SOURCE)
+    p.add_argument("--steps", type=int, default=10, help="overhead: sampling steps per run")
+    p.add_argument("--rounds", type=int, default=15, help="overhead: interleaved rounds per variant")
+    p.add_argument("--out-json", default=None, help="overhead: also write the JSON here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser

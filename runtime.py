@@ -62,3 +62,36 @@ def server_command(base: Path, host: str = "127.0.0.1", port: int = 8188, cpu: b
     if cpu:
         command.append("--cpu")
     return command + list(extra or [])
+
+
+def start_comfyui_in_process(base: Path, custom_nodes: bool = True) -> Path:
+    """Import the real ComfyUI into this process (CPU) with ComfyUI's own node loading, as the
+    server would, for benchmarks and tests. ComfyUI's root has top-level ``nodes``/``tests``
+    modules: the pack's root must stay off sys.path (it is imported as ``safety_steer``)."""
+    import asyncio
+    base = prepare_base_directory(base)
+    for entry in list(sys.path):
+        if entry in ("", ".") or Path(entry).resolve() == PACK_ROOT:
+            sys.path.remove(entry)
+    root = str(comfyui_root())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from comfy.cli_args import args
+    args.cpu = True
+    args.base_directory = str(base)
+    import utils.extra_config  # noqa: F401  (must precede `nodes`: see the README's notes)
+    import folder_paths
+    folder_paths.set_output_directory(str(base / "output"))
+    import nodes
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=custom_nodes, init_api_nodes=False))
+    return base
+
+
+def load_module_from(path: Path, name: str):
+    """Import a standalone file (the test kit's tiny models) under a fixed module name, once."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
