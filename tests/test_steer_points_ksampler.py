@@ -228,3 +228,50 @@ def test_mismatched_encoder_and_unsupported_model_errors(kit):
                                                    torch.device("cpu"), torch.device("cpu"))
     with pytest.raises(ValueError, match=r"cannot steer a AuraFlow model.*SD1.5, SDXL, SD3 / SD3.5, Flux, Wan"):
         steer_model(classes, unsupported, sd15_aligned, 1.0)
+
+
+@pytest.mark.parametrize("name", ["sdxl", "wan"])
+def test_model_and_conditioning_points_in_a_real_graph(comfy, tiny_clip_node, tiny_model_node, name, tmp_path,
+                                                       monkeypatch):
+    """The executor, validation and UI outputs as a server runs them: steered vs unsteered latents."""
+    from safetensors.torch import load_file
+    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
+    latent_type, latent_inputs = tiny_models().latent_node(name, 2)
+
+    def graph(strength: float) -> dict:
+        return {
+            "1": {"class_type": "LoadSafetyDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
+            "2": {"class_type": "TinyTestCLIP", "inputs": {"family": name, "seed": 0}},
+            "3": {"class_type": "TinyTestModel", "inputs": {"family": name, "seed": 0}},
+            "4": {"class_type": "FitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["1", 0],
+                                                                     "method": "ridge", "anchors": 40}},
+            "5": {"class_type": "ApplySafetySteerModel", "inputs": {
+                "model": ["3", 0], "aligned_direction": ["4", 0], "strength": strength, "direction": "violence",
+                "mode": "add", "gate": "none", "gate_threshold": -1.0, "start_percent": 0.0, "end_percent": 1.0,
+                "apply_to": "positive"}},
+            "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": UNSAFE}},
+            "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": ""}},
+            "8": {"class_type": "ApplySafetySteerConditioning", "inputs": {
+                "conditioning": ["6", 0], "aligned_direction": ["4", 0], "strength": strength, "direction": "auto",
+                "mode": "project", "gate": "target projection", "gate_threshold": 3.0}},
+            "9": {"class_type": latent_type, "inputs": latent_inputs},
+            "10": {"class_type": "KSampler", "inputs": {
+                "model": ["5", 0], "positive": ["8", 0], "negative": ["7", 0], "latent_image": ["9", 0], "seed": 3,
+                "steps": 2, "cfg": 2.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+            "11": {"class_type": "SaveLatent", "inputs": {"samples": ["10", 0], "filename_prefix": f"steer_{name}_{strength}"}},
+            "12": {"class_type": "SafetySteerReport", "inputs": {"model": ["5", 0], "after": ["10", 0]}},
+        }
+
+    def latent_of(outputs) -> torch.Tensor:
+        saved = outputs["11"]["latents"][0]
+        return load_file(str(comfy.base / "output" / saved["subfolder"] / saved["filename"]))["latent_tensor"]
+
+    plain = comfy.run(graph(0.0))
+    steered = comfy.run(graph(2.0))
+    assert torch.equal(latent_of(plain), latent_of(comfy.run(graph(0.0))))
+    assert latent_of(steered).shape == latent_of(plain).shape and not torch.equal(latent_of(steered), latent_of(plain))
+    report = "".join(steered["12"]["text"])
+    assert "violence x2: applied" in report and "'positive 2': applied 2.000" in report
+    assert "no Apply Safety Steer (Model) patch" in "".join(plain["12"]["text"])   # strength 0: no patch at all
+    conditioning_report = "".join(steered["8"]["text"])
+    assert "[conditioning |" in conditioning_report and "gate" in conditioning_report
