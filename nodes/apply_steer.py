@@ -59,6 +59,8 @@ class SteeredTextEncoder:
         """(gate on the target projection, or a fixed per-prompt gate value from the source LLM)."""
         if self._gate_mode == "none":
             return None, None
+        if text is not None and not text.strip():
+            return None, torch.zeros(1)          # an empty prompt (a usual negative) holds nothing to steer away from
         source = self._aligned.source_gate
         if self._gate_mode == "source LLM" and text is not None and source is not None:
             try:

@@ -8,6 +8,7 @@ vector output (CLIP-L / CLIP-G) is a space of its own, named "<key>.pooled".
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Callable
 
 import torch
@@ -16,6 +17,10 @@ from ..steering.errors import SafetySteerError
 
 #: Sub-encoder keys (as `clip.tokenize` names them) whose conditioning layout Safety Steer knows.
 SUPPORTED_ENCODERS = ("l", "g", "t5xxl", "umt5xxl", "llama")
+#: Pooled vectors the family's diffusion model never reads: SD1.5's UNet takes no pooled vector and
+#: SDXL's takes CLIP-G's. ComfyUI does not even load CLIP-L's text_projection from such checkpoints
+#: (it stays uninitialised memory), so aligning to it would fit on garbage.
+UNUSED_POOLED = {"SD1ClipModel": {"l"}, "SDXLClipModel": {"l"}}
 #: Llama-3 chat tokens around the user's text in HunyuanVideo's prompt template.
 _LLAMA_USER_HEADER = (128006, 882, 128007)   # <|start_header_id|> user <|end_header_id|>
 _LLAMA_EOT = 128009                           # <|eot_id|>
@@ -92,6 +97,7 @@ def encode_per_encoder(clip, prompts: list[str], progress: Callable[[int, int], 
         model.set_clip_options({"layer": clip.layer_idx})
     clip.load_model()
     rows: dict[str, list[torch.Tensor]] = {}
+    unused_pooled = UNUSED_POOLED.get(type(model).__name__, set())
     for number, prompt in enumerate(prompts, start=1):
         tokens = clip.tokenize(prompt, return_word_ids=True)
         for key, module in encoders.items():
@@ -103,9 +109,14 @@ def encode_per_encoder(clip, prompts: list[str], progress: Callable[[int, int], 
             if len(mask) != cond.shape[0] or not mask.any():
                 mask = torch.ones(cond.shape[0], dtype=torch.bool)   # an unexpected layout: use all tokens
             rows.setdefault(key, []).append(cond[mask].mean(0))
-            if include_pooled and pooled is not None:
+            if include_pooled and pooled is not None and key not in unused_pooled:
                 rows.setdefault(f"{key}.pooled", []).append(pooled.reshape(-1).to(torch.float32).cpu())
         if progress is not None:
             progress(number, len(prompts))
     model.reset_clip_options()
-    return {key: torch.stack(values) for key, values in rows.items()}
+    features = {key: torch.stack(values) for key, values in rows.items()}
+    for key in [k for k, v in features.items() if k.endswith(".pooled") and not torch.isfinite(v).all()]:
+        logging.warning(f"Safety Steer: the {key} vector of this CLIP holds NaN/Inf (its projection weights were "
+                        "probably never loaded); that pooled space is left out of the alignment.")
+        del features[key]
+    return features

@@ -54,8 +54,10 @@ def test_steer_changes_conditioning_and_leaves_the_original_alone(node, tiny_cli
     for prompt, (cond, pooled) in zip(PROMPTS, baseline):
         cond_s, pooled_s = encode(steered, prompt)
         assert cond_s.shape == cond.shape and not torch.allclose(cond_s, cond)
-        if family == "sd15":                                    # CLIP-L's pooled output is steered too
+        if family == "sdxl":                                    # the pooled vector SDXL reads (CLIP-G's) too
             assert not torch.allclose(pooled_s, pooled)
+        if family == "sd15":                                    # SD1.5's UNet reads no pooled vector: left alone
+            assert torch.equal(pooled_s, pooled)
         # original CLIP unchanged afterwards, and no wrapper is left on the shared modules
         again = encode(clip, prompt)
         assert torch.equal(again[0], cond)
@@ -101,6 +103,9 @@ def test_source_llm_gate_reads_the_prompt_with_the_real_smollm2(node, tiny_clip,
         moved[prompt] = float((encode(gated, prompt)[0] - cond).norm() / (encode(ungated, prompt)[0] - cond).norm())
     benign, unsafe = moved[PROMPTS[0]], moved[PROMPTS[1]]
     assert benign < 0.2 and unsafe > 0.5, moved
+    # an empty prompt (the usual negative) is left exactly as it is, not an error
+    empty, _ = encode(clip, "")
+    assert torch.equal(encode(gated, "")[0], empty)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

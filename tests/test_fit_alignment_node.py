@@ -18,8 +18,8 @@ def pack():
 
 
 @pytest.mark.parametrize("family,expected", [
-    ("sd15", {"l": 32, "l.pooled": 32}),
-    ("sdxl", {"l": 32, "l.pooled": 32, "g": 32, "g.pooled": 32}),
+    ("sd15", {"l": 32}),                                   # SD1.5/SDXL never read CLIP-L's pooled vector
+    ("sdxl", {"l": 32, "g": 32, "g.pooled": 32}),
     ("flux", {"l": 32, "t5xxl": 32}),
     ("wan", {"umt5xxl": 32}),
     ("hunyuan_video", {"l": 32, "llama": 256}),
@@ -58,7 +58,7 @@ def test_node_fits_in_a_real_graph_and_caches_on_disk(comfy, tiny_clip_node, fam
     first = comfy.run(alignment_graph(family))
     text = "".join(first["4"]["text"])
     assert "with ridge on 80 benign anchors" in text
-    for key in {"sdxl": ("l:", "g:", "l.pooled", "g.pooled"), "flux": ("l:", "t5xxl:"), "wan": ("umt5xxl:",)}[family]:
+    for key in {"sdxl": ("l:", "g:", "g.pooled"), "flux": ("l:", "t5xxl:"), "wan": ("umt5xxl:",)}[family]:
         assert key in text
     cached = list((tmp_path / "cache" / "alignments").glob("*.safetensors"))
     assert len(cached) == 1
