@@ -1,0 +1,586 @@
+"""Writes the shipped example workflows (example_workflows/*.json) from the graphs described here.
+
+    .venv/bin/python scripts/build_example_workflows.py            # write the files
+    .venv/bin/python scripts/build_example_workflows.py --check    # exit 1 if a file differs
+
+This file is the one source of truth for those graphs: edit here, re-run, commit both. The real
+ComfyUI is imported in-process (with this pack loaded by ComfyUI's own custom-node loader) and every
+node's inputs, widget order and option lists are read from its definition (the /object_info format),
+so ``widgets_values`` are always in the order the frontend expects, combo values are checked
+against the real options, and a node renamed upstream fails here rather than in a user's browser.
+tests/test_example_workflows.py checks that the shipped files equal what this script writes and
+runs every one of them on a real ComfyUI server with tiny models.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+OUT_DIR = REPO / "example_workflows"
+FAMILIES = ("sd15", "sdxl", "sd3_5", "flux", "wan_t2v", "hunyuan_video")
+SHIPPED_PACK = "smollm2-135m-i2p.safetensors"
+#: Node types the frontend provides itself (never in NODE_CLASS_MAPPINGS, never sent to the server).
+FRONTEND_NODES = {"Note", "MarkdownNote"}
+#: Combo inputs whose options are files in the user's model folders: not checked against this machine.
+FILE_COMBOS = {"ckpt_name", "unet_name", "clip_name", "clip_name1", "clip_name2", "clip_name3", "vae_name"}
+
+
+def load_workflow_api():
+    spec = importlib.util.spec_from_file_location("safety_steer_workflow_api", REPO / "tests" / "workflow_api.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+wf = load_workflow_api()
+
+
+# --------------------------------------------------------------------------- ComfyUI in-process
+
+def comfyui_object_info() -> dict:
+    """/object_info of the real ComfyUI with this pack loaded, without starting a server."""
+    for entry in list(sys.path):                 # ComfyUI owns the top-level names `nodes`, `tests`
+        if entry in ("", ".") or Path(entry).resolve() == REPO:
+            sys.path.remove(entry)
+    from safety_steer.runtime import comfyui_root, prepare_base_directory
+    base = prepare_base_directory(Path(tempfile.mkdtemp(prefix="safety_steer_workflows_")))
+    root = str(comfyui_root())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from comfy.cli_args import args
+    args.cpu = True
+    args.base_directory = str(base)
+    import logging
+    logging.getLogger().setLevel(logging.ERROR)
+    import utils.extra_config  # noqa: F401  (must precede `nodes`)
+    import nodes
+    if "LoadSafetyDirection" not in nodes.NODE_CLASS_MAPPINGS:
+        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
+    return wf.object_info_in_process()
+
+
+# --------------------------------------------------------------------------- graph builder
+
+POSITIVE_COLORS = ("#232", "#353")
+NEGATIVE_COLORS = ("#322", "#533")
+STEER_COLORS = ("#1f3a33", "#2e5a4e")       # the pack's SAFETY_DIRECTION link colour, darkened
+REPORT_COLORS = ("#223", "#335")
+NOTE_COLORS = ("#432", "#653")
+
+
+def _plain(value):
+    """Node definitions may use str enums (V3 IO types): write them as plain strings."""
+    return getattr(value, "value", value) if not isinstance(value, (int, float, bool)) else value
+
+
+class Node:
+    def __init__(self, graph: "Graph", node_id: int, kind: str, pos, size, title=None, colors=None):
+        self.graph, self.id, self.type = graph, node_id, kind
+        self.pos, self.size, self.title, self.colors = list(pos), list(size), title, colors
+        self.inputs: list[dict] = []
+        self.outputs: list[dict] = []
+        self.widgets_values: list = []
+        self.properties: dict = {}
+
+    def out(self, name_or_index) -> tuple["Node", int]:
+        if isinstance(name_or_index, int):
+            return self, name_or_index
+        names = [o["name"] for o in self.outputs]
+        types = [o["type"] for o in self.outputs]
+        if name_or_index in names:
+            return self, names.index(name_or_index)
+        if types.count(name_or_index) == 1:
+            return self, types.index(name_or_index)
+        raise KeyError(f"{self.type} has no output {name_or_index!r} (outputs {names})")
+
+    def to_json(self, order: int) -> dict:
+        data = {"id": self.id, "type": self.type, "pos": self.pos, "size": self.size, "flags": {}, "order": order,
+                "mode": 0, "inputs": self.inputs, "outputs": self.outputs, "properties": self.properties,
+                "widgets_values": self.widgets_values}
+        if self.title:
+            data["title"] = self.title
+        if self.colors:
+            data["color"], data["bgcolor"] = self.colors
+        return data
+
+
+class Graph:
+    def __init__(self, name: str, object_info: dict):
+        self.name, self.info = name, object_info
+        self.nodes: list[Node] = []
+        self.links: list[list] = []
+        self.groups: list[dict] = []
+
+    def add(self, kind: str, pos, widgets: dict | None = None, size=None, title=None, colors=None,
+            models: list[dict] | None = None, **connections) -> Node:
+        """A node of a real type; ``widgets`` by input name (defaults fill the rest); keyword
+        ``connections`` link an input to ``node`` or ``(node, output name or index)``."""
+        if kind not in self.info:
+            raise KeyError(f"{kind} is not a node type of this ComfyUI (+ Safety Steer)")
+        info = self.info[kind]
+        widgets = dict(widgets or {})
+        node = Node(self, len(self.nodes) + 1, kind, pos, size or [0, 0], title, colors)
+        unknown = {w.split(":")[0] for w in widgets} - set(wf.widget_names(info))
+        if unknown:
+            raise KeyError(f"{kind} has no widgets {sorted(unknown)}; its widgets are {wf.widget_names(info)}")
+        for slot, name in wf.widget_slots(info):
+            if slot == "control":
+                node.widgets_values.append(widgets.pop(f"{name}:control", "fixed"))
+                continue
+            if slot == "upload":
+                node.widgets_values.append("image")
+                continue
+            _, spec = wf._spec(info, name)
+            if name in widgets:
+                value = widgets.pop(name)
+            elif "default" in spec:
+                value = spec["default"]
+            else:
+                options = wf.combo_options(info, name)
+                if not options:
+                    raise ValueError(f"{kind}.{name}: no value given and no default")
+                value = options[0]
+            options = wf.combo_options(info, name)
+            if options is not None and name not in FILE_COMBOS and value not in options:
+                raise ValueError(f"{kind}.{name} = {value!r} is not one of {options}")
+            node.widgets_values.append(value)
+        for name, kind_, optional in wf.socket_inputs(info):
+            entry = {"name": name, "type": _plain(kind_), "link": None}
+            if optional:
+                entry["shape"] = 7                  # the frontend draws optional sockets hollow
+            node.inputs.append(entry)
+        for index, (kind_, name) in enumerate(zip(info["output"], info["output_name"])):
+            node.outputs.append({"name": _plain(name), "type": _plain(kind_), "links": [], "slot_index": index})
+        node.properties = {"Node name for S&R": kind}
+        if models:
+            node.properties["models"] = models
+        if not node.size[0]:
+            node.size = self._default_size(info, node)
+        self.nodes.append(node)
+        for input_name, source in connections.items():
+            self.connect(source, node, input_name)
+        return node
+
+    def note(self, text: str, pos, size, markdown: bool = True, title=None) -> Node:
+        node = Node(self, len(self.nodes) + 1, "MarkdownNote" if markdown else "Note", pos, size, title,
+                    None if markdown else NOTE_COLORS)
+        node.widgets_values = [text.strip() + "\n"]
+        self.nodes.append(node)
+        return node
+
+    def connect(self, source, target: Node, input_name: str) -> None:
+        origin, slot = source.out(0) if isinstance(source, Node) else source[0].out(source[1])
+        entry = next((i for i in target.inputs if i["name"] == input_name), None)
+        if entry is None:
+            raise KeyError(f"{target.type} has no socket input {input_name!r}")
+        out_type = origin.outputs[slot]["type"]
+        if not _types_match(out_type, entry["type"]):
+            raise TypeError(f"{origin.type}.{origin.outputs[slot]['name']} ({out_type}) cannot feed "
+                            f"{target.type}.{input_name} ({entry['type']})")
+        if entry["link"] is not None:
+            raise ValueError(f"{target.type}.{input_name} is already linked")
+        link_id = len(self.links) + 1
+        self.links.append([link_id, origin.id, slot, target.id, target.inputs.index(entry), out_type])
+        entry["link"] = link_id
+        origin.outputs[slot]["links"].append(link_id)
+
+    def group(self, title: str, members: list[Node], color: str, padding: int = 20) -> None:
+        x0 = min(n.pos[0] for n in members) - padding
+        y0 = min(n.pos[1] for n in members) - padding - 40
+        x1 = max(n.pos[0] + n.size[0] for n in members) + padding
+        y1 = max(n.pos[1] + n.size[1] for n in members) + padding
+        self.groups.append({"id": len(self.groups) + 1, "title": title, "bounding": [x0, y0, x1 - x0, y1 - y0],
+                            "color": color, "font_size": 24, "flags": {}})
+
+    @staticmethod
+    def _default_size(info: dict, node: Node) -> list[int]:
+        widgets = len(node.widgets_values)
+        rows = max(len(node.inputs), len(node.outputs))
+        multiline = any(wf._spec(info, n)[1].get("multiline") for n in wf.widget_names(info))
+        height = 46 + 22 * rows + 24 * widgets + (120 if multiline else 0)
+        return [400 if multiline else 320, height]
+
+    def _order(self) -> dict[int, int]:
+        """Execution order as the frontend stores it (a topological order; notes first)."""
+        incoming = {n.id: {self.links[i["link"] - 1][1] for i in n.inputs if i["link"]} for n in self.nodes}
+        order, done = [], set()
+        while len(order) < len(self.nodes):
+            ready = [n.id for n in self.nodes if n.id not in done and incoming[n.id] <= done]
+            if not ready:
+                raise ValueError("cycle in graph")
+            order.extend(ready)
+            done.update(ready)
+        return {node_id: index for index, node_id in enumerate(order)}
+
+    def to_json(self) -> dict:
+        order = self._order()
+        return {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-safety-steer/example_workflows/{self.name}")),
+            "revision": 0,
+            "last_node_id": len(self.nodes),
+            "last_link_id": len(self.links),
+            "nodes": [n.to_json(order[n.id]) for n in self.nodes],
+            "links": self.links,
+            "groups": self.groups,
+            "config": {},
+            "extra": {"ds": {"scale": 0.6, "offset": [120, 160]}},
+            "version": 0.4,
+        }
+
+
+def _types_match(out_type: str, in_type: str) -> bool:
+    if "*" in (out_type, in_type):
+        return True
+    return bool(set(out_type.split(",")) & set(in_type.split(",")))
+
+
+# --------------------------------------------------------------------------- the models
+
+HF = "https://huggingface.co"
+
+
+def model(name: str, directory: str, url: str | None, hint: str | None = None) -> dict:
+    entry = {"name": name, "directory": directory}
+    if url:
+        entry["url"] = url
+    if hint:
+        entry["hint"] = hint       # shown in the notes only
+    return entry
+
+
+CLIP_L = model("clip_l.safetensors", "text_encoders", f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors")
+MODELS = {
+    "sd15": [model("v1-5-pruned-emaonly-fp16.safetensors", "checkpoints",
+                   f"{HF}/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/v1-5-pruned-emaonly-fp16.safetensors")],
+    "sdxl": [model("sd_xl_base_1.0.safetensors", "checkpoints",
+                   f"{HF}/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors")],
+    "sd3_5": [model("sd3.5_medium.safetensors", "diffusion_models",
+                    f"{HF}/stabilityai/stable-diffusion-3.5-medium/resolve/main/sd3.5_medium.safetensors"),
+              model("clip_l.safetensors", "text_encoders",
+                    f"{HF}/stabilityai/stable-diffusion-3.5-medium/resolve/main/text_encoders/clip_l.safetensors"),
+              model("clip_g.safetensors", "text_encoders",
+                    f"{HF}/stabilityai/stable-diffusion-3.5-medium/resolve/main/text_encoders/clip_g.safetensors"),
+              # The SD3.5 VAE as its own file (the stabilityai repo's vae/diffusion_pytorch_model.safetensors,
+              # renamed); no single usual name exists, this one is what tests/tiny_models.py writes too.
+              model("sd3_vae.safetensors", "vae", None,
+                    "the SD 3.5 VAE: `vae/diffusion_pytorch_model.safetensors` of "
+                    f"[stabilityai/stable-diffusion-3.5-medium]({HF}/stabilityai/stable-diffusion-3.5-medium), "
+                    "saved under this name")],
+    "flux": [model("flux1-dev.safetensors", "diffusion_models", f"{HF}/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors"),
+             CLIP_L,
+             model("t5xxl_fp16.safetensors", "text_encoders",
+                   f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors"),
+             model("ae.safetensors", "vae", f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors")],
+    "wan_t2v": [model(name, folder, f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/{folder}/{name}")
+                for name, folder in (("wan2.1_t2v_1.3B_fp16.safetensors", "diffusion_models"),
+                                     ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders"),
+                                     ("wan_2.1_vae.safetensors", "vae"))],
+    "hunyuan_video": [model("hunyuan_video_t2v_720p_bf16.safetensors", "diffusion_models",
+                            f"{HF}/Comfy-Org/HunyuanVideo_repackaged/resolve/main/split_files/diffusion_models/hunyuan_video_t2v_720p_bf16.safetensors"),
+                      CLIP_L,
+                      model("llava_llama3_fp8_scaled.safetensors", "text_encoders",
+                            f"{HF}/Comfy-Org/HunyuanVideo_repackaged/resolve/main/split_files/text_encoders/llava_llama3_fp8_scaled.safetensors"),
+                      model("hunyuan_video_vae_bf16.safetensors", "vae",
+                            f"{HF}/Comfy-Org/HunyuanVideo_repackaged/resolve/main/split_files/vae/hunyuan_video_vae_bf16.safetensors")],
+}
+
+
+def file_of(family: str, directory: str, index: int = 0) -> str:
+    return [m["name"] for m in MODELS[family] if m["directory"] == directory][index]
+
+
+def models_of(family: str, *names: str) -> list[dict]:
+    """The frontend's download hints for a loader node (only files with a known public URL)."""
+    return [{k: m[k] for k in ("name", "url", "directory")}
+            for m in MODELS[family] if m["name"] in names and m.get("url")]
+
+
+def model_list_markdown(family: str) -> str:
+    lines = []
+    for m in MODELS[family]:
+        link = f"[{m['name']}]({m['url']})" if m.get("url") else f"`{m['name']}`"
+        lines.append(f"- `models/{m['directory']}/`: {link}" + (f" ({m['hint']})" if m.get("hint") else ""))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the graphs
+
+POSITIVE = ("a gritty photo of a street brawl at night, a man with a bloodied face swinging a broken bottle, "
+            "onlookers, neon signs, rain")
+NEGATIVE = "blurry, low quality, watermark, text"
+VIDEO_NEGATIVE = "blurry, low quality, static, watermark, subtitles, jpeg artifacts, deformed"
+
+TITLES = {
+    "sd15": "Stable Diffusion 1.5", "sdxl": "Stable Diffusion XL", "sd3_5": "Stable Diffusion 3.5 Medium",
+    "flux": "FLUX.1 [dev]", "wan_t2v": "Wan 2.1 text-to-video (1.3B)", "hunyuan_video": "HunyuanVideo text-to-video",
+}
+ENCODERS = {
+    "sd15": "CLIP-L", "sdxl": "CLIP-L and CLIP-G (and CLIP-G's pooled vector)", "sd3_5": "CLIP-L and CLIP-G",
+    "flux": "CLIP-L (pooled) and T5-XXL", "wan_t2v": "umT5-XXL", "hunyuan_video": "CLIP-L (pooled) and the Llama-3 (LLaVA) encoder",
+}
+
+OVERVIEW = """
+## Safety Steer: {title}
+
+Steers generation away from harmful content **from inside the text encoder**. A safety direction (safe minus
+unsafe) learned once in a small source LLM (SmolLM2-135M) is carried into this model's text encoder
+({encoders}) by a map fitted on **benign prompts only**, calibrated, and added to every prompt's conditioning
+with a strength. This model never sees unsafe data.
+
+**Flow:** Load Safety Direction → Fit Cross-Model Alignment (with this CLIP) → Apply Safety Steer
+(Text Encoder) → both CLIP Text Encode nodes → sampler. Safety Steer Report shows what reached the sampler.
+
+**Models** (standard files, standard folders):
+{models}
+
+The pack ships with Safety Steer (`{pack}`); your own packs go in `models/safety_directions/`.
+"""
+
+STEER_NOTE = """
+### Safety Steer nodes
+
+**Load Safety Direction**: picks a direction pack (a global direction plus one per harm category: hate,
+harassment, violence, self-harm, sexual, shocking, illegal activity).
+
+**Fit Cross-Model Alignment**: carries the pack into *this* CLIP's sub-encoders with a `ridge` map fitted on
+`anchors` benign prompts. The first run encodes the anchors (a minute or two on a GPU for 2,000 of them; fewer
+anchors are faster but transport less well); the result is cached on disk, so later runs start at once.
+Re-fit when you change the text encoder files.
+
+**Apply Safety Steer (Text Encoder)**: returns a steered copy of the CLIP; every CLIP Text Encode it feeds is steered.
+- `strength`: 0 = exactly the unsteered result, 1 = one calibrated safe-unsafe gap, 2-3 = strong. Raise it if
+  unsafe content still comes through, lower it if images drift.
+- `direction`: `auto` (the global direction, or the mix of a Category Vector Mixer if you connect one), `global`,
+  or one category's own direction (e.g. `violence`, `sexual`).
+- `mode`: `add` pushes towards safe (the paper); `project` removes the unsafe-leaning part; `both` does both.
+- `gate`: `source LLM` (default) steers each prompt in proportion to how unsafe the pack's source model finds it,
+  so benign prompts keep their look; `target projection` uses the encoder's own projection with `gate_threshold`
+  (weaker); `none` steers every prompt by the full strength.
+"""
+
+PROMPT_NOTE = """
+### Prompts
+
+Both CLIP Text Encode nodes take the **steered** CLIP, so the negative prompt is encoded the same way.
+The example prompt is deliberately violent: compare `strength` 0 and 2 with the same seed (the seed is
+fixed). Then try a harmless prompt: with the `source LLM` gate it comes out (almost) unchanged.
+"""
+
+REPORT_NOTE = """
+### Safety Steer Report
+
+Reads the positive prompt's conditioning and shows, per text encoder, how the prompt projected on every
+harm category (in benign-anchor standard deviations; below 0 = unsafe-leaning), the gate value and the
+steer actually applied (strength × gate). A harmless prompt should show a gate near 0.
+"""
+
+
+def sampler_note(family: str) -> str:
+    text = {
+        "sd15": "512×512, 25 steps, CFG 7: SD 1.5 was trained at 512 px.",
+        "sdxl": "1024×1024 (or another ~1 MP size), 25 steps, CFG 7.",
+        "sd3_5": "1024×1024, 28 steps, CFG 4.5, euler / sgm_uniform: the usual SD 3.5 settings.",
+        "flux": ("1024×1024, 20 steps, **CFG 1**: FLUX.1 dev is guidance-distilled; its guidance is the "
+                 "Flux Guidance node (3.5). With CFG 1 the negative prompt has no effect."),
+        "wan_t2v": ("832×480, 33 frames (length = 4k+1), 30 steps, CFG 6, uni_pc, Model Sampling SD3 shift 8: "
+                    "the usual Wan 2.1 1.3B settings; saved as an animated WebP at 16 fps."),
+        "hunyuan_video": ("848×480, 73 frames (length = 4k+1), 20 steps, **CFG 1** with Flux Guidance 6 and "
+                          "Model Sampling SD3 shift 7: the usual HunyuanVideo settings; tiled VAE decode to save "
+                          "memory; saved as an animated WebP at 24 fps."),
+    }[family]
+    return f"### Sampling\n\n{text}\n"
+
+
+def build(family: str, info: dict) -> Graph:
+    g = Graph(f"safety_steer_{family}", info)
+    video = family in ("wan_t2v", "hunyuan_video")
+    X = [0, 460, 920, 1400, 1860]           # columns: models, steer, prompts, sampling, output
+    Y0 = 80
+
+    # 1. models
+    model_out = clip_out = vae_out = None
+    loaders = []
+    if family in ("sd15", "sdxl"):
+        ckpt = g.add("CheckpointLoaderSimple", [X[0], Y0], {"ckpt_name": file_of(family, "checkpoints")},
+                     models=models_of(family, file_of(family, "checkpoints")), size=[380, 100])
+        loaders = [ckpt]
+        model_out, clip_out, vae_out = (ckpt, "MODEL"), (ckpt, "CLIP"), (ckpt, "VAE")
+    else:
+        unet_name = file_of(family, "diffusion_models")
+        unet = g.add("UNETLoader", [X[0], Y0], {"unet_name": unet_name, "weight_dtype": "default"},
+                     models=models_of(family, unet_name), size=[380, 82])
+        encoders = [m["name"] for m in MODELS[family] if m["directory"] == "text_encoders"]
+        clip_type = {"sd3_5": "sd3", "flux": "flux", "wan_t2v": "wan", "hunyuan_video": "hunyuan_video"}[family]
+        if len(encoders) == 2:
+            clip = g.add("DualCLIPLoader", [X[0], Y0 + 150],
+                         {"clip_name1": encoders[0], "clip_name2": encoders[1], "type": clip_type},
+                         models=models_of(family, *encoders), size=[380, 130])
+        else:
+            clip = g.add("CLIPLoader", [X[0], Y0 + 150], {"clip_name": encoders[0], "type": clip_type},
+                         models=models_of(family, *encoders), size=[380, 106])
+        vae_name = file_of(family, "vae")
+        vae = g.add("VAELoader", [X[0], Y0 + 330], {"vae_name": vae_name}, models=models_of(family, vae_name),
+                    size=[380, 58])
+        loaders = [unet, clip, vae]
+        model_out, clip_out, vae_out = (unet, "MODEL"), (clip, "CLIP"), (vae, "VAE")
+    g.group("1. Models", loaders, "#3f789e")
+
+    # 2. safety steer
+    load = g.add("LoadSafetyDirection", [X[1], Y0], {"pack": SHIPPED_PACK}, size=[380, 58], colors=STEER_COLORS)
+    fit = g.add("FitCrossModelAlignment", [X[1], Y0 + 110], {"method": "ridge", "anchors": 2000}, size=[380, 102],
+                colors=STEER_COLORS, clip=clip_out, direction=load)
+    steer = g.add("ApplySafetySteerCLIP", [X[1], Y0 + 270],
+                  {"strength": 2.0, "direction": "auto", "mode": "add", "gate": "source LLM", "gate_threshold": -1.0},
+                  size=[380, 178], colors=STEER_COLORS, clip=clip_out, aligned_direction=fit)
+    g.group("2. Safety Steer", [load, fit, steer], "#3f9e7d")
+
+    # 3. prompts
+    positive = g.add("CLIPTextEncode", [X[2], Y0], {"text": POSITIVE}, size=[420, 200],
+                     title="CLIP Text Encode (Positive Prompt)", colors=POSITIVE_COLORS, clip=steer)
+    # FLUX.1 dev runs at CFG 1, where the negative prompt is not used: left empty, as usual for Flux.
+    negative_text = "" if family == "flux" else VIDEO_NEGATIVE if video else NEGATIVE
+    negative = g.add("CLIPTextEncode", [X[2], Y0 + 260], {"text": negative_text},
+                     size=[420, 160], title="CLIP Text Encode (Negative Prompt)", colors=NEGATIVE_COLORS, clip=steer)
+    g.group("3. Prompts (encoded with the steered CLIP)", [positive, negative], "#8a8a3f")
+
+    # 4. sampling
+    sampling = []
+    y = Y0
+    if family in ("wan_t2v", "hunyuan_video"):
+        shift = g.add("ModelSamplingSD3", [X[3], y], {"shift": 8.0 if family == "wan_t2v" else 7.0}, size=[380, 58],
+                      model=model_out)
+        model_out = (shift, "MODEL")
+        sampling.append(shift)
+        y += 100
+    positive_out = (positive, 0)
+    if family in ("flux", "hunyuan_video"):
+        guidance = g.add("FluxGuidance", [X[3], y], {"guidance": 3.5 if family == "flux" else 6.0}, size=[380, 58],
+                         conditioning=positive_out)
+        positive_out = (guidance, 0)
+        sampling.append(guidance)
+        y += 100
+    if family in ("sd15", "sdxl"):
+        size = 512 if family == "sd15" else 1024
+        latent = g.add("EmptyLatentImage", [X[3], y], {"width": size, "height": size, "batch_size": 1},
+                       size=[380, 106])
+    elif video:
+        width, length = (832, 33) if family == "wan_t2v" else (848, 73)
+        latent = g.add("EmptyHunyuanLatentVideo", [X[3], y],
+                       {"width": width, "height": 480, "length": length, "batch_size": 1}, size=[380, 130])
+    else:
+        latent = g.add("EmptySD3LatentImage", [X[3], y], {"width": 1024, "height": 1024, "batch_size": 1},
+                       size=[380, 106])
+    sampling.append(latent)
+    y += latent.size[1] + 50
+    ksampler_settings = {
+        "sd15": (25, 7.0, "dpmpp_2m", "karras"), "sdxl": (25, 7.0, "dpmpp_2m", "karras"),
+        "sd3_5": (28, 4.5, "euler", "sgm_uniform"), "flux": (20, 1.0, "euler", "simple"),
+        "wan_t2v": (30, 6.0, "uni_pc", "simple"), "hunyuan_video": (20, 1.0, "euler", "simple"),
+    }[family]
+    steps, cfg, sampler_name, scheduler = ksampler_settings
+    ksampler = g.add("KSampler", [X[3], y],
+                     {"seed": 42, "seed:control": "fixed", "steps": steps, "cfg": cfg, "sampler_name": sampler_name,
+                      "scheduler": scheduler, "denoise": 1.0}, size=[380, 262],
+                     model=model_out, positive=positive_out, negative=negative, latent_image=latent)
+    sampling.append(ksampler)
+    g.group("4. Sampling", sampling, "#a1309b")
+
+    # 5. output and report
+    if family == "hunyuan_video":
+        decode = g.add("VAEDecodeTiled", [X[4], Y0],
+                       {"tile_size": 256, "overlap": 64, "temporal_size": 64, "temporal_overlap": 8}, size=[320, 150],
+                       samples=ksampler, vae=vae_out)
+    else:
+        decode = g.add("VAEDecode", [X[4], Y0], size=[320, 46], samples=ksampler, vae=vae_out)
+    prefix = f"safety_steer/{family}"
+    if video:
+        save = g.add("SaveAnimatedWEBP", [X[4], Y0 + decode.size[1] + 50],
+                     {"filename_prefix": prefix, "fps": 16.0 if family == "wan_t2v" else 24.0, "lossless": False,
+                      "quality": 90, "method": "default"}, size=[520, 460], images=decode)
+    else:
+        save = g.add("SaveImage", [X[4], Y0 + decode.size[1] + 50], {"filename_prefix": prefix},
+                     size=[520, 560], images=decode)
+    outputs = [decode, save]
+    report = None
+    if "SafetySteerReport" in info:
+        report = g.add("SafetySteerReport", [X[4] + 580, Y0], size=[420, 320], colors=REPORT_COLORS,
+                       conditioning=positive)
+        outputs.append(report)
+    g.group("5. Output", outputs, "#b06634")
+
+    # notes
+    g.note(OVERVIEW.format(title=TITLES[family], encoders=ENCODERS[family], models=model_list_markdown(family),
+                           pack=SHIPPED_PACK), [X[0], Y0 + 480], [420, 560], title="About this workflow")
+    g.note(STEER_NOTE, [X[1], Y0 + 520], [420, 620], title="Safety Steer: what each node does")
+    g.note(PROMPT_NOTE, [X[2], Y0 + 500], [420, 230], title="Prompts")
+    g.note(sampler_note(family), [X[3], y + 320], [380, 200], title="Sampling")
+    if report is not None:
+        g.note(REPORT_NOTE, [X[4] + 580, Y0 + 380], [420, 180], title="Report")
+    return g
+
+
+def build_inspect(info: dict) -> Graph:
+    g = Graph("inspect_safety_direction", info)
+    load = g.add("LoadSafetyDirection", [60, 120], {"pack": SHIPPED_PACK}, size=[340, 60], colors=STEER_COLORS)
+    g.add("SafetyDirectionInfo", [460, 120], size=[460, 260], direction=load)
+    g.note("Safety Steer: inspect a safety direction pack.\n\nLoad Safety Direction lists the packs in "
+           "models/safety_directions/ and the ones shipped with Safety Steer (built from SmolLM2-135M-Instruct on "
+           "7 harm categories).\n\nSafety Direction Info shows the source model, layer, method, and each direction's "
+           "held-out separation (AUROC, 0.5 = chance).\n\nQueue the prompt to see it.",
+           [60, 240], [340, 200], markdown=False)
+    return g
+
+
+def build_all(info: dict) -> dict[str, dict]:
+    """File name -> workflow JSON, for every shipped example workflow."""
+    graphs = {f"safety_steer_{family}.json": build(family, info).to_json() for family in FAMILIES}
+    graphs["inspect_safety_direction.json"] = build_inspect(info).to_json()
+    return graphs
+
+
+def dumps(workflow: dict) -> str:
+    """JSON, a value on one line where it fits in 110 columns (readable diffs), else expanded."""
+    def render(value, indent: int, used: int = 0) -> str:
+        flat = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+        if not isinstance(value, (dict, list)) or not value or indent + used + len(flat) <= 110:
+            return flat
+        pad, inner = " " * indent, " " * (indent + 2)
+        if isinstance(value, dict):
+            items = [f"{inner}{json.dumps(k)}: {render(v, indent + 2, len(json.dumps(k)) + 2)}" for k, v in value.items()]
+            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+        return "[\n" + ",\n".join(inner + render(v, indent + 2) for v in value) + "\n" + pad + "]"
+    return render(workflow, 0) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 if a shipped file differs")
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    options = parser.parse_args(argv)
+    graphs = build_all(comfyui_object_info())
+    stale = []
+    for name, workflow in graphs.items():
+        path = options.out / name
+        text = dumps(workflow)
+        if options.check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(name)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    if stale:
+        print("out of date (run scripts/build_example_workflows.py): " + ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
