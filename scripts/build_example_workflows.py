@@ -401,7 +401,7 @@ def sampler_note(family: str) -> str:
 def build(family: str, info: dict) -> Graph:
     g = Graph(f"safety_steer_{family}", info)
     video = family in ("wan_t2v", "hunyuan_video")
-    X = [0, 460, 920, 1400, 1860]           # columns: models, steer, prompts, sampling, output
+    X = [0, 480, 960, 1480, 1960]           # columns: models, steer, prompts, sampling, output
     Y0 = 80
 
     # 1. models
@@ -448,7 +448,7 @@ def build(family: str, info: dict) -> Graph:
     negative_text = "" if family == "flux" else VIDEO_NEGATIVE if video else NEGATIVE
     negative = g.add("CLIPTextEncode", [X[2], Y0 + 260], {"text": negative_text},
                      size=[420, 160], title="CLIP Text Encode (Negative Prompt)", colors=NEGATIVE_COLORS, clip=steer)
-    g.group("3. Prompts (encoded with the steered CLIP)", [positive, negative], "#8a8a3f")
+    g.group("3. Prompts (steered CLIP)", [positive, negative], "#8a8a3f")
 
     # 4. sampling
     sampling = []

@@ -297,3 +297,11 @@ def test_every_shipped_workflow_runs_on_a_real_server(tiny_model_server):
         assert "text encoder" in report and "gate" in report, report
     print("\nexample workflows on tiny models, seconds per prompt:", timings)
     assert not failures, json.dumps(failures, indent=1)
+
+
+def test_server_offers_every_example_workflow_as_a_template(comfy_server):
+    """ComfyUI serves custom nodes' example_workflows/ in its Templates menu (GET /workflow_templates)."""
+    templates = comfy_server.get("/workflow_templates")
+    served = {name for names in templates.values() for name in names}
+    for path in WORKFLOWS.glob("*.json"):
+        assert path.stem in served, (path.stem, templates)
