@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -22,36 +23,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from safety_steer.runtime import PACK_ROOT, comfyui_root, prepare_base_directory
+from safety_steer.runtime import prepare_base_directory, start_comfyui_in_process
+from safety_steer.steering.sources import default_cache_dir
 
 from safety_steer.steering.pack import DEFAULT_PACK_PATH as SHIPPED_PACK
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest with both cores busy
 
 
-def _keep_pack_root_off_path() -> None:
-    for entry in list(sys.path):
-        if entry in ("", ".") or Path(entry).resolve() == PACK_ROOT:
-            sys.path.remove(entry)
-
-
 @pytest.fixture(scope="session")
 def comfy(tmp_path_factory):
     """The real ComfyUI, imported in-process with the pack loaded by ComfyUI's own loader."""
-    _keep_pack_root_off_path()
-    base = prepare_base_directory(tmp_path_factory.mktemp("comfy_base"))
-    root = str(comfyui_root())
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    from comfy.cli_args import args
-    args.cpu = True
-    args.base_directory = str(base)
-    import utils.extra_config  # noqa: F401  (must precede `nodes`, see the README's notes)
-    import folder_paths
-    folder_paths.set_output_directory(str(base / "output"))
-    import nodes
-    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
-    return InProcessComfy(base)
+    return InProcessComfy(start_comfyui_in_process(tmp_path_factory.mktemp("comfy_base")))
 
 
 class _ServerStub:
@@ -137,8 +120,12 @@ def _running_server(base: Path):
     port = _free_port()
     log = base / "server.log"
     command = [sys.executable, "-m", "safety_steer.cli", "serve", "--port", str(port), "--base-directory", str(base)]
+    # the server's alignment cache in this test's own folder (tests must not fill or read the repo's
+    # data/), the converted-model cache shared (converting the source LLM again costs time, not truth)
+    env = {**os.environ, "SAFETY_STEER_DATA": str(base / "safety_steer_data"),
+           "SAFETY_STEER_CACHE": str(default_cache_dir())}
     with open(log, "w") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=str(base))
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=str(base), env=env)
     server = ComfyServer(f"http://127.0.0.1:{port}", process, log)
     deadline = time.time() + 120
     try:
