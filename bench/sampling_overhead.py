@@ -76,6 +76,7 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
         def sampler(m, pos, neg):
             return lambda: nodes.common_ksampler(m, 7, steps, 2.0, "euler", "normal", pos, neg, latent)
         variants = {"unsteered": sampler(model, positive, negative),
+                    "unsteered again": sampler(model, positive, negative),   # A/A: the noise floor
                     "text encoder": sampler(model, te_positive, te_negative),
                     "conditioning": sampler(model, cond_positive, negative),
                     "model": sampler(steered_model, positive, negative)}
@@ -93,9 +94,12 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
         results["families"][family] = {
             "unsteered_ms_per_step": round(base * 1000, 3),
             "ratio": {point: round(statistics.median(times[point]) / base, 4) for point in POINTS},
+            "noise_ratio_a_a": round(statistics.median(times["unsteered again"]) / base, 4),
             "text_encoder_one_off_ratio": round(encode_steered / encode_plain, 3),
         }
     results["worst_ratio"] = {p: max(f["ratio"][p] for f in results["families"].values()) for p in POINTS}
+    results["noise_a_a_range"] = [min(f["noise_ratio_a_a"] for f in results["families"].values()),
+                                  max(f["noise_ratio_a_a"] for f in results["families"].values())]
     results["goals"] = GOALS
     results["goals_met"] = {p: results["worst_ratio"][p] <= GOALS[p] for p in POINTS}
     return results
@@ -104,9 +108,12 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
 def format_result(results: dict) -> str:
     lines = [f"per-step sampling time steered / unsteered (median of {results['rounds']} interleaved rounds, "
              f"{results['steps']} steps, {results['threads']} thread(s), tiny models on CPU)",
-             f"{'family':15} {'ms/step':>8} " + " ".join(f"{p:>13}" for p in POINTS) + "  TE one-off"]
+             f"{'family':15} {'ms/step':>8} " + " ".join(f"{p:>13}" for p in POINTS) + "  A/A noise  TE one-off"]
     for family, row in results["families"].items():
         lines.append(f"{family:15} {row['unsteered_ms_per_step']:8.2f} "
-                     + " ".join(f"{row['ratio'][p]:13.3f}" for p in POINTS) + f"  {row['text_encoder_one_off_ratio']:.2f}")
+                     + " ".join(f"{row['ratio'][p]:13.3f}" for p in POINTS)
+                     + f"  {row['noise_ratio_a_a']:9.3f}  {row['text_encoder_one_off_ratio']:.2f}")
+    low, high = results["noise_a_a_range"]
+    lines.append(f"A/A (unsteered vs unsteered) ratios span {low:.3f}-{high:.3f}: differences inside that are noise")
     lines.append("worst: " + ", ".join(f"{p} {v:.3f} (goal <= {GOALS[p]})" for p, v in results["worst_ratio"].items()))
     return "\n".join(lines)

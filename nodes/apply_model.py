@@ -7,12 +7,14 @@ push the image away from safe). The original MODEL is untouched; patches stack.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from comfy.patcher_extension import WrappersMP
 from comfy_api.latest import io
 
 from ..steering.aligned import AlignedSafetyDirection
-from ..steering.assembled import steer_tokens
+from ..steering.assembled import constant_offset, steer_tokens
 from ..steering.gating import Gate
 from ..steering.layout import token_segments
 from ..steering.report import SamplingLog, entries_from
@@ -25,7 +27,8 @@ LOGS_ATTACHMENT = "safety_steer_logs"
 APPLY_TO = ("positive", "positive and negative")
 
 
-def batch_weights(cond_or_uncond, batch: int, include_negative: bool, device) -> torch.Tensor:
+@functools.lru_cache(maxsize=64)
+def batch_weights(cond_or_uncond: tuple | None, batch: int, include_negative: bool, device) -> torch.Tensor:
     """1 for the rows of the positive prompt (cond), 0 for the negative (uncond) ones unless included.
     ComfyUI stacks the batch as equal chunks, one per entry of cond_or_uncond."""
     if include_negative or not cond_or_uncond:
@@ -42,6 +45,8 @@ class TextStreamSteer:
                  include_negative: bool, sigma_start: float, sigma_end: float, log: SamplingLog):
         self.aligned, self.row, self.strength, self.mode, self.gate = aligned, row, strength, mode, gate
         self.include_negative, self.sigma_start, self.sigma_end, self.log = include_negative, sigma_start, sigma_end, log
+        self._last: tuple | None = None     # (context, (sigma, cond_or_uncond), steered) of the latest call
+        self._offsets: dict = {}
 
     def active(self, sigmas) -> bool:
         if sigmas is None:
@@ -52,18 +57,43 @@ class TextStreamSteer:
     def __call__(self, context: torch.Tensor, cond_or_uncond, sigmas, token_mask=None) -> torch.Tensor:
         if not self.active(sigmas):
             return context
-        weights = batch_weights(cond_or_uncond, context.shape[0], self.include_negative, context.device)
+        sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(sigmas or 0.0)
+        key = (sigma, tuple(cond_or_uncond or ()))
+        if self._last is not None and self._last[0] is context and self._last[1] == key:
+            self.log.record(sigma)                     # a UNet's next cross-attention block, same step: reuse
+            return self._last[2]
+        weights = batch_weights(tuple(cond_or_uncond or ()), context.shape[0], self.include_negative, context.device)
         if not bool(weights.any()):
             return context
-        steered, reports = steer_tokens(context, self.aligned, self.row, self.strength, self.mode, self.gate,
-                                        weights, token_mask)
+        offset = self._offset(context) if token_mask is None else None
+        if offset is not None:
+            steered = torch.addcmul(context, weights.to(context.dtype)[:, None, None], offset)
+        else:
+            steered, _ = steer_tokens(context, self.aligned, self.row, self.strength, self.mode, self.gate,
+                                      weights, token_mask, report=False)
+        self.log.record(sigma, lambda: self.report(context, cond_or_uncond, weights, token_mask))
+        self._last = (context, key, steered)           # holds the reference, so identity cannot be reused
+        return steered
+
+    def _offset(self, context: torch.Tensor) -> torch.Tensor | None:
+        """The constant steering vector for this context's width (mode add, no gate), cached."""
+        if self.mode != "add" or self.gate is not None:
+            return None
+        key = (context.shape[-1], context.dtype, context.device)
+        if key not in self._offsets:
+            offset = constant_offset(self.aligned, self.row, self.strength, context.shape[-1])
+            self._offsets[key] = None if offset is None else offset.to(context.device, context.dtype)
+        return self._offsets[key]
+
+    def report(self, context, cond_or_uncond, weights, token_mask) -> list:
+        """Report entries for one call's inputs (computed when a Safety Steer Report reads them)."""
+        _, reports = steer_tokens(context, self.aligned, self.row, self.strength, self.mode, self.gate,
+                                  weights, token_mask, report=True)
         chunks = cond_or_uncond or [0]
         per_chunk = max(1, context.shape[0] // len(chunks))
         prompts = [f"{'negative' if chunks[min(i // per_chunk, len(chunks) - 1)] else 'positive'} {i % per_chunk + 1}"
                    for i in range(context.shape[0])]
-        sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(sigmas or 0.0)
-        self.log.record(sigma, entries_from(reports, "model", prompts, self.aligned.names, self.aligned.names[self.row]))
-        return steered
+        return entries_from(reports, "model", prompts, self.aligned.names, self.aligned.names[self.row])
 
 
 def attn2_patch(steer: TextStreamSteer):

@@ -20,7 +20,7 @@ MODES = ("add", "project", "both")
 
 def steer_hidden(hidden: torch.Tensor, token_mask: torch.Tensor, directions: AlignedDirections, strength: float,
                  mode: str = "add", gate: Gate | None = None, row: int = 0,
-                 weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                 weights: torch.Tensor | None = None, report: bool = True) -> tuple[torch.Tensor, dict | None]:
     """Steer [B, T, d] hidden states on the masked tokens.
 
     ``weights`` ([B], optional) scales each prompt's steer on top of the gate: a gate value fixed
@@ -28,6 +28,8 @@ def steer_hidden(hidden: torch.Tensor, token_mask: torch.Tensor, directions: Ali
     prompt). Returns (steered, report) with, per prompt, ``projections`` on every row of the
     directions (standardised: benign-anchor units, negative = unsafe-leaning), ``gate`` and
     ``applied`` (strength x gate x weight: the step actually taken, in calibrated units).
+    ``report=False`` skips the report and every projection the steer itself does not need (the
+    per-step path inside a sampler).
     """
     if mode not in MODES:
         raise ValueError(f"Unknown steering mode {mode!r}; use one of {MODES}.")
@@ -35,26 +37,31 @@ def steer_hidden(hidden: torch.Tensor, token_mask: torch.Tensor, directions: Ali
         raise ValueError(f"Hidden states have {hidden.shape[-1]} dims but the direction was aligned to "
                          f"{directions.unit.shape[1]}: it belongs to another text encoder.")
     h = hidden.to(torch.float32)
-    mean, std = directions.target_mean.to(h.device), directions.target_std.to(h.device)
-    units = directions.unit.to(h.device)
-    mask = token_mask.to(h.device, torch.float32)                               # [B, T]
-    token_proj_all = ((h - mean) / std) @ units.T                               # [B, T, K]
-    pooled_all = (token_proj_all * mask.unsqueeze(-1)).sum(1) / mask.sum(1).clamp_min(1).unsqueeze(-1)
-    stats = directions.anchor_projection.to(h.device)
-    standardised_all = (pooled_all - stats[:, 0]) / stats[:, 1]                 # [B, K]
-    standardised = standardised_all[:, row]
-    g = gate(standardised) if gate is not None else torch.ones_like(standardised)
-    factor = strength * g * (weights.to(h.device, torch.float32) if weights is not None else 1.0)
-    report = {"projections": standardised_all.tolist(), "gate": g.tolist(), "applied": factor.tolist()}
+    device = h.device
+    mean, std = directions.target_mean.to(device), directions.target_std.to(device)
+    mask = token_mask.to(device, torch.float32)                                 # [B, T]
+    stats = directions.anchor_projection.to(device)
+    rows = slice(None) if report else slice(row, row + 1)                       # every row only for the report
+    token_proj = None
+    if report or gate is not None or mode != "add":
+        token_proj = ((h - mean) / std) @ directions.unit[rows].to(device).T     # [B, T, K or 1]
+        pooled = (token_proj * mask.unsqueeze(-1)).sum(1) / mask.sum(1).clamp_min(1).unsqueeze(-1)
+        standardised_rows = (pooled - stats[rows, 0]) / stats[rows, 1]         # [B, K or 1]
+        standardised = standardised_rows[:, row if report else 0]
+        g = gate(standardised) if gate is not None else torch.ones_like(standardised)
+    else:
+        g = torch.ones(h.shape[0], device=device)
+    factor = strength * g * (weights.to(device, torch.float32) if weights is not None else 1.0)
+    summary = ({"projections": standardised_rows.tolist(), "gate": g.tolist(), "applied": factor.tolist()}
+               if report else None)
     if strength == 0:
-        return hidden, report
+        return hidden, summary
     scale = factor[:, None, None] * mask.unsqueeze(-1)                          # [B, T, 1]
-    unit = units[row]
-    anchor_mean = float(stats[row, 0])
     out = h
     if mode in ("project", "both"):
-        deficit = (token_proj_all[..., row] - anchor_mean).clamp(max=0).unsqueeze(-1)   # below the benign mean only
-        out = out - scale.clamp(max=1) * deficit * (unit * std)
+        row_proj = token_proj[..., row if report else 0]
+        deficit = (row_proj - float(stats[row, 0])).clamp(max=0).unsqueeze(-1)   # below the benign mean only
+        out = out - scale.clamp(max=1) * deficit * (directions.unit[row].to(device) * std)
     if mode in ("add", "both"):
-        out = out + scale * (directions.calibrated[row].to(h.device) * std)
-    return out.to(hidden.dtype), report
+        out = out + scale * (directions.calibrated[row].to(device) * std)
+    return out.to(hidden.dtype), summary

@@ -22,8 +22,9 @@ def encoder_dims(aligned: AlignedSafetyDirection) -> dict[str, int]:
 
 def steer_tokens(hidden: torch.Tensor, aligned: AlignedSafetyDirection, row: int, strength: float, mode: str,
                  gate: Gate | None = None, weights: torch.Tensor | None = None,
-                 token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, dict]]:
-    """Steer [B, T, W] conditioning; returns (steered, {encoder key: steer_hidden report})."""
+                 token_mask: torch.Tensor | None = None, report: bool = True) -> tuple[torch.Tensor, dict[str, dict]]:
+    """Steer [B, T, W] conditioning; returns (steered, {encoder key: steer_hidden report}, empty
+    when ``report`` is False)."""
     segments, clip_width = token_segments(encoder_dims(aligned), hidden.shape[-1])
     batch, tokens = hidden.shape[:2]
     if token_mask is None or tuple(token_mask.shape) != (batch, tokens):
@@ -34,8 +35,10 @@ def steer_tokens(hidden: torch.Tensor, aligned: AlignedSafetyDirection, row: int
         rows = segment.row_mask(hidden, clip_width)
         if rows is not None:
             mask = mask & rows
-        steered, reports[segment.key] = steer_hidden(hidden[..., segment.features], mask, aligned.encoders[segment.key],
-                                                     strength, mode, gate, row, weights)
+        steered, summary = steer_hidden(hidden[..., segment.features], mask, aligned.encoders[segment.key],
+                                        strength, mode, gate, row, weights, report)
+        if summary is not None:
+            reports[segment.key] = summary
         if strength != 0:
             if out is hidden:
                 out = hidden.clone()
@@ -56,3 +59,17 @@ def steer_pooled(pooled: torch.Tensor, aligned: AlignedSafetyDirection, row: int
                 out = pooled.clone()
             out[:, segment.features] = steered.squeeze(1)
     return out, reports
+
+
+def constant_offset(aligned: AlignedSafetyDirection, row: int, strength: float, width: int) -> torch.Tensor | None:
+    """The whole steer as one [width] vector, when it is the same for every token and prompt: mode
+    ``add``, no gate, every segment on all rows. Then steering is ``hidden + weight * offset``, one
+    fused op per sampling step. None when the steer depends on the tokens (gate, project, SD3 rows)."""
+    segments, _ = token_segments(encoder_dims(aligned), width)
+    if any(segment.rows != "all" for segment in segments):
+        return None
+    offset = torch.zeros(width)
+    for segment in segments:
+        enc = aligned.encoders[segment.key]
+        offset[segment.features] += strength * enc.calibrated[row] * enc.target_std
+    return offset

@@ -3,6 +3,7 @@ was applied. Built from steer_hidden's reports; read on the nodes and as a strin
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 
 @dataclass
@@ -52,24 +53,29 @@ def format_report(entries: list[ReportEntry], limit: int = 64) -> str:
 
 class SamplingLog:
     """What a model patch did during sampling: how many calls steered, and the report of the most
-    recent step (a full log of every block and step would be long and say little more)."""
+    recent step. The report is computed only when read (from the latest step's inputs, kept by
+    reference), so the per-step path pays nothing for it."""
 
     def __init__(self):
         self.calls = 0
         self.steps: set[float] = set()
         self.last_sigma: float | None = None
-        self.last_entries: list[ReportEntry] = []
+        self._latest: Callable[[], list[ReportEntry]] | None = None
 
-    def record(self, sigma: float, entries: list[ReportEntry]) -> None:
+    def record(self, sigma: float, latest: Callable[[], list[ReportEntry]] | None = None) -> None:
         self.calls += 1
         if sigma != self.last_sigma:
-            self.last_sigma, self.last_entries = sigma, []
+            self.last_sigma, self._latest = sigma, None
             self.steps.add(sigma)
-        if not self.last_entries:
-            self.last_entries = entries
+        if self._latest is None:
+            self._latest = latest
+
+    @property
+    def last_entries(self) -> list[ReportEntry]:
+        return self._latest() if self._latest is not None else []
 
     def summary(self, label: str) -> str:
         if not self.calls:
             return f"{label}: no steer yet (not sampled, or every step fell outside the start/end range)."
-        return (f"{label}: applied {self.calls} time(s) over {len(self.steps)} step(s) (once per cross-attention block in UNets); "
-                f"the latest (sigma {self.last_sigma:.4g}):\n" + format_report(self.last_entries))
+        return (f"{label}: applied {self.calls} time(s) over {len(self.steps)} step(s) (once per cross-attention "
+                f"block in UNets); the latest (sigma {self.last_sigma:.4g}):\n" + format_report(self.last_entries))

@@ -115,3 +115,14 @@ def test_native_direction_node_and_mixer_in_a_real_graph(comfy, tiny_clip_node, 
     assert "native* baseline" in info and "mixed: violence 1, shocking 1 (orthogonalised)" in info
     report = "".join(out["8"]["text"])
     assert "[text encoder | l | mixed] 'a bloody knife fight, photo'" in report and "shocking" in report
+
+
+def test_constant_offset_fast_path_equals_the_general_steer(aligned_and_anchors):
+    """The model point's per-step fast path (add, no gate) is the same steer as steer_tokens."""
+    from safety_steer.steering.assembled import constant_offset, steer_tokens
+    aligned, _ = aligned_and_anchors
+    hidden = torch.randn(3, 7, 48, generator=torch.Generator().manual_seed(1))
+    weights = torch.tensor([1.0, 0.0, 0.5])
+    general, _ = steer_tokens(hidden, aligned, 2, 1.7, "add", None, weights, report=False)
+    fast = torch.addcmul(hidden, weights[:, None, None], constant_offset(aligned, 2, 1.7, 48))
+    assert torch.allclose(general, fast, atol=1e-5) and torch.equal(fast[1], hidden[1])
