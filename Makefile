@@ -17,6 +17,7 @@ test: setup
 bench: setup
 	$(PY) -m safety_steer.cli bench extraction
 	$(PY) -m safety_steer.cli bench transport
+	$(PY) -m safety_steer.cli bench overhead --rounds 31 --steps 20 --out-json bench/results/overhead.json
 
 pack: setup
 	$(PY) -m safety_steer.cli build-pack --out vectors/smollm2-135m-i2p.safetensors
