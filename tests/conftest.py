@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import socket
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from safety_steer.runtime import prepare_base_directory, start_comfyui_in_process
+from safety_steer.runtime import load_module_from, prepare_base_directory, start_comfyui_in_process
 from safety_steer.steering.sources import default_cache_dir
 
 from safety_steer.steering.pack import DEFAULT_PACK_PATH as SHIPPED_PACK
@@ -194,18 +193,8 @@ def rebuilt_pack(smollm2):
 
 
 # >>> tiny models (tests/tiny_models.py) >>>
-def _load_tiny_models():
-    """tests/tiny_models.py, loaded by path (the repository root stays off sys.path)."""
-    name = "safety_steer_tiny_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("tiny_models.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-tiny_models = _load_tiny_models()
+# loaded by path: the repository root stays off sys.path
+tiny_models = load_module_from(Path(__file__).with_name("tiny_models.py"), "safety_steer_tiny_models")
 
 
 @pytest.fixture(scope="session")

@@ -16,32 +16,24 @@ runnable end to end on a real server with tiny models under the usual real file 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
-import sys
+import importlib.util
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from safety_steer.runtime import load_module_from
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 WORKFLOWS = REPO / "example_workflows"
 
 
-def _load(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-wf = _load("safety_steer_workflow_api", TESTS / "workflow_api.py")
-builder = _load("safety_steer_build_example_workflows", REPO / "scripts" / "build_example_workflows.py")
+wf = load_module_from(TESTS / "workflow_api.py", "safety_steer_workflow_api")
+builder = load_module_from(REPO / "scripts" / "build_example_workflows.py", "safety_steer_build_example_workflows")
 
 #: workflow family (file name) -> tests/tiny_models.py family (the fixture's .models keys)
 TINY_FAMILY = {"sd15": "sd15", "sdxl": "sdxl", "sd3_5": "sd3", "flux": "flux", "wan_t2v": "wan",
@@ -154,7 +146,7 @@ def test_family_workflow_layout_and_chain(name):
 
 def test_builder_uses_the_real_model_file_names():
     """The names the e2e's tiny files are written under (tests/tiny_models.py) are the workflows' names."""
-    tiny = sys.modules.get("safety_steer_tiny_models") or _load("safety_steer_tiny_models", TESTS / "tiny_models.py")
+    tiny = load_module_from(TESTS / "tiny_models.py", "safety_steer_tiny_models")
     for family, tiny_family in TINY_FAMILY.items():
         workflow = json.loads((WORKFLOWS / f"safety_steer_{family}.json").read_text())
         names = {v for n in workflow["nodes"] if n["type"] in LOADER_INPUTS for v in n["widgets_values"]

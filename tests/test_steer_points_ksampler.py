@@ -3,13 +3,13 @@ random-weight models of all seven families built from ComfyUI's own classes (ima
 latents). Node classes come from the copy of the pack that ComfyUI itself loaded."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from safety_steer.runtime import load_module_from
 from safety_steer.steering.pack import DEFAULT_PACK_PATH
 
 FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv")
@@ -19,13 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def tiny_models():
-    name = "safety_steer_tiny_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("tiny_models.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_module_from(Path(__file__).with_name("tiny_models.py"), "safety_steer_tiny_models")
 
 
 @pytest.fixture(scope="module")
