@@ -10,7 +10,7 @@ WEB_DIRECTORY = "./web"
 
 async def comfy_entrypoint():
     from .nodes import SafetySteerExtension
-    from .nodes.model_folders import register_direction_folder
+    from .nodes.model_folders import register_model_folders
 
-    register_direction_folder()  # before node schemas list the folder
+    register_model_folders()  # before node schemas list the folders
     return SafetySteerExtension()

@@ -14,6 +14,8 @@ PACK_ROOT = Path(__file__).resolve().parent
 PACK_FOLDER_NAME = "comfyui-safety-steer"
 #: Model folder (under ComfyUI's models/) that LoadSafetyDirection lists.
 DIRECTIONS_FOLDER = "safety_directions"
+#: Model folder for SafeDIG bundles (sparse autoencoders at DiT positions).
+SAES_FOLDER = "safety_saes"
 
 
 def vendored_comfyui_root() -> Path:
@@ -43,7 +45,7 @@ def data_dir() -> Path:
 def prepare_base_directory(base: Path | None = None, link_pack: bool = True) -> Path:
     """Create ComfyUI's folder layout in ``base`` and link this pack into its custom_nodes."""
     base = Path(base) if base is not None else data_dir() / "comfyui"
-    for sub in ("models/" + DIRECTIONS_FOLDER, "custom_nodes", "input", "output", "temp", "user"):
+    for sub in ("models/" + DIRECTIONS_FOLDER, "models/" + SAES_FOLDER, "custom_nodes", "input", "output", "temp", "user"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     link = base / "custom_nodes" / PACK_FOLDER_NAME
     if link_pack:

@@ -1,22 +1,53 @@
-"""Registers the `safety_directions` model folder with ComfyUI's folder_paths.
+"""Registers Safety Steer's model folders with ComfyUI's folder_paths.
 
-Users drop packs into models/safety_directions/; the packs shipped in vectors/ are listed too.
-Only .safetensors is listed: packs are never unpickled.
+models/safety_directions/: direction packs (the packs shipped in vectors/ are listed too);
+models/safety_saes/: SafeDIG bundles (Train Safety SAE saves there). Only .safetensors is listed:
+nothing is ever unpickled.
 """
+import os
+
 import folder_paths
 
-from ..runtime import DIRECTIONS_FOLDER, PACK_ROOT
+from ..runtime import DIRECTIONS_FOLDER, PACK_ROOT, SAES_FOLDER
 
 SHIPPED_VECTORS = str(PACK_ROOT / "vectors")
 
 
-def register_direction_folder() -> None:
-    user_folder = f"{folder_paths.models_dir}/{DIRECTIONS_FOLDER}"
-    paths, _ = folder_paths.folder_names_and_paths.get(DIRECTIONS_FOLDER, ([], set()))
-    for path in (user_folder, SHIPPED_VECTORS):
+def _register(name: str, extra: list[str]) -> None:
+    paths, _ = folder_paths.folder_names_and_paths.get(name, ([], set()))
+    for path in (f"{folder_paths.models_dir}/{name}", *extra):
         if path not in paths:
             paths.append(path)
-    folder_paths.folder_names_and_paths[DIRECTIONS_FOLDER] = (paths, {".safetensors"})
+    folder_paths.folder_names_and_paths[name] = (paths, {".safetensors"})
+
+
+def register_model_folders() -> None:
+    _register(DIRECTIONS_FOLDER, [SHIPPED_VECTORS])
+    _register(SAES_FOLDER, [])
+
+
+def list_sae_bundles() -> list[str]:
+    return folder_paths.get_filename_list(SAES_FOLDER)
+
+
+def sae_bundle_path(name: str) -> str:
+    path = folder_paths.get_full_path(SAES_FOLDER, name)
+    if path is None:
+        raise FileNotFoundError(f"SafeDIG bundle {name!r} is not in models/{SAES_FOLDER}/. Available: "
+                                f"{', '.join(list_sae_bundles()) or 'none (train one with Train Safety SAE)'}.")
+    return path
+
+
+def sae_save_path(prefix: str) -> str:
+    """A new file name in models/safety_saes/ (never overwrites)."""
+    folder = folder_paths.get_folder_paths(SAES_FOLDER)[0]
+    base = "".join(c if c.isalnum() or c in "-_" else "_" for c in prefix) or "safedig"
+    number = 1
+    while True:
+        candidate = f"{folder}/{base}_{number:05d}.safetensors"
+        if not os.path.exists(candidate):
+            return candidate
+        number += 1
 
 
 def list_direction_packs() -> list[str]:
