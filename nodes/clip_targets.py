@@ -50,15 +50,48 @@ def sub_encoders(clip) -> dict[str, torch.nn.Module]:
     return found
 
 
-def encoder_fingerprint(module: torch.nn.Module, samples: int = 4096) -> str:
+def encoder_fingerprint(module: torch.nn.Module, samples: int = 4096,
+                        originals: dict[str, torch.Tensor] | None = None) -> str:
     """A cheap identity for encoder weights: names, shapes and a strided sample of every tensor
-    (hashing all of a 10 GB T5-XXL on each run would cost more than the fit it keys)."""
+    (hashing all of a 10 GB T5-XXL on each run would cost more than the fit it keys).
+    ``originals`` replaces weights that a patch (a LoRA) currently overwrites in place, so the
+    identity is the base encoder's whichever clone was loaded last."""
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
+        tensor = (originals or {}).get(name, tensor)
         flat = tensor.detach().reshape(-1)
         step = max(1, flat.numel() // samples)
         digest.update(f"{name}:{list(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(flat[::step][:samples].to(torch.float32).cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def base_encoder_fingerprints(clip) -> dict[str, str]:
+    """{encoder key: fingerprint of its BASE weights}: loads this CLIP as encoding would, then reads
+    the weights its own patches replaced from the patcher's backup."""
+    clip.load_model()
+    backup = getattr(clip.patcher, "backup", {}) or {}
+    names = {id(m): name for name, m in clip.cond_stage_model.named_modules()}
+    fingerprints = {}
+    for key, module in sub_encoders(clip).items():
+        prefix = names.get(id(module), "") + "."
+        originals = {k[len(prefix):]: v.weight for k, v in backup.items() if k.startswith(prefix)}
+        fingerprints[key] = encoder_fingerprint(module, originals=originals)
+    return fingerprints
+
+
+def patch_fingerprint(clip) -> str:
+    """Identity of the weight patches (LoRAs) on this CLIP: keys, strengths and tensor samples.
+    A fit keys on it (a LoRA'd encoder gets its own fit); applying does not require it to match."""
+    digest = hashlib.sha256()
+    for key, entries in sorted(getattr(clip.patcher, "patches", {}).items()):
+        digest.update(key.encode())
+        for entry in entries:
+            digest.update(repr(entry[0]).encode() + repr(entry[2]).encode() if len(entry) > 2 else repr(entry).encode())
+            tensors = [t for t in (entry[1] if isinstance(entry[1], tuple) else (entry[1],)) if torch.is_tensor(t)]
+            for tensor in tensors:
+                flat = tensor.detach().reshape(-1)
+                digest.update(flat[:: max(1, flat.numel() // 256)][:256].to(torch.float32).cpu().numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -11,7 +11,7 @@ from ..runtime import data_dir
 from ..steering.aligned import AlignedSafetyDirection, align_pack, anchor_subset, load_aligned, save_aligned
 from ..steering.alignment import MAP_METHODS
 from ..steering.pack import DirectionPack, pack_sha256
-from .clip_targets import encode_per_encoder, encoder_fingerprint, sub_encoders
+from .clip_targets import base_encoder_fingerprints, encode_per_encoder, patch_fingerprint
 from .types import SafetyDirection
 
 
@@ -20,12 +20,13 @@ def alignment_cache_dir():
 
 
 def encoder_fingerprints(clip) -> dict[str, str]:
-    return {key: encoder_fingerprint(module) for key, module in sub_encoders(clip).items()}
+    return base_encoder_fingerprints(clip)
 
 
-def cache_key(pack: DirectionPack, fingerprints: dict[str, str], layer_idx, method: str, n_anchors: int) -> str:
+def cache_key(pack: DirectionPack, fingerprints: dict[str, str], layer_idx, method: str, n_anchors: int,
+              patches: str = "") -> str:
     identity = {"pack": pack_sha256(pack), "method": method, "n_anchors": n_anchors, "layer_idx": layer_idx,
-                "encoders": fingerprints, "version": 2}
+                "encoders": fingerprints, "patches": patches, "version": 3}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -61,7 +62,7 @@ class FitCrossModelAlignment(io.ComfyNode):
             raise ValueError("This direction is already aligned to a text encoder; connect Load Safety Direction "
                              "(the source-space pack) instead.")
         fingerprints = encoder_fingerprints(clip)
-        key = cache_key(direction, fingerprints, clip.layer_idx, method, anchors)
+        key = cache_key(direction, fingerprints, clip.layer_idx, method, anchors, patch_fingerprint(clip))
         cached = alignment_cache_dir() / f"{key}.safetensors"
         if cached.is_file():
             return io.NodeOutput(load_aligned(cached))

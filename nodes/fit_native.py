@@ -9,7 +9,7 @@ from ..steering.directions import METHODS
 from ..steering.evaluation import training_pairs_for
 from ..steering.native import native_pack
 from ..steering.pack import pack_sha256
-from .clip_targets import encode_per_encoder
+from .clip_targets import encode_per_encoder, patch_fingerprint
 from .fit_alignment import alignment_cache_dir, cache_key, encoder_fingerprints
 from .types import SafetyDirection
 
@@ -42,7 +42,7 @@ class FitNativeDirection(io.ComfyNode):
         if isinstance(direction, AlignedSafetyDirection):
             raise ValueError("Fit Native Direction needs the pack itself (Load Safety Direction), not an aligned direction.")
         fingerprints = encoder_fingerprints(clip)
-        key = cache_key(direction, fingerprints, clip.layer_idx, f"native-{method}", anchors)
+        key = cache_key(direction, fingerprints, clip.layer_idx, f"native-{method}", anchors, patch_fingerprint(clip))
         cached = alignment_cache_dir() / f"{key}.safetensors"
         if cached.is_file():
             return io.NodeOutput(load_aligned(cached))

@@ -118,3 +118,28 @@ def test_direction_aligned_to_another_encoder_is_refused(node, tiny_clip, tmp_pa
         steer(node, tiny_clip("sdxl", seed=5), aligned, 1.0)
     with pytest.raises(ValueError, match="Fit Cross-Model Alignment first"):
         steer(node, sdxl, node[1], 1.0)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_stacks_with_another_packs_weight_patch_on_the_same_clip(node, tiny_clip, tmp_path, monkeypatch):
+    """A LoRA-style weight patch (what other packs put on a CLIP) before or after the steer: both act."""
+    clip = tiny_clip("sd15")
+    aligned = aligned_for(node, clip, tmp_path, monkeypatch)
+    key = next(k for k in clip.get_key_patches() if k.endswith("mlp.fc1.weight"))
+
+    def with_lora(c):
+        patched = c.clone()
+        weight = patched.get_key_patches()[key][0]
+        weight = weight[0] if isinstance(weight, tuple) else weight
+        patched.add_patches({key: (torch.ones_like(weight) * 0.05,)}, 1.0)
+        return patched
+
+    plain, _ = encode(clip, PROMPTS[1])
+    lora_only, _ = encode(with_lora(clip), PROMPTS[1])
+    steer_only, _ = encode(steer(node, clip, aligned, 2.0), PROMPTS[1])
+    steer_then_lora, _ = encode(with_lora(steer(node, clip, aligned, 2.0)), PROMPTS[1])
+    lora_then_steer, _ = encode(steer(node, with_lora(clip), aligned, 2.0), PROMPTS[1])
+    for both in (steer_then_lora, lora_then_steer):
+        assert not torch.allclose(both, lora_only) and not torch.allclose(both, steer_only)
+    assert torch.allclose(steer_then_lora, lora_then_steer, atol=1e-5)
+    assert torch.equal(encode(clip, PROMPTS[1])[0], plain)
