@@ -9,10 +9,11 @@ from .fit_native import FitNativeDirection
 from .load_direction import LoadSafetyDirection, SafetyDirectionInfo
 from .mixer import CategoryVectorMixer
 from .report import SafetySteerReport
+from .safedig_nodes import SAFEDIG_NODES
 
 NODES: list[type[io.ComfyNode]] = [LoadSafetyDirection, SafetyDirectionInfo, FitCrossModelAlignment, FitNativeDirection,
                                      CategoryVectorMixer, ApplySafetySteerCLIP, ApplySafetySteerConditioning,
-                                     ApplySafetySteerModel, SafetySteerReport]
+                                     ApplySafetySteerModel, SafetySteerReport, *SAFEDIG_NODES]
 
 
 class SafetySteerExtension(ComfyExtension):

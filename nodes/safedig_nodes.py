@@ -1,0 +1,295 @@
+"""SafeDIG nodes: train sparse autoencoders at routed DiT positions, adapt their decoders to a
+new model, load them, and apply Repel / Blend during sampling."""
+from __future__ import annotations
+
+import os
+
+import comfy.utils
+import torch
+from comfy_api.latest import io, ui
+
+from ..steering.evaluation import training_pairs_for
+from ..steering.routing import score_position, top_positions
+from ..steering.sae import adapt_decoder, check_compatible, prompt_codes, train_sae
+from ..steering.safedig import blend, repel, select_harmful_features
+from ..steering.safedig_bundle import SafeDIGBundle, load_bundle, save_bundle
+from .dit_activations import collect_activations
+from .dit_positions import _block_counts, available_positions, hidden_width, patch_positions, \
+    positive_rows, spread_positions
+from .model_folders import list_sae_bundles, sae_bundle_path, sae_save_path
+from .types import SafetyDirection
+
+SafetySAE = io.Custom("SAFETY_SAE")
+OPERATIONS = ("repel", "blend")
+MAX_TRAIN_TOKENS = 50_000
+
+
+def _encode(clip, text: str):
+    """What CLIPTextEncode does."""
+    return clip.encode_from_tokens_scheduled(clip.tokenize(text))
+
+
+def _per_category(pairs, count: int):
+    """Up to ``count`` pairs of every category, evenly spread over each category's list."""
+    picked = []
+    for category in sorted({p.category for p in pairs}):
+        items = [p for p in pairs if p.category == category]
+        index = torch.linspace(0, len(items) - 1, min(count, len(items))).round().long().unique().tolist()
+        picked += [items[i] for i in index]
+    return picked
+
+
+def _token_sample(tokens: list[torch.Tensor], limit: int, seed: int) -> torch.Tensor:
+    rows = torch.cat(tokens)
+    if rows.shape[0] <= limit:
+        return rows
+    generator = torch.Generator().manual_seed(seed)
+    return rows[torch.randperm(rows.shape[0], generator=generator)[:limit]]
+
+
+class TrainSafetySAE(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="TrainSafetySAE",
+            display_name="Train Safety SAE (SafeDIG)",
+            category="safety_steer/safedig",
+            description=("Collects this DiT's activations for the pack's paired safe/unsafe training prompts and "
+                         "benign anchors (one denoising step each), ranks candidate positions by how stable "
+                         "their harmful features stay when the harm category shifts, trains a top-k sparse "
+                         "autoencoder at the best ones, and picks the features that fire on unsafe prompts. "
+                         "Saved to models/safety_saes/."),
+            inputs=[
+                io.Model.Input("model", tooltip="Flux, SD3.x or Wan."),
+                io.Clip.Input("clip", tooltip="The model's own text encoders."),
+                SafetyDirection.Input("direction", tooltip="A pack from Load Safety Direction: its training pairs "
+                                                           "and anchors are the training prompts."),
+                io.Latent.Input("latent", tooltip="An empty latent at the size you generate at."),
+                io.String.Input("positions", default="auto",
+                                tooltip="auto: route among `candidates` positions spread over depth and keep the "
+                                        "best `keep`; or names separated by commas (text_in, double.3.img, single.10 ...)."),
+                io.Int.Input("candidates", default=6, min=1, max=64),
+                io.Int.Input("keep", default=2, min=1, max=16),
+                io.Int.Input("pairs_per_category", default=16, min=2, max=1000),
+                io.Int.Input("anchors", default=64, min=0, max=5000),
+                io.Int.Input("expansion", default=4, min=1, max=64),
+                io.Int.Input("k", default=32, min=1, max=1024),
+                io.Int.Input("epochs", default=20, min=1, max=1000),
+                io.Int.Input("harmful_features", default=16, min=1, max=4096),
+                io.Float.Input("noise_level", default=0.5, min=0.0, max=1.0, step=0.05,
+                               tooltip="Where in sampling the activations are taken (0 = pure noise, 1 = the end)."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
+                io.String.Input("filename_prefix", default="safedig"),
+            ],
+            outputs=[SafetySAE.Output(display_name="safedig"), io.String.Output(display_name="report")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, clip, direction, latent, positions, candidates, keep, pairs_per_category, anchors,
+                expansion, k, epochs, harmful_features, noise_level, seed, filename_prefix) -> io.NodeOutput:
+        label, _, _ = _block_counts(model)
+        names = (spread_positions(model, candidates) if positions.strip() == "auto"
+                 else [p.strip() for p in positions.split(",") if p.strip()])
+        unknown = [p for p in names if p not in available_positions(model)]
+        if unknown or not names:
+            raise ValueError(f"{label} has no position {', '.join(unknown) or '(none given)'}; it has "
+                             f"{', '.join(available_positions(model))}.")
+        pairs = _per_category(training_pairs_for(direction), pairs_per_category)
+        anchor_index = torch.linspace(0, len(direction.anchor_prompts) - 1, anchors).round().long().unique().tolist() if anchors else []
+        texts = [p.safe for p in pairs] + [p.unsafe for p in pairs] + [direction.anchor_prompts[i] for i in anchor_index]
+        bar = comfy.utils.ProgressBar(len(texts) * 2)
+        conditionings = []
+        for number, text in enumerate(texts, start=1):
+            conditionings.append(_encode(clip, text))
+            bar.update_absolute(number)
+        activations = collect_activations(model, conditionings, latent, names, noise_level, seed,
+                                          lambda done, total: bar.update_absolute(len(texts) + done))
+        n = len(pairs)
+        categories = [p.category for p in pairs]
+        routing = {}
+        chosen = names
+        if positions.strip() == "auto" and len(names) > keep:
+            for position in names:
+                tokens = activations[position]
+                routing[position] = score_position(tokens[:n], tokens[n:2 * n], categories, anchors=tokens[2 * n:],
+                                                   seed=seed)
+            chosen = top_positions(routing, keep)
+        saes, features = {}, {}
+        for position in chosen:
+            tokens = activations[position]
+            sae = train_sae(_token_sample(tokens, MAX_TRAIN_TOKENS, seed), expansion=expansion, k=k, epochs=epochs,
+                            seed=seed, metadata={"position": position, "model_type": label, "noise_level": noise_level})
+            features[position] = select_harmful_features(prompt_codes(sae, tokens[:n]), prompt_codes(sae, tokens[n:2 * n]),
+                                                         harmful_features)
+            saes[position] = sae
+        bundle = SafeDIGBundle(saes, features, {
+            "model_type": label, "pairs_per_category": pairs_per_category, "n_pairs": n, "n_anchors": len(anchor_index),
+            "pack_sha256": direction.metadata.get("train_pairs_sha256"), "noise_level": noise_level, "seed": seed,
+            "routing": {p: s.as_dict() for p, s in routing.items()}, "chosen": chosen})
+        path = save_bundle(bundle, sae_save_path(filename_prefix))
+        text = describe_bundle(bundle, os.path.basename(path))
+        return io.NodeOutput(bundle, text, ui=ui.PreviewText(text))
+
+
+def describe_bundle(bundle: SafeDIGBundle, name: str = "") -> str:
+    meta = bundle.metadata
+    lines = [f"SafeDIG bundle {name} for {meta.get('model_type')}: positions {', '.join(bundle.positions)}"]
+    for position, sae in bundle.saes.items():
+        m = sae.metadata
+        lines.append(f"  {position}: width {sae.width} (x{m.get('expansion', '?')}), k {sae.k}, "
+                     f"{len(bundle.features[position].indices)} harmful features"
+                     + (f", adapted decoder (from {m['adapted_from'][:12]})" if m.get("adapted_from") else ""))
+    if meta.get("routing"):
+        lines.append("routing (robustness score; higher = harmful features stay stable across categories):")
+        for position, score in sorted(meta["routing"].items(), key=lambda item: -item[1]["score"]):
+            lines.append(f"  {position}: {score['score']:.3f}" + ("  <- chosen" if position in meta.get("chosen", []) else ""))
+    return "\n".join(lines)
+
+
+class LoadSafetySAE(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LoadSafetySAE",
+            display_name="Load Safety SAE (SafeDIG)",
+            category="safety_steer/safedig",
+            description="Loads a SafeDIG bundle (sparse autoencoders at DiT positions) from models/safety_saes/.",
+            inputs=[io.Combo.Input("bundle", options=list_sae_bundles())],
+            outputs=[SafetySAE.Output(display_name="safedig"), io.String.Output(display_name="summary")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, bundle):
+        if bundle not in list_sae_bundles():
+            return (f"SafeDIG bundle {bundle!r} is not in models/safety_saes/. Available: "
+                    f"{', '.join(list_sae_bundles()) or 'none (train one with Train Safety SAE)'}.")
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, bundle):
+        path = sae_bundle_path(bundle)
+        return (path, os.path.getmtime(path))
+
+    @classmethod
+    def execute(cls, bundle) -> io.NodeOutput:
+        loaded = load_bundle(sae_bundle_path(bundle))
+        return io.NodeOutput(loaded, describe_bundle(loaded, bundle))
+
+
+class AdaptSafetySAEDecoder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AdaptSafetySAEDecoder",
+            display_name="Adapt Safety SAE Decoder (SafeDIG)",
+            category="safety_steer/safedig",
+            description=("Carries a SafeDIG bundle to another model of the same architecture (a fine-tune, "
+                         "another checkpoint): the encoders stay frozen as the safety dictionary, only the "
+                         "decoders are refitted to this model's activations on BENIGN anchor prompts, so the "
+                         "new model never sees unsafe prompts."),
+            inputs=[io.Model.Input("model"), io.Clip.Input("clip"), SafetySAE.Input("safedig"),
+                    SafetyDirection.Input("direction", tooltip="A pack: its benign anchors are the prompts."),
+                    io.Latent.Input("latent"), io.Int.Input("anchors", default=128, min=2, max=5000),
+                    io.Int.Input("epochs", default=20, min=1, max=1000), io.Float.Input("noise_level", default=0.5, min=0.0, max=1.0),
+                    io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
+                    io.String.Input("filename_prefix", default="safedig_adapted")],
+            outputs=[SafetySAE.Output(display_name="safedig"), io.String.Output(display_name="report")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, clip, safedig, direction, latent, anchors, epochs, noise_level, seed,
+                filename_prefix) -> io.NodeOutput:
+        label, _, _ = _block_counts(model)
+        check_bundle_fits(safedig, model)
+        index = torch.linspace(0, len(direction.anchor_prompts) - 1, anchors).round().long().unique().tolist()
+        conditionings = [_encode(clip, direction.anchor_prompts[i]) for i in index]
+        bar = comfy.utils.ProgressBar(len(conditionings))
+        activations = collect_activations(model, conditionings, latent, safedig.positions, noise_level, seed,
+                                          lambda done, total: bar.update_absolute(done, total))
+        saes = {position: adapt_decoder(sae, _token_sample(activations[position], MAX_TRAIN_TOKENS, seed), epochs=epochs,
+                                        seed=seed)
+                for position, sae in safedig.saes.items()}
+        bundle = SafeDIGBundle(saes, dict(safedig.features), {**safedig.metadata, "model_type": label,
+                                                              "adapted_on_anchors": len(index)})
+        path = save_bundle(bundle, sae_save_path(filename_prefix))
+        text = describe_bundle(bundle, os.path.basename(path))
+        return io.NodeOutput(bundle, text, ui=ui.PreviewText(text))
+
+
+def check_bundle_fits(bundle: SafeDIGBundle, model) -> None:
+    label, _, _ = _block_counts(model)
+    width = hidden_width(model)
+    for position, sae in bundle.saes.items():
+        if position not in available_positions(model):
+            raise ValueError(f"This SafeDIG bundle has an SAE at {position!r}, which this {label} model does not "
+                             f"have (it has {', '.join(available_positions(model))}).")
+        check_compatible(sae, position, label, width)
+
+
+class ApplySafeDIG(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ApplySafeDIG",
+            display_name="Apply SafeDIG (Repel / Blend)",
+            category="safety_steer/safedig",
+            description=("Returns a copy of the MODEL whose DiT blocks remove harmful sparse features at the "
+                         "bundle's positions while sampling. repel: subtract the harmful features' directions, "
+                         "scaled by how strongly they fire. blend: pull activations that carry harmful features "
+                         "towards the SAE's reconstruction without them. Tokens with no harmful feature active "
+                         "are left exactly as they are. Stacks with Apply Safety Steer and other patches."),
+            inputs=[io.Model.Input("model"), SafetySAE.Input("safedig"),
+                    io.Combo.Input("operation", options=list(OPERATIONS), default="repel"),
+                    io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.05,
+                                   tooltip="repel: multiple of the harmful components removed (1 = all of it). "
+                                           "blend: weight towards the safe reconstruction (1 = all the way). 0 = off."),
+                    io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01),
+                    io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01),
+                    io.Combo.Input("apply_to", options=["positive", "positive and negative"], default="positive")],
+            outputs=[io.Model.Output(display_name="model")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, start_percent, end_percent, **_):
+        if start_percent > end_percent:
+            return f"start_percent ({start_percent}) must not be after end_percent ({end_percent})."
+        return True
+
+    @classmethod
+    def execute(cls, model, safedig, operation, strength, start_percent, end_percent, apply_to) -> io.NodeOutput:
+        if operation not in OPERATIONS:
+            raise ValueError(f"Unknown operation {operation!r}; use one of {OPERATIONS}.")
+        check_bundle_fits(safedig, model)
+        if strength == 0:
+            return io.NodeOutput(model.clone())
+        sampling = model.get_model_object("model_sampling")
+        sigma_start = float(sampling.percent_to_sigma(start_percent))
+        sigma_end = float(sampling.percent_to_sigma(end_percent))
+        include_negative = apply_to == "positive and negative"
+        operate = repel if operation == "repel" else blend
+
+        def hook_for(position: str):
+            sae, features = safedig.saes[position], safedig.features[position]
+
+            def hook(tensor: torch.Tensor, options: dict) -> torch.Tensor:
+                sigmas = options.get("sigmas")
+                sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else None
+                if sigma is not None and not (sigma_end <= sigma <= sigma_start):
+                    return tensor
+                rows = positive_rows(tensor, options, include_negative)
+                if tensor.shape[-1] != sae.d_in:
+                    raise ValueError(f"SafeDIG's {position} SAE reads {sae.d_in} features but this model gives "
+                                     f"{tensor.shape[-1]} there: the bundle was trained for another model.")
+                if bool(rows.all()):
+                    return operate(tensor, sae, features, strength)
+                out = tensor.clone()
+                out[rows] = operate(tensor[rows], sae, features, strength)
+                return out
+            return hook
+
+        return io.NodeOutput(patch_positions(model, {p: hook_for(p) for p in safedig.positions}))
+
+
+SAFEDIG_NODES = [TrainSafetySAE, LoadSafetySAE, AdaptSafetySAEDecoder, ApplySafeDIG]
