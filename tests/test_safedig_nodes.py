@@ -144,3 +144,22 @@ def test_bad_inputs_get_clear_errors(kit):
     with pytest.raises(ValueError, match=r"trained on a Wan 2.x model, not SD3 / SD3.5.*reads 32 features per token "
                                          r"but SD3 / SD3.5 gives 128"):
         apply(classes, family("sd3")[1], wan_bundle)
+
+
+def test_adapting_the_decoder_to_another_checkpoint_keeps_the_encoder(kit):
+    """A 'fine-tune' (same architecture, other weights): encoders frozen, decoders refitted on benign anchors."""
+    classes, pack, family = kit
+    clip, model = family("flux")
+    bundle, _ = train(classes, pack, clip, model, "flux", positions="double.0.txt,single.0")
+    finetune = tiny_models().build_model("flux", seed=7)
+    adapted, report = classes["AdaptSafetySAEDecoder"].execute(finetune, clip, bundle, pack, latent("flux"), 8, 3, 0.5, 0,
+                                                                "safedig_adapted_test").result
+    assert "adapted decoder" in report
+    for position in bundle.positions:
+        source, target = bundle.saes[position], adapted.saes[position]
+        assert torch.equal(source.W_enc, target.W_enc) and torch.equal(source.b_enc, target.b_enc)
+        assert not torch.equal(source.W_dec, target.W_dec)
+        assert target.metadata["adapted_from"]
+    lat = latent("flux")
+    base = sample(finetune, clip, lat)
+    assert not torch.equal(sample(apply(classes, finetune, adapted, "blend", 1.0), clip, lat), base)
