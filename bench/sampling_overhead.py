@@ -23,8 +23,12 @@ from ..runtime import PACK_ROOT, load_module_from, start_comfyui_in_process
 
 FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv")
 POINTS = ("text encoder", "conditioning", "model")
+SAFEDIG_FAMILIES = ("sd3", "flux", "wan")     # ApplySafeDIG (repel at two routed positions)
 PROMPT = "a man stabbing another man in a dark alley, blood everywhere, photo"
 GOALS = {"text encoder": 1.01, "conditioning": 1.01, "model": 1.05}
+SAFEDIG_TRAINING = {"positions": "auto", "candidates": 4, "keep": 2, "pairs_per_category": 2, "anchors": 6,
+                    "expansion": 4, "k": 8, "epochs": 3, "harmful_features": 16, "noise_level": 0.5, "seed": 0,
+                    "filename_prefix": "bench"}
 
 
 def _latent(nodes, tiny, family):
@@ -52,10 +56,13 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
     from ..nodes.apply_model import ApplySafetySteerModel
     from ..nodes.apply_steer import ApplySafetySteerCLIP
     from ..nodes.fit_alignment import FitCrossModelAlignment
+    from ..nodes.model_folders import register_model_folders
+    from ..nodes.safedig_nodes import ApplySafeDIG, TrainSafetySAE
     from ..steering import load_pack
     from ..steering.pack import DEFAULT_PACK_PATH
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
+    register_model_folders()
     tiny = load_module_from(PACK_ROOT / "tests" / "tiny_models.py", "safety_steer_tiny_models")
     pack = load_pack(DEFAULT_PACK_PATH)
     rng = random.Random(seed)
@@ -80,6 +87,10 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
                     "text encoder": sampler(model, te_positive, te_negative),
                     "conditioning": sampler(model, cond_positive, negative),
                     "model": sampler(steered_model, positive, negative)}
+        if family in SAFEDIG_FAMILIES:
+            bundle = TrainSafetySAE.execute(model, clip, pack, latent, **SAFEDIG_TRAINING).result[0]
+            repelled = ApplySafeDIG.execute(model, bundle, "repel", 1.0, 0.0, 1.0, "positive").result[0]
+            variants["safedig"] = sampler(repelled, positive, negative)
         for fn in variants.values():            # warm-up: model load, allocator, kernels
             fn()
         times = {name: [] for name in variants}
@@ -93,11 +104,13 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
         encode_steered = statistics.median(_timed(lambda: encode(steered_clip, PROMPT)) for _ in range(rounds))
         results["families"][family] = {
             "unsteered_ms_per_step": round(base * 1000, 3),
-            "ratio": {point: round(statistics.median(times[point]) / base, 4) for point in POINTS},
+            "ratio": {point: round(statistics.median(times[point]) / base, 4) for point in (*POINTS, "safedig")
+                      if point in times},
             "noise_ratio_a_a": round(statistics.median(times["unsteered again"]) / base, 4),
             "text_encoder_one_off_ratio": round(encode_steered / encode_plain, 3),
         }
     results["worst_ratio"] = {p: max(f["ratio"][p] for f in results["families"].values()) for p in POINTS}
+    results["safedig_ratio"] = {f: row["ratio"]["safedig"] for f, row in results["families"].items() if "safedig" in row["ratio"]}
     results["noise_a_a_range"] = [min(f["noise_ratio_a_a"] for f in results["families"].values()),
                                   max(f["noise_ratio_a_a"] for f in results["families"].values())]
     results["goals"] = GOALS
@@ -108,11 +121,12 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
 def format_result(results: dict) -> str:
     lines = [f"per-step sampling time steered / unsteered (median of {results['rounds']} interleaved rounds, "
              f"{results['steps']} steps, {results['threads']} thread(s), tiny models on CPU)",
-             f"{'family':15} {'ms/step':>8} " + " ".join(f"{p:>13}" for p in POINTS) + "  A/A noise  TE one-off"]
+             f"{'family':15} {'ms/step':>8} " + " ".join(f"{p:>13}" for p in POINTS) + "  A/A noise  TE one-off  SafeDIG"]
     for family, row in results["families"].items():
         lines.append(f"{family:15} {row['unsteered_ms_per_step']:8.2f} "
                      + " ".join(f"{row['ratio'][p]:13.3f}" for p in POINTS)
-                     + f"  {row['noise_ratio_a_a']:9.3f}  {row['text_encoder_one_off_ratio']:.2f}")
+                     + f"  {row['noise_ratio_a_a']:9.3f}  {row['text_encoder_one_off_ratio']:10.2f}"
+                     + (f"  {row['ratio']['safedig']:7.3f}" if "safedig" in row["ratio"] else ""))
     low, high = results["noise_a_a_range"]
     lines.append(f"A/A (unsteered vs unsteered) ratios span {low:.3f}-{high:.3f}: differences inside that are noise")
     lines.append("worst: " + ", ".join(f"{p} {v:.3f} (goal <= {GOALS[p]})" for p, v in results["worst_ratio"].items()))
