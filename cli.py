@@ -131,6 +131,11 @@ def cmd_bench(args) -> int:
             Path(args.out_json).write_text(json.dumps(results, indent=1))
         print(json.dumps(results, indent=1) if args.json else sampling_overhead.format_result(results))
         return 0
+    if args.which == "sae":
+        from .bench import sae_throughput
+        results = sae_throughput.run()
+        print(json.dumps(results, indent=1) if args.json else sae_throughput.format_result(results))
+        return 0
     from .bench import extraction_throughput
     result = extraction_throughput.run(n_prompts=args.prompts, source=args.source)
     print(json.dumps(result, indent=1) if args.json else extraction_throughput.format_result(result))
@@ -180,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="benchmarks (figures as ratios from one run)")
-    p.add_argument("which", choices=["extraction", "transport", "overhead"])
+    p.add_argument("which", choices=["extraction", "transport", "overhead", "sae"])
     p.add_argument("--out", default="bench/results", help="transport: where JSON and plots go")
     p.add_argument("--prompts", type=int, default=128)
     p.add_argument("--source", default=DEFAULT_SOURCE)
