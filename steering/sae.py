@@ -498,8 +498,10 @@ def load_sae(path: str | Path) -> SparseAutoencoder:
         raise SAEError(f"{path.name}: the 'metadata' entry must be a JSON object.")
     sae = SparseAutoencoder(d_in, width, k, metadata=metadata)
     for name, tensor in tensors.items():   # assign (not copy_): validate_sae reports wrong shapes by name
-        holder = sae._parameters if name in sae._parameters else sae._buffers
-        holder[name] = torch.nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if name in sae._parameters else tensor
+        if name in sae._parameters:
+            sae._parameters[name] = torch.nn.Parameter(tensor, requires_grad=False)
+        else:
+            sae._buffers[name] = tensor
     validate_sae(sae, path.name)
     return sae.eval().requires_grad_(False)
 
