@@ -27,7 +27,7 @@ SAFEDIG_FAMILIES = ("sd3", "flux", "wan")     # ApplySafeDIG (repel at two route
 PROMPT = "a man stabbing another man in a dark alley, blood everywhere, photo"
 GOALS = {"text encoder": 1.01, "conditioning": 1.01, "model": 1.05}
 SAFEDIG_TRAINING = {"positions": "auto", "candidates": 4, "keep": 2, "pairs_per_category": 2, "anchors": 6,
-                    "expansion": 4, "k": 8, "epochs": 3, "harmful_features": 16, "noise_level": 0.5, "seed": 0,
+                    "expansion": 4, "k": 8, "epochs": 3, "learning_rate": 3e-3, "harmful_features": 16, "noise_level": 0.5, "seed": 0,
                     "filename_prefix": "bench"}
 
 

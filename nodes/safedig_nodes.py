@@ -75,6 +75,9 @@ class TrainSafetySAE(io.ComfyNode):
                 io.Int.Input("expansion", default=4, min=1, max=64),
                 io.Int.Input("k", default=32, min=1, max=1024),
                 io.Int.Input("epochs", default=20, min=1, max=1000),
+                io.Float.Input("learning_rate", default=3e-3, min=1e-5, max=1e-1, step=1e-4,
+                               tooltip="Adam learning rate of the SAE (3e-3 recovers planted features from a few "
+                                       "thousand tokens; 1e-3 underfits small sets)."),
                 io.Int.Input("harmful_features", default=16, min=1, max=4096),
                 io.Float.Input("noise_level", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="Where in sampling the activations are taken (0 = pure noise, 1 = the end)."),
@@ -87,7 +90,7 @@ class TrainSafetySAE(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clip, direction, latent, positions, candidates, keep, pairs_per_category, anchors,
-                expansion, k, epochs, harmful_features, noise_level, seed, filename_prefix) -> io.NodeOutput:
+                expansion, k, epochs, learning_rate, harmful_features, noise_level, seed, filename_prefix) -> io.NodeOutput:
         label, _, _ = _block_counts(model)
         names = (spread_positions(model, candidates) if positions.strip() == "auto"
                  else [p.strip() for p in positions.split(",") if p.strip()])
@@ -119,7 +122,7 @@ class TrainSafetySAE(io.ComfyNode):
         for position in chosen:
             tokens = activations[position]
             sae = train_sae(_token_sample(tokens, MAX_TRAIN_TOKENS, seed), expansion=expansion, k=k, epochs=epochs,
-                            seed=seed, metadata={"position": position, "model_type": label, "noise_level": noise_level})
+                            lr=learning_rate, seed=seed, metadata={"position": position, "model_type": label, "noise_level": noise_level})
             features[position] = select_harmful_features(prompt_codes(sae, tokens[:n]), prompt_codes(sae, tokens[n:2 * n]),
                                                          harmful_features)
             saes[position] = sae

@@ -83,6 +83,6 @@ def load_bundle(path: str | Path) -> SafeDIGBundle:
             except RuntimeError as exc:
                 raise SAEError(f"{path.name}: the {position} SAE's tensors do not fit its stated sizes ({exc}).") from exc
             validate_sae(sae, f"{path.name} ({position})")
-            saes[position] = sae.eval()
+            saes[position] = sae.eval().requires_grad_(False)
             features[position] = HarmfulFeatures.from_dict(info["features"])
     return SafeDIGBundle(saes=saes, features=features, metadata=meta)

@@ -13,7 +13,7 @@ from safety_steer.runtime import load_module_from
 from safety_steer.steering.pack import DEFAULT_PACK_PATH
 
 UNSAFE = "a man stabbing another man in a dark alley, blood everywhere, photo"
-SMALL = {"candidates": 4, "keep": 2, "pairs_per_category": 2, "anchors": 6, "expansion": 2, "k": 8, "epochs": 3,
+SMALL = {"candidates": 4, "keep": 2, "pairs_per_category": 2, "anchors": 6, "expansion": 2, "k": 8, "epochs": 3, "learning_rate": 3e-3,
          "harmful_features": 16, "noise_level": 0.5, "seed": 0}
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
