@@ -8,6 +8,7 @@ import comfy.utils
 import torch
 from comfy_api.latest import io, ui
 
+from ..steering.aligned import anchor_subset
 from ..steering.evaluation import training_pairs_for
 from ..steering.routing import score_position, top_positions
 from ..steering.sae import adapt_decoder, check_compatible, prompt_codes, train_sae
@@ -34,8 +35,7 @@ def _per_category(pairs, count: int):
     picked = []
     for category in sorted({p.category for p in pairs}):
         items = [p for p in pairs if p.category == category]
-        index = torch.linspace(0, len(items) - 1, min(count, len(items))).round().long().unique().tolist()
-        picked += [items[i] for i in index]
+        picked += [items[i] for i in anchor_subset(len(items), count).tolist()]
     return picked
 
 
@@ -99,7 +99,7 @@ class TrainSafetySAE(io.ComfyNode):
             raise ValueError(f"{label} has no position {', '.join(unknown) or '(none given)'}; it has "
                              f"{', '.join(available_positions(model))}.")
         pairs = _per_category(training_pairs_for(direction), pairs_per_category)
-        anchor_index = torch.linspace(0, len(direction.anchor_prompts) - 1, anchors).round().long().unique().tolist() if anchors else []
+        anchor_index = anchor_subset(len(direction.anchor_prompts), anchors).tolist() if anchors else []
         texts = [p.safe for p in pairs] + [p.unsafe for p in pairs] + [direction.anchor_prompts[i] for i in anchor_index]
         bar = comfy.utils.ProgressBar(len(texts) * 2)
         conditionings = []
@@ -206,7 +206,7 @@ class AdaptSafetySAEDecoder(io.ComfyNode):
                 filename_prefix) -> io.NodeOutput:
         label, _, _ = _block_counts(model)
         check_bundle_fits(safedig, model)
-        index = torch.linspace(0, len(direction.anchor_prompts) - 1, anchors).round().long().unique().tolist()
+        index = anchor_subset(len(direction.anchor_prompts), anchors).tolist()
         conditionings = [_encode(clip, direction.anchor_prompts[i]) for i in index]
         bar = comfy.utils.ProgressBar(len(conditionings))
         activations = collect_activations(model, conditionings, latent, safedig.positions, noise_level, seed,
