@@ -131,6 +131,11 @@ def cmd_bench(args) -> int:
             Path(args.out_json).write_text(json.dumps(results, indent=1))
         print(json.dumps(results, indent=1) if args.json else sampling_overhead.format_result(results))
         return 0
+    if args.which == "safedig":
+        from .bench import safedig_study
+        results = safedig_study.run(out_dir=Path(args.out))
+        print(json.dumps(results, indent=1) if args.json else safedig_study.format_result(results))
+        return 0
     if args.which == "sae":
         from .bench import sae_throughput
         results = sae_throughput.run()
@@ -185,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="benchmarks (figures as ratios from one run)")
-    p.add_argument("which", choices=["extraction", "transport", "overhead", "sae"])
-    p.add_argument("--out", default="bench/results", help="transport: where JSON and plots go")
+    p.add_argument("which", choices=["extraction", "transport", "overhead", "sae", "safedig"])
+    p.add_argument("--out", default="bench/results", help="transport, safedig: where JSON and plots go")
     p.add_argument("--prompts", type=int, default=128)
     p.add_argument("--source", default=DEFAULT_SOURCE)
     p.add_argument("--steps", type=int, default=10, help="overhead: sampling steps per run")
