@@ -79,8 +79,9 @@ def say(message: str) -> None:
     print(f"[safedig] {message}", file=sys.stderr, flush=True)
 
 
-def study_layers(num_layers: int, count: int = N_LAYERS) -> list[int]:
+def study_layers(num_layers: int, count: int | None = None) -> list[int]:
     """``count`` block outputs spread evenly over depth (1 .. num_layers)."""
+    count = N_LAYERS if count is None else count
     return sorted({max(1, round(num_layers * (i + 1) / count)) for i in range(count)})
 
 
