@@ -30,12 +30,17 @@ def list_sae_bundles() -> list[str]:
     return folder_paths.get_filename_list(SAES_FOLDER)
 
 
-def sae_bundle_path(name: str) -> str:
-    path = folder_paths.get_full_path(SAES_FOLDER, name)
+def _full_path(folder: str, name: str, missing: str) -> str:
+    """The file's path in a model folder, or FileNotFoundError with ``missing`` (says where to look)."""
+    path = folder_paths.get_full_path(folder, name)
     if path is None:
-        raise FileNotFoundError(f"SafeDIG bundle {name!r} is not in models/{SAES_FOLDER}/. Available: "
-                                f"{', '.join(list_sae_bundles()) or 'none (train one with Train Safety SAE)'}.")
+        raise FileNotFoundError(missing)
     return path
+
+
+def sae_bundle_path(name: str) -> str:
+    return _full_path(SAES_FOLDER, name, f"SafeDIG bundle {name!r} is not in models/{SAES_FOLDER}/. Available: "
+                      f"{', '.join(list_sae_bundles()) or 'none (train one with Train Safety SAE)'}.")
 
 
 def sae_save_path(prefix: str) -> str:
@@ -55,8 +60,5 @@ def list_direction_packs() -> list[str]:
 
 
 def direction_pack_path(name: str) -> str:
-    path = folder_paths.get_full_path(DIRECTIONS_FOLDER, name)
-    if path is None:
-        raise FileNotFoundError(f"Direction pack {name!r} is not in models/{DIRECTIONS_FOLDER}/ nor in the "
-                                f"shipped vectors/. Available: {', '.join(list_direction_packs()) or 'none'}.")
-    return path
+    return _full_path(DIRECTIONS_FOLDER, name, f"Direction pack {name!r} is not in models/{DIRECTIONS_FOLDER}/ nor "
+                      f"in the shipped vectors/. Available: {', '.join(list_direction_packs()) or 'none'}.")
