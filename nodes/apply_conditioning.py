@@ -12,6 +12,7 @@ from comfy_api.latest import io, ui
 from ..steering.assembled import steer_pooled, steer_tokens
 from ..steering.gating import Gate
 from ..steering.report import entries_from, format_report
+from .input_checks import check_numbers, validation_result
 from .steer_inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
 
 ASSEMBLED_GATES = ("target projection", "none")
@@ -42,7 +43,13 @@ class ApplySafetySteerConditioning(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, strength, direction, mode, gate, gate_threshold) -> bool | str:
+        return validation_result(cls, strength=strength, direction=direction, mode=mode, gate=gate,
+                                 gate_threshold=gate_threshold)
+
+    @classmethod
     def execute(cls, conditioning, aligned_direction, strength, direction, mode, gate, gate_threshold) -> io.NodeOutput:
+        check_numbers(cls, strength=strength, direction=direction, mode=mode, gate=gate, gate_threshold=gate_threshold)
         aligned = checked_aligned(aligned_direction, "Apply Safety Steer (Conditioning)")
         row, _ = aligned.resolve(direction)
         label = aligned.names[row]
@@ -55,12 +62,14 @@ class ApplySafetySteerConditioning(io.ComfyNode):
             new_cond, reports = steer_tokens(cond, aligned, row, strength, mode, target_gate, token_mask=mask)
             new_options = dict(options)
             prompts = [f"conditioning {number}" + (f".{b + 1}" if cond.shape[0] > 1 else "") for b in range(cond.shape[0])]
-            point_entries = entries_from(reports, "conditioning", prompts, aligned.names, label)
+            gate_kind = gate if target_gate is None else "target projection"
+            point_entries = entries_from(reports, "conditioning", prompts, aligned.names, label, gate_kind)
             pooled = options.get("pooled_output")
             if pooled is not None:
                 new_pooled, pooled_reports = steer_pooled(pooled, aligned, row, strength, mode, target_gate)
                 new_options["pooled_output"] = new_pooled
-                point_entries += entries_from(pooled_reports, "conditioning", prompts, aligned.names, label)
+                point_entries += entries_from(pooled_reports, "conditioning", prompts, aligned.names, label,
+                                               gate_kind)
             new_options[REPORT_KEY] = [*options.get(REPORT_KEY, []), *(e.as_dict() for e in point_entries)]
             entries += point_entries
             steered.append([new_cond, new_options])

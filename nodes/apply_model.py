@@ -19,6 +19,7 @@ from ..steering.gating import Gate
 from ..steering.layout import token_segments
 from ..steering.report import SamplingLog, entries_from
 from .apply_conditioning import gate_input
+from .input_checks import check_numbers, validation_result
 from .model_targets import check_text_stream, model_kind, text_context_width
 from .steer_inputs import aligned_input, checked_aligned, common_inputs, threshold_input
 
@@ -93,7 +94,8 @@ class TextStreamSteer:
         per_chunk = max(1, context.shape[0] // len(chunks))
         prompts = [f"{'negative' if chunks[min(i // per_chunk, len(chunks) - 1)] else 'positive'} {i % per_chunk + 1}"
                    for i in range(context.shape[0])]
-        return entries_from(reports, "model", prompts, self.aligned.names, self.aligned.names[self.row])
+        return entries_from(reports, "model", prompts, self.aligned.names, self.aligned.names[self.row],
+                            "target projection" if self.gate is not None else "none")
 
 
 def attn2_patch(steer: TextStreamSteer):
@@ -140,14 +142,17 @@ class ApplySafetySteerModel(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, start_percent, end_percent, **_) -> bool | str:
-        if start_percent > end_percent:
-            return f"start_percent ({start_percent}) must not be after end_percent ({end_percent})."
-        return True
+    def validate_inputs(cls, strength, direction, mode, gate, gate_threshold, start_percent, end_percent,
+                        apply_to) -> bool | str:
+        return validation_result(cls, strength=strength, direction=direction, mode=mode, gate=gate,
+                                 gate_threshold=gate_threshold, start_percent=start_percent, end_percent=end_percent,
+                                 apply_to=apply_to)
 
     @classmethod
     def execute(cls, model, aligned_direction, strength, direction, mode, gate, gate_threshold,
                 start_percent, end_percent, apply_to) -> io.NodeOutput:
+        check_numbers(cls, strength=strength, direction=direction, mode=mode, gate=gate, gate_threshold=gate_threshold,
+                      start_percent=start_percent, end_percent=end_percent, apply_to=apply_to)
         aligned = checked_aligned(aligned_direction, "Apply Safety Steer (Model)")
         kind, label = model_kind(model)
         row, _ = aligned.resolve(direction)

@@ -1,13 +1,14 @@
 """ApplySafetySteer (text encoder): a cloned CLIP whose sub-encoders steer their own conditioning.
 
-ComfyUI's CLIP.clone() shares the encoder modules, so the clone gets its own thin proxy of the
-text-encoder stack instead of a patched module: while the clone encodes, each sub-encoder's
-output passes through the steer; the shared modules are restored before the call returns, and
-the original CLIP never sees a change. Proxies nest, so several steers (and other packs' CLIP
-clones) stack.
+ComfyUI's CLIP.clone() shares the encoder modules, so nothing on them may change: another thread
+may be encoding with the original CLIP at the same moment. The clone instead gets a wrapper of the
+text-encoder stack; each encode runs on a shallow view of the stack whose sub-encoder slots hold
+steering proxies of the shared modules (wrap, never swap). The original CLIP never sees a change,
+and wrappers nest, so several steers (and other packs' CLIP clones) stack.
 """
 from __future__ import annotations
 
+import copy
 import logging
 
 import torch
@@ -20,6 +21,7 @@ from ..steering.gating import Gate
 from ..steering.report import ReportEntry, entries_from
 from .clip_targets import prompt_token_mask, sub_encoders
 from .fit_alignment import encoder_fingerprints
+from .input_checks import check_numbers, validation_result
 from .steer_inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
 
 
@@ -41,67 +43,113 @@ class PromptTexts:
         return next((text for known, text in reversed(self._entries) if known is tokens), None)
 
 
+class _SubEncoderProxy:
+    """Stands in a view's sub-encoder slot: encodes through the shared module, then steers."""
+
+    def __init__(self, target, encode):
+        self._target, self._encode = target, encode
+
+    def encode_token_weights(self, sections):
+        return self._encode(self._target, sections)
+
+    def __getattr__(self, name):
+        target = self.__dict__.get("_target")
+        if target is None:
+            raise AttributeError(name)
+        return getattr(target, name)
+
+
+def slot_names(stack, encoders: dict[str, torch.nn.Module]) -> dict[str, str]:
+    """{encoder key: the attribute of the underlying text-encoder module that holds it}."""
+    base = stack
+    while isinstance(base, SteeredTextEncoder):
+        base = base._inner
+    found = {}
+    for key, module in encoders.items():
+        name = next((n for n, m in base._modules.items() if m is module), None)
+        if name is None:
+            raise ValueError(f"Could not find the {key!r} sub-encoder among {type(base).__name__}'s modules.")
+        found[key] = name
+    return found
+
+
+def view_with(stack, replacements: dict[str, object]):
+    """A shallow copy of a text-encoder stack whose named slots hold ``replacements``; the shared
+    stack keeps its own modules. Works through nested SteeredTextEncoders."""
+    if isinstance(stack, SteeredTextEncoder):
+        view = copy.copy(stack)
+        view._inner = view_with(stack._inner, replacements)
+        return view
+    view = copy.copy(stack)
+    object.__setattr__(view, "_modules", {**stack._modules, **replacements})
+    return view
+
+
 class SteeredTextEncoder:
     """Delegates to the wrapped text-encoder stack; steers its sub-encoders during encoding and
     adds the steer's report to the output (it lands in the conditioning, for Safety Steer Report)."""
 
     def __init__(self, inner, encoders: dict[str, torch.nn.Module], aligned: AlignedSafetyDirection,
                  strength: float, mode: str, gate_mode: str, gate_threshold: float, choice: str, texts: PromptTexts):
-        self._inner, self._encoders, self._aligned = inner, encoders, aligned
+        self._inner, self._aligned = inner, aligned
+        self._slots = slot_names(inner, encoders)
         self._strength, self._mode, self._texts, self._choice = strength, mode, texts, choice
         self._row, self._source_rows = aligned.resolve(choice)
         self._gate_mode, self._gate_threshold = gate_mode, gate_threshold
 
     def __getattr__(self, name):
-        return getattr(self._inner, name)
+        inner = self.__dict__.get("_inner")        # absent while copy.copy rebuilds the object
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
 
-    def _gate_for(self, text: str | None) -> tuple[Gate | None, torch.Tensor | None]:
-        """(gate on the target projection, or a fixed per-prompt gate value from the source LLM)."""
+    def _gate_for(self, text: str | None) -> tuple[Gate | None, torch.Tensor | None, str]:
+        """(gate on the target projection, or a fixed per-prompt gate value from the source LLM,
+        and the name of the gate that really ran, for the report)."""
         if self._gate_mode == "none":
-            return None, None
+            return None, None, "none"
         if text is not None and not text.strip():
-            return None, torch.zeros(1)          # an empty prompt (a usual negative) holds nothing to steer away from
+            return None, torch.zeros(1), "empty prompt"   # a usual negative: nothing to steer away from
         source = self._aligned.source_gate
         if self._gate_mode == "source LLM" and text is not None and source is not None:
             try:
-                return None, source.gate_values([text], self._source_rows)
+                return None, source.gate_values([text], self._source_rows), "source LLM"
             except SourceModelError as exc:
                 logging.warning(f"Safety Steer: the source LLM gate is unavailable ({exc}); gating on the target "
                                 "projection instead. Install the source model's package to use it.")
-        elif self._gate_mode == "source LLM":
+                return Gate(threshold=self._gate_threshold), None, "target projection (source LLM unavailable)"
+        if self._gate_mode == "source LLM":
             logging.warning("Safety Steer: the prompt text is not known here (the CLIP was cloned again after "
                             "Apply Safety Steer, or the pack has no source model); gating on the target projection.")
-        return Gate(threshold=self._gate_threshold), None
+            return Gate(threshold=self._gate_threshold), None, "target projection (prompt text unknown)"
+        return Gate(threshold=self._gate_threshold), None, "target projection"
 
     def encode_token_weights(self, token_weight_pairs):
         text = self._texts.text_of(token_weight_pairs)
-        gate, fixed = self._gate_for(text)
+        gate, fixed, gate_kind = self._gate_for(text)
         entries: list[ReportEntry] = []
-        installed = []
-        try:
-            for key, module in self._encoders.items():
-                previous = module.__dict__.get("encode_token_weights")
-                current = module.encode_token_weights
-                module.encode_token_weights = self._steered(key, module, current, gate, fixed, text, entries)
-                installed.append((module, previous))
-            out = self._inner.encode_token_weights(token_weight_pairs)
-        finally:
-            for module, previous in reversed(installed):
-                if previous is None:
-                    del module.encode_token_weights
-                else:
-                    module.encode_token_weights = previous
+        proxies = {}
+        for key, slot in self._slots.items():
+            current = self._slot(slot)
+            proxies[slot] = _SubEncoderProxy(current, self._steered(key, gate, fixed, gate_kind, text, entries))
+        out = view_with(self._inner, proxies).encode_token_weights(token_weight_pairs)
         extra = dict(out[2]) if len(out) > 2 else {}
         extra[REPORT_KEY] = [*extra.get(REPORT_KEY, []), *(e.as_dict() for e in entries)]
         return (out[0], out[1], extra)
 
-    def _steered(self, key, module, encode, gate, fixed_gate, text, entries):
+    def _slot(self, slot: str):
+        stack = self._inner
+        while isinstance(stack, SteeredTextEncoder):
+            stack = stack._inner
+        return stack._modules[slot]
+
+    def _steered(self, key, gate, fixed_gate, gate_kind, text, entries):
         directions = self._aligned.encoders[key]
         pooled_directions = self._aligned.encoders.get(f"{key}.pooled")
         names, label = self._aligned.names, self._aligned.names[self._row]
 
-        def steered(sections):
-            out = encode(sections)
+        def steered(module, sections):
+            out = module.encode_token_weights(sections)
             cond, pooled = out[0], out[1]
             mask = prompt_token_mask(key, module, sections)
             if mask.numel() != cond.shape[1]:
@@ -109,7 +157,10 @@ class SteeredTextEncoder:
             weights = fixed_gate.expand(cond.shape[0]) if fixed_gate is not None else None
             cond, report = steer_hidden(cond, mask.unsqueeze(0).expand(cond.shape[0], -1), directions,
                                         self._strength, self._mode, gate, self._row, weights)
-            entries.extend(entries_from({key: report}, "text encoder", [text or "(prompt)"], names, label))
+            if fixed_gate is not None:                    # the gate that ran is the source LLM's
+                report["gate"] = fixed_gate.expand(cond.shape[0]).tolist()
+            entries.extend(entries_from({key: report}, "text encoder", [text or "(prompt)"], names, label,
+                                        gate_kind))
             if pooled is not None and pooled_directions is not None:
                 pooled_weights = fixed_gate.expand(pooled.shape[0]) if fixed_gate is not None else None
                 steered_pooled, report = steer_hidden(pooled.reshape(pooled.shape[0], 1, -1), torch.ones(pooled.shape[0], 1),
@@ -161,7 +212,13 @@ class ApplySafetySteerCLIP(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, strength, direction, mode, gate, gate_threshold) -> bool | str:
+        return validation_result(cls, strength=strength, direction=direction, mode=mode, gate=gate,
+                                 gate_threshold=gate_threshold)
+
+    @classmethod
     def execute(cls, clip, aligned_direction, strength, direction, mode, gate, gate_threshold) -> io.NodeOutput:
+        check_numbers(cls, strength=strength, direction=direction, mode=mode, gate=gate, gate_threshold=gate_threshold)
         aligned_direction = checked_aligned(aligned_direction, "Apply Safety Steer (Text Encoder)")
         aligned_direction.resolve(direction)          # an unknown direction fails here, not mid-encode
         encoders = check_alignment_matches(aligned_direction, clip)

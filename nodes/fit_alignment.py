@@ -4,14 +4,15 @@ from __future__ import annotations
 import hashlib
 import json
 
-import comfy.utils
 from comfy_api.latest import io
 
 from ..runtime import data_dir
-from ..steering.aligned import AlignedSafetyDirection, align_pack, anchor_subset, load_aligned, save_aligned
+from ..steering.aligned import AlignedSafetyDirection, align_pack, anchor_subset, cached_fit
 from ..steering.alignment import MAP_METHODS
 from ..steering.pack import DirectionPack, pack_sha256
 from .clip_targets import base_encoder_fingerprints, encode_per_encoder, patch_fingerprint
+from .input_checks import check_numbers, validation_result
+from .progress import progress_reporter
 from .types import SafetyDirection
 
 
@@ -57,22 +58,25 @@ class FitCrossModelAlignment(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, method) -> bool | str:
+        return validation_result(cls, method=method)
+
+    @classmethod
     def execute(cls, clip, direction, method, anchors) -> io.NodeOutput:
+        check_numbers(cls, method=method)
         if isinstance(direction, AlignedSafetyDirection):
             raise ValueError("This direction is already aligned to a text encoder; connect Load Safety Direction "
                              "(the source-space pack) instead.")
         fingerprints = encoder_fingerprints(clip)
         key = cache_key(direction, fingerprints, clip.layer_idx, method, anchors, patch_fingerprint(clip))
-        cached = alignment_cache_dir() / f"{key}.safetensors"
-        if cached.is_file():
-            return io.NodeOutput(load_aligned(cached))
-        index = anchor_subset(len(direction.anchor_prompts), anchors)
-        prompts = [direction.anchor_prompts[i] for i in index.tolist()]
-        bar = comfy.utils.ProgressBar(len(prompts))
-        features = encode_per_encoder(clip, prompts, progress=lambda done, total: bar.update_absolute(done, total))
-        aligned = align_pack(direction, features, method, anchor_index=index,
-                             metadata={"cache_key": key, "pack_sha256": pack_sha256(direction),
-                                       "target": type(clip.cond_stage_model).__name__,
-                                       "encoder_fingerprints": fingerprints})
-        save_aligned(aligned, cached)
-        return io.NodeOutput(aligned)
+
+        def fit() -> AlignedSafetyDirection:
+            index = anchor_subset(len(direction.anchor_prompts), anchors)
+            prompts = [direction.anchor_prompts[i] for i in index.tolist()]
+            features = encode_per_encoder(clip, prompts, progress=progress_reporter(len(prompts)))
+            return align_pack(direction, features, method, anchor_index=index,
+                              metadata={"cache_key": key, "pack_sha256": pack_sha256(direction),
+                                        "target": type(clip.cond_stage_model).__name__,
+                                        "encoder_fingerprints": fingerprints})
+
+        return io.NodeOutput(cached_fit(alignment_cache_dir() / f"{key}.safetensors", fit))

@@ -1,16 +1,17 @@
 """FitNativeDirection: the native baseline, fitted inside the graph's own text encoder."""
 from __future__ import annotations
 
-import comfy.utils
 from comfy_api.latest import io
 
-from ..steering.aligned import AlignedSafetyDirection, anchor_subset, load_aligned, save_aligned
+from ..steering.aligned import AlignedSafetyDirection, anchor_subset, cached_fit
 from ..steering.directions import METHODS
 from ..steering.evaluation import training_pairs_for
 from ..steering.native import native_pack
 from ..steering.pack import pack_sha256
 from .clip_targets import encode_per_encoder, patch_fingerprint
 from .fit_alignment import alignment_cache_dir, cache_key, encoder_fingerprints
+from .input_checks import check_numbers, validation_result
+from .progress import progress_reporter
 from .types import SafetyDirection
 
 
@@ -38,25 +39,29 @@ class FitNativeDirection(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, method) -> bool | str:
+        return validation_result(cls, method=method)
+
+    @classmethod
     def execute(cls, clip, direction, method, anchors) -> io.NodeOutput:
+        check_numbers(cls, method=method)
         if isinstance(direction, AlignedSafetyDirection):
             raise ValueError("Fit Native Direction needs the pack itself (Load Safety Direction), not an aligned direction.")
         fingerprints = encoder_fingerprints(clip)
         key = cache_key(direction, fingerprints, clip.layer_idx, f"native-{method}", anchors, patch_fingerprint(clip))
-        cached = alignment_cache_dir() / f"{key}.safetensors"
-        if cached.is_file():
-            return io.NodeOutput(load_aligned(cached))
-        pairs = training_pairs_for(direction)
-        index = anchor_subset(len(direction.anchor_prompts), anchors)
-        anchor_prompts = [direction.anchor_prompts[i] for i in index.tolist()]
-        prompts = [p.safe for p in pairs] + [p.unsafe for p in pairs] + anchor_prompts
-        bar = comfy.utils.ProgressBar(len(prompts))
-        features = encode_per_encoder(clip, prompts, progress=lambda done, total: bar.update_absolute(done, total))
-        n = len(pairs)
-        native = native_pack(direction, pairs, {k: v[:n] for k, v in features.items()},
-                             {k: v[n:2 * n] for k, v in features.items()}, {k: v[2 * n:] for k, v in features.items()},
-                             method, metadata={"cache_key": key, "pack_sha256": pack_sha256(direction),
-                                               "target": type(clip.cond_stage_model).__name__,
-                                               "encoder_fingerprints": fingerprints})
-        save_aligned(native, cached)
-        return io.NodeOutput(native)
+
+        def fit() -> AlignedSafetyDirection:
+            pairs = training_pairs_for(direction)
+            index = anchor_subset(len(direction.anchor_prompts), anchors)
+            anchor_prompts = [direction.anchor_prompts[i] for i in index.tolist()]
+            prompts = [p.safe for p in pairs] + [p.unsafe for p in pairs] + anchor_prompts
+            features = encode_per_encoder(clip, prompts, progress=progress_reporter(len(prompts)))
+            n = len(pairs)
+            safe, unsafe, benign = ({k: v[rows] for k, v in features.items()}
+                                    for rows in (slice(0, n), slice(n, 2 * n), slice(2 * n, None)))
+            return native_pack(direction, pairs, safe, unsafe, benign, method,
+                               metadata={"cache_key": key, "pack_sha256": pack_sha256(direction),
+                                         "target": type(clip.cond_stage_model).__name__,
+                                         "encoder_fingerprints": fingerprints})
+
+        return io.NodeOutput(cached_fit(alignment_cache_dir() / f"{key}.safetensors", fit))

@@ -5,6 +5,7 @@ from comfy_api.latest import io
 
 from ..steering.mixing import PRESETS
 from ..steering.prompts import I2P_CATEGORIES
+from .input_checks import check_numbers, validation_result
 from .steer_inputs import aligned_input, checked_aligned
 from .types import SafetyDirection
 
@@ -41,7 +42,14 @@ class CategoryVectorMixer(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, preset, hate, harassment, violence, self_harm, sexual, shocking,
+                        illegal_activity) -> bool | str:
+        return validation_result(cls, preset=preset, hate=hate, harassment=harassment, violence=violence, self_harm=self_harm,
+                                 sexual=sexual, shocking=shocking, illegal_activity=illegal_activity)
+
+    @classmethod
     def execute(cls, aligned_direction, preset, orthogonalise, **sliders) -> io.NodeOutput:
+        check_numbers(cls, **sliders)
         aligned = checked_aligned(aligned_direction, "Category Vector Mixer")
         if preset == CUSTOM:
             weights = {c: float(sliders[weight_input_name(c)]) for c in I2P_CATEGORIES}

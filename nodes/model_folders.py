@@ -4,13 +4,13 @@ models/safety_directions/: direction packs (the packs shipped in vectors/ are li
 models/safety_saes/: SafeDIG bundles (Train Safety SAE saves there). Only .safetensors is listed:
 nothing is ever unpickled.
 """
-import os
-
 import folder_paths
 
 from ..runtime import DIRECTIONS_FOLDER, PACK_ROOT, SAES_FOLDER
+from ..steering.fileformat import reserve_numbered
 
 SHIPPED_VECTORS = str(PACK_ROOT / "vectors")
+SOURCE_MODELS_FOLDER = "LLM"
 
 
 def _register(name: str, extra: list[str]) -> None:
@@ -24,6 +24,19 @@ def _register(name: str, extra: list[str]) -> None:
 def register_model_folders() -> None:
     _register(DIRECTIONS_FOLDER, [SHIPPED_VECTORS])
     _register(SAES_FOLDER, [])
+    register_source_model_folder()
+
+
+def register_source_model_folder() -> None:
+    """models/LLM/ (and its extra_model_paths.yaml entries), where a pack's source model may be
+    looked up by name; the folder keeps the extensions another pack may already have given it."""
+    from ..steering.source_models import set_model_dirs
+    paths, extensions = folder_paths.folder_names_and_paths.get(SOURCE_MODELS_FOLDER, ([], set()))
+    default = f"{folder_paths.models_dir}/{SOURCE_MODELS_FOLDER}"
+    if default not in paths:
+        paths.append(default)
+    folder_paths.folder_names_and_paths[SOURCE_MODELS_FOLDER] = (paths, set(extensions) | {".gguf", ".safetensors"})
+    set_model_dirs(paths)
 
 
 def list_sae_bundles() -> list[str]:
@@ -44,15 +57,11 @@ def sae_bundle_path(name: str) -> str:
 
 
 def sae_save_path(prefix: str) -> str:
-    """A new file name in models/safety_saes/ (never overwrites)."""
+    """A new file in models/safety_saes/, reserved as an empty file so that two trainings running at
+    once never get the same number (save_bundle then replaces it atomically); never overwrites."""
     folder = folder_paths.get_folder_paths(SAES_FOLDER)[0]
     base = "".join(c if c.isalnum() or c in "-_" else "_" for c in prefix) or "safedig"
-    number = 1
-    while True:
-        candidate = f"{folder}/{base}_{number:05d}.safetensors"
-        if not os.path.exists(candidate):
-            return candidate
-        number += 1
+    return str(reserve_numbered(folder, base, ".safetensors"))
 
 
 def list_direction_packs() -> list[str]:

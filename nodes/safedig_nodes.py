@@ -2,14 +2,15 @@
 new model, load them, and apply Repel / Blend during sampling."""
 from __future__ import annotations
 
+import math
 import os
 
-import comfy.utils
 import torch
 from comfy_api.latest import io, ui
 
 from ..steering.aligned import anchor_subset
 from ..steering.evaluation import training_pairs_for
+from ..steering.pack import pack_sha256
 from ..steering.routing import score_position, top_positions
 from ..steering.sae import adapt_decoder, check_compatible, prompt_codes, train_sae
 from ..steering.safedig import blend, repel, select_harmful_features
@@ -17,12 +18,15 @@ from ..steering.safedig_bundle import SafeDIGBundle, load_bundle, save_bundle
 from .dit_activations import collect_activations
 from .dit_positions import _block_counts, available_positions, hidden_width, patch_positions, \
     positive_rows, spread_positions
+from .input_checks import check_numbers, validation_result
+from .progress import progress_reporter
 from .model_folders import list_sae_bundles, sae_bundle_path, sae_save_path
 from .types import SafetyDirection
 
 SafetySAE = io.Custom("SAFETY_SAE")
 OPERATIONS = ("repel", "blend")
 MAX_TRAIN_TOKENS = 50_000
+TRAIN_BATCH = 256   # train_sae's and adapt_decoder's own default mini-batch
 
 
 def _encode(clip, text: str):
@@ -89,8 +93,13 @@ class TrainSafetySAE(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, learning_rate, noise_level):
+        return validation_result(cls, learning_rate=learning_rate, noise_level=noise_level)
+
+    @classmethod
     def execute(cls, model, clip, direction, latent, positions, candidates, keep, pairs_per_category, anchors,
                 expansion, k, epochs, learning_rate, harmful_features, noise_level, seed, filename_prefix) -> io.NodeOutput:
+        check_numbers(cls, learning_rate=learning_rate, noise_level=noise_level)
         label, _, _ = _block_counts(model)
         names = (spread_positions(model, candidates) if positions.strip() == "auto"
                  else [p.strip() for p in positions.split(",") if p.strip()])
@@ -101,13 +110,13 @@ class TrainSafetySAE(io.ComfyNode):
         pairs = _per_category(training_pairs_for(direction), pairs_per_category)
         anchor_index = anchor_subset(len(direction.anchor_prompts), anchors).tolist() if anchors else []
         texts = [p.safe for p in pairs] + [p.unsafe for p in pairs] + [direction.anchor_prompts[i] for i in anchor_index]
-        bar = comfy.utils.ProgressBar(len(texts) * 2)
+        progress = progress_reporter(len(texts) * 2)
         conditionings = []
         for number, text in enumerate(texts, start=1):
             conditionings.append(_encode(clip, text))
-            bar.update_absolute(number)
+            progress(number)
         activations = collect_activations(model, conditionings, latent, names, noise_level, seed,
-                                          lambda done, total: bar.update_absolute(len(texts) + done))
+                                          progress_reporter(len(texts) * 2, offset=len(texts)))
         n = len(pairs)
         categories = [p.category for p in pairs]
         routing = {}
@@ -121,14 +130,18 @@ class TrainSafetySAE(io.ComfyNode):
         saes, features = {}, {}
         for position in chosen:
             tokens = activations[position]
-            sae = train_sae(_token_sample(tokens, MAX_TRAIN_TOKENS, seed), expansion=expansion, k=k, epochs=epochs,
-                            lr=learning_rate, seed=seed, metadata={"position": position, "model_type": label, "noise_level": noise_level})
+            sample = _token_sample(tokens, MAX_TRAIN_TOKENS, seed)
+            sae = train_sae(sample, expansion=expansion, k=k, epochs=epochs, lr=learning_rate, seed=seed,
+                            metadata={"position": position, "model_type": label, "noise_level": noise_level},
+                            progress=progress_reporter(epochs * math.ceil(sample.shape[0] / TRAIN_BATCH)),
+                            batch_size=TRAIN_BATCH)
             features[position] = select_harmful_features(prompt_codes(sae, tokens[:n]), prompt_codes(sae, tokens[n:2 * n]),
                                                          harmful_features)
             saes[position] = sae
         bundle = SafeDIGBundle(saes, features, {
             "model_type": label, "pairs_per_category": pairs_per_category, "n_pairs": n, "n_anchors": len(anchor_index),
-            "pack_sha256": direction.metadata.get("train_pairs_sha256"), "noise_level": noise_level, "seed": seed,
+            "train_pairs_sha256": direction.metadata.get("train_pairs_sha256"),
+            "pack_sha256": pack_sha256(direction) if direction.path else None, "noise_level": noise_level, "seed": seed,
             "routing": {p: s.as_dict() for p, s in routing.items()}, "chosen": chosen})
         path = save_bundle(bundle, sae_save_path(filename_prefix))
         text = describe_bundle(bundle, os.path.basename(path))
@@ -202,18 +215,24 @@ class AdaptSafetySAEDecoder(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, noise_level):
+        return validation_result(cls, noise_level=noise_level)
+
+    @classmethod
     def execute(cls, model, clip, safedig, direction, latent, anchors, epochs, noise_level, seed,
                 filename_prefix) -> io.NodeOutput:
+        check_numbers(cls, noise_level=noise_level)
         label, _, _ = _block_counts(model)
         check_bundle_fits(safedig, model)
         index = anchor_subset(len(direction.anchor_prompts), anchors).tolist()
         conditionings = [_encode(clip, direction.anchor_prompts[i]) for i in index]
-        bar = comfy.utils.ProgressBar(len(conditionings))
         activations = collect_activations(model, conditionings, latent, safedig.positions, noise_level, seed,
-                                          lambda done, total: bar.update_absolute(done, total))
-        saes = {position: adapt_decoder(sae, _token_sample(activations[position], MAX_TRAIN_TOKENS, seed), epochs=epochs,
-                                        seed=seed)
-                for position, sae in safedig.saes.items()}
+                                          progress_reporter(len(conditionings)))
+        saes = {}
+        for position, sae in safedig.saes.items():
+            sample = _token_sample(activations[position], MAX_TRAIN_TOKENS, seed)
+            saes[position] = adapt_decoder(sae, sample, epochs=epochs, seed=seed, batch_size=TRAIN_BATCH,
+                                           progress=progress_reporter(epochs * math.ceil(sample.shape[0] / TRAIN_BATCH)))
         bundle = SafeDIGBundle(saes, dict(safedig.features), {**safedig.metadata, "model_type": label,
                                                               "adapted_on_anchors": len(index)})
         path = save_bundle(bundle, sae_save_path(filename_prefix))
@@ -255,13 +274,14 @@ class ApplySafeDIG(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, start_percent, end_percent, **_):
-        if start_percent > end_percent:
-            return f"start_percent ({start_percent}) must not be after end_percent ({end_percent})."
-        return True
+    def validate_inputs(cls, operation, strength, start_percent, end_percent, apply_to):
+        return validation_result(cls, operation=operation, strength=strength, start_percent=start_percent,
+                                 end_percent=end_percent, apply_to=apply_to)
 
     @classmethod
     def execute(cls, model, safedig, operation, strength, start_percent, end_percent, apply_to) -> io.NodeOutput:
+        check_numbers(cls, operation=operation, strength=strength, start_percent=start_percent,
+                      end_percent=end_percent, apply_to=apply_to)
         if operation not in OPERATIONS:
             raise ValueError(f"Unknown operation {operation!r}; use one of {OPERATIONS}.")
         check_bundle_fits(safedig, model)

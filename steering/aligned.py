@@ -6,23 +6,26 @@ reloaded at once afterwards.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from .alignment import MAP_METHODS, AlignmentError, fit_map
 from .directions import anchor_statistics
+from .errors import SafetySteerError
+from .fileformat import CheckedFile, FileKind, as_count, is_number, open_checked, short, write_atomic
 from .mixing import MIXED, add_mixed_row
 from .pack import DirectionPack
 from .source_gate import SourceGate
 from .transport import AlignedDirections, transport_pack
 
 ALIGNED_FORMAT = "safety-steer-aligned-directions"
-ALIGNED_SCHEMA_VERSION = 2
+ALIGNED_SCHEMA_VERSION = 3   # 3: content checksum; written by save_aligned whatever the metadata says
+log = logging.getLogger(__name__)
 ALIGNED_TENSORS = ("unit", "calibrated", "anchor_projection", "target_mean", "target_std", "anchor_covariance")
 
 
@@ -91,40 +94,121 @@ def align_pack(pack: DirectionPack, target_features: dict[str, torch.Tensor], me
     return AlignedSafetyDirection(encoders=encoders, metadata=meta, source_gate=gate)
 
 
-def save_aligned(aligned: AlignedSafetyDirection, path: str | Path) -> None:
+ALIGNED_KIND = FileKind(
+    name="Safety Steer aligned-direction file", marker=ALIGNED_FORMAT, schema_version=ALIGNED_SCHEMA_VERSION,
+    oldest_version=ALIGNED_SCHEMA_VERSION, error=AlignmentError,
+    fix="Delete it and fit the alignment again (a cached fit is rebuilt on the next run).",
+    obtain="Fit the alignment again.", document_key="aligned", checksum_required=True)
+
+
+def save_aligned(aligned: AlignedSafetyDirection, path: str | Path) -> Path:
+    """Write atomically, with a checksum over tensors and metadata (a damaged cache is then always
+    caught on reading, even a flipped bit in a float)."""
     tensors = {}
     for key, enc in aligned.encoders.items():
         for name in ALIGNED_TENSORS:
-            tensors[f"{key}/{name}"] = getattr(enc, name).to(torch.float32).contiguous()
+            tensors[f"{key}/{name}"] = getattr(enc, name).detach().to("cpu", torch.float32).contiguous()
     gate = aligned.source_gate
     if gate is not None:
-        tensors.update({k: v.to(torch.float32).contiguous() for k, v in gate.tensors().items()})
-    meta = {"aligned": json.dumps({**aligned.metadata, "names": aligned.names, "encoders": list(aligned.encoders),
-                                   "source_gate": gate.settings() if gate is not None else None})}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".partial")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+        tensors.update({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in gate.tensors().items()})
+    document = {**aligned.metadata, "format": ALIGNED_FORMAT, "schema_version": ALIGNED_SCHEMA_VERSION,
+                "names": aligned.names, "encoders": list(aligned.encoders),
+                "source_gate": gate.settings() if gate is not None else None}
+    return write_atomic(tensors, path, {"aligned": json.dumps(document)}, checksum=True)
 
 
 def load_aligned(path: str | Path) -> AlignedSafetyDirection:
-    with safe_open(str(path), framework="pt") as handle:
-        meta = json.loads(handle.metadata()["aligned"])
-        if meta.get("format") != ALIGNED_FORMAT or int(meta.get("schema_version", 0)) != ALIGNED_SCHEMA_VERSION:
-            raise AlignmentError(f"{path} is not an aligned-direction file this version reads (schema "
-                                 f"{meta.get('schema_version')}, this version reads {ALIGNED_SCHEMA_VERSION}); "
-                                 "fit the alignment again.")
-        encoders = {}
-        for key in meta["encoders"]:
-            parts = {name: handle.get_tensor(f"{key}/{name}") for name in
-                     ALIGNED_TENSORS}
-            encoders[key] = AlignedDirections(names=meta["names"], **parts)
-        gate_settings = meta.pop("source_gate", None)
-        gate = None
-        if gate_settings is not None:
-            gate = SourceGate.from_parts(gate_settings, {k: handle.get_tensor(k) for k in handle.keys()
-                                                         if k.startswith("source_gate/")})
-    meta.pop("names")
-    meta.pop("encoders")
+    """Load and validate a saved fit: checksum, every tensor's shape against the names and encoders
+    in its metadata (on the header, before reading), finite values. AlignmentError otherwise."""
+    checked = open_checked(path, ALIGNED_KIND)
+    meta = dict(checked.document)
+    names, encoder_keys, gate_settings = _check_layout(checked, meta)
+    k, gate_rows = len(names), len([n for n in names if n != MIXED])
+    for key in encoder_keys:
+        unit = checked.info(f"{key}/unit")
+        if unit is None or len(unit.shape) != 2:
+            raise checked.refuse(f"the tensor {key}/unit is missing or not 2-D; the file is incomplete")
+        dim = unit.shape[1]
+        shapes = {"unit": (k, dim), "calibrated": (k, dim), "anchor_projection": (k, 2), "target_mean": (dim,),
+                  "target_std": (dim,), "anchor_covariance": (k, k)}
+        for name, shape in shapes.items():
+            checked.expect(f"{key}/{name}", shape)
+    if gate_settings is not None:
+        directions = checked.info("source_gate/directions")
+        if directions is None or len(directions.shape) != 2:
+            raise checked.refuse("the tensor source_gate/directions is missing or not 2-D; the file is incomplete")
+        dim = directions.shape[1]
+        for name, shape in {"directions": (gate_rows, dim), "anchor_mean": (dim,), "anchor_std": (dim,),
+                            "projection_stats": (gate_rows, 4)}.items():
+            checked.expect(f"source_gate/{name}", shape)
+    with torch.inference_mode(False):
+        tensors = checked.load()
+    checked.tensors_finite(tensors)
+    for name in [f"{key}/target_std" for key in encoder_keys] + (["source_gate/anchor_std"] if gate_settings else []):
+        if not bool((tensors[name] > 0).all()):
+            raise checked.refuse(f"tensor {name} must be positive everywhere")
+    encoders = {key: AlignedDirections(names=list(names),
+                                       **{name: tensors[f"{key}/{name}"] for name in ALIGNED_TENSORS})
+                for key in encoder_keys}
+    gate = None
+    if gate_settings is not None:
+        gate = SourceGate.from_parts(gate_settings, {k: v for k, v in tensors.items() if k.startswith("source_gate/")})
+    for key in ("names", "encoders", "source_gate"):
+        meta.pop(key, None)
     return AlignedSafetyDirection(encoders=encoders, metadata=meta, source_gate=gate)
+
+
+def _check_layout(checked: CheckedFile, meta: dict) -> tuple[list[str], list[str], dict | None]:
+    """(direction names, encoder keys, gate settings) from the metadata, type-checked, plus the keys
+    the nodes read (a damaged file must fail here, not in a node)."""
+    names, encoders, gate = meta.get("names"), meta.get("encoders"), meta.get("source_gate")
+    for label, value in (("names", names), ("encoders", encoders)):
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value) \
+                or len(set(value)) != len(value):
+            raise checked.refuse(f"its {label!r} must be a non-empty list of distinct names; got {short(value)}")
+    if gate is not None:
+        ok = isinstance(gate, dict) and isinstance(gate.get("source_ref"), str) \
+            and isinstance(gate.get("pooling"), str) and as_count(gate.get("layer"), high=10 ** 6) is not None \
+            and is_number(gate.get("threshold")) and is_number(gate.get("temperature"))
+        if not ok:
+            raise checked.refuse(f"its source_gate settings are malformed: {short(gate)}")
+    if MIXED in names:
+        mix = meta.get("mix")
+        base = len(names) - 1
+        ok = isinstance(mix, dict) and isinstance(mix.get("rows"), list) and isinstance(mix.get("weights"), dict) \
+            and all(as_count(r, high=base - 1) is not None and not isinstance(r, str) for r in mix["rows"]) \
+            and all(is_number(w) for w in mix["weights"].values())
+        if not ok:
+            raise checked.refuse(f"it has a {MIXED!r} row but no valid 'mix' settings")
+    if not isinstance(meta.get("method"), str) or as_count(meta.get("n_anchors")) is None:
+        raise checked.refuse("its metadata lacks the fit's method or anchor count")
+    fit, fingerprints = meta.get("fit", {}), meta.get("encoder_fingerprints", {})
+    if not isinstance(fit, dict) or not all(isinstance(v, dict) for v in fit.values()) \
+            or not isinstance(fingerprints, dict):
+        raise checked.refuse("its 'fit' and 'encoder_fingerprints' must be objects")
+    return names, encoders, gate
+
+
+def cached_fit(path: str | Path, compute: Callable[[], AlignedSafetyDirection]) -> AlignedSafetyDirection:
+    """The fit cached at ``path``, else ``compute()`` saved there. A cache is never trusted blindly nor
+    allowed to cost the result: a damaged one (unreadable, truncated, wrong shapes, NaN, checksum
+    mismatch, old schema) is logged, deleted and rebuilt; one that cannot be written (read-only or
+    full disk) is logged and the computed fit returned all the same."""
+    path = Path(path)
+    if path.exists():
+        try:
+            return load_aligned(path)
+        except SafetySteerError as exc:
+            log.warning("Safety Steer: the cached alignment %s cannot be used (%s); deleting it and fitting again.",
+                        path, exc)
+            try:
+                path.unlink()
+            except OSError as error:
+                log.warning("Safety Steer: could not delete the damaged cache %s (%s).", path, error)
+    result = compute()
+    try:
+        save_aligned(result, path)
+    except (OSError, SafetySteerError) as exc:
+        log.warning("Safety Steer: could not cache the fit in %s (%s); using it without caching, so it will be "
+                    "fitted again next time.", path, exc)
+    return result

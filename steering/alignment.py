@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .autograd import trains
 from .errors import SafetySteerError
 
 MAP_METHODS = ("ridge", "procrustes", "cca", "mlp")
@@ -183,6 +184,7 @@ def _inverse_sqrt(matrix: torch.Tensor) -> torch.Tensor:
     return eigvec @ torch.diag(eigval.clamp_min(1e-12).rsqrt()) @ eigvec.T
 
 
+@trains
 def fit_mlp(x: torch.Tensor, y: torch.Tensor, hidden: int = 512, epochs: int = 200, lr: float = 1e-3,
             weight_decay: float = 1e-4, patience: int = 15, holdout: float = 0.1, seed: int = 0) -> FittedMap:
     """A one-hidden-layer MLP with a linear skip, early-stopped on held-out anchors (deterministic)."""
@@ -231,6 +233,7 @@ class _SkipMLP(torch.nn.Module):
         return self.linear(x) + self.hidden(x)
 
 
+@trains
 def mean_jacobian(model: torch.nn.Module, anchors: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     """d f / d z averaged over the anchors, as a [d_in, d_out] matrix (rows: input dims)."""
     total = None

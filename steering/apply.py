@@ -10,12 +10,22 @@ The gate (steering.gating) is computed once per prompt from its mean real-token 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .gating import Gate
 from .transport import AlignedDirections
 
 MODES = ("add", "project", "both")
+
+
+def check_strength(strength: float) -> None:
+    """A safety steer only ever steers towards safe: a negative (or non-finite) strength would turn
+    it into an amplifier of unsafe content, so it is refused at the lowest level too."""
+    if not math.isfinite(float(strength)) or float(strength) < 0:
+        raise ValueError(f"Steering strength must be a finite number >= 0; got {strength!r}. A safety steer "
+                         "never steers towards unsafe content.")
 
 
 def steer_hidden(hidden: torch.Tensor, token_mask: torch.Tensor, directions: AlignedDirections, strength: float,
@@ -31,6 +41,7 @@ def steer_hidden(hidden: torch.Tensor, token_mask: torch.Tensor, directions: Ali
     ``report=False`` skips the report and every projection the steer itself does not need (the
     per-step path inside a sampler).
     """
+    check_strength(strength)
     if mode not in MODES:
         raise ValueError(f"Unknown steering mode {mode!r}; use one of {MODES}.")
     if hidden.shape[-1] != directions.unit.shape[1]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .autograd import trains
 from .errors import PromptDataError
 
 METHODS = ("mean_diff", "pca", "logistic")
@@ -50,6 +51,7 @@ def fit_direction(safe: torch.Tensor, unsafe: torch.Tensor, method: str = "mean_
     return unit.to(torch.float32), magnitude
 
 
+@trains
 def _logistic_weights(safe: torch.Tensor, unsafe: torch.Tensor, l2: float) -> torch.Tensor:
     """L2-regularised logistic probe, safe = 1, unsafe = 0; deterministic full-batch L-BFGS."""
     x = torch.cat([safe, unsafe])
@@ -64,6 +66,5 @@ def _logistic_weights(safe: torch.Tensor, unsafe: torch.Tensor, l2: float) -> to
         loss.backward()
         return loss
 
-    with torch.enable_grad():
-        optimiser.step(closure)
+    optimiser.step(closure)
     return w.detach()

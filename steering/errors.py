@@ -15,3 +15,11 @@ class PromptDataError(SafetySteerError):
 
 class SourceModelError(SafetySteerError):
     """A source model that cannot be found or loaded."""
+
+
+class FileFormatError(SafetySteerError):
+    """A file that cannot be read as the Safety Steer file it should be (damaged, truncated, edited)."""
+
+
+class FileWriteError(SafetySteerError):
+    """A file that cannot be written (read-only or missing folder, full disk)."""

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from .errors import PackFormatError
+from .fileformat import FileKind, as_count, open_checked, parse_json, short, write_atomic
 from .hashing import sha256_file
 
 PACK_FORMAT = "safety-steer-direction-pack"
@@ -42,6 +41,10 @@ REQUIRED_METADATA = (
 )
 REQUIRED_TENSORS = ("directions", "direction_magnitudes", "projection_stats", "train_projections",
                     "anchor_features", "anchor_mean", "anchor_std", "anchor_prompts_utf8", "layer_sweep")
+PACK_KIND = FileKind(
+    name="Safety Steer direction pack", marker=PACK_FORMAT, schema_version=SCHEMA_VERSION, oldest_version=1,
+    error=PackFormatError, fix="Rebuild it with `safety-steer build-pack`, or re-download it.",
+    obtain="Choose a pack built by `safety-steer build-pack`.")
 _JSON_KEYS = ("categories", "direction_names", "heldout_auroc", "heldout_auroc_global_by_category",
               "layer_sweep_layers")
 
@@ -107,7 +110,7 @@ class DirectionPack:
 
 
 def save_pack(pack: DirectionPack, path: str | Path) -> Path:
-    """Validate, then write the pack as safetensors (all tensors contiguous float32/uint8)."""
+    """Validate, then write the pack as safetensors (all tensors contiguous float32/uint8), atomically."""
     path = Path(path)
     if path.suffix != PACK_EXTENSION:
         raise PackFormatError(f"Pack files must end in {PACK_EXTENSION}; got {path.name}.")
@@ -116,13 +119,12 @@ def save_pack(pack: DirectionPack, path: str | Path) -> Path:
     _validate(checked, str(path))
     encoded = {k: json.dumps(v, ensure_ascii=False) if k in _JSON_KEYS else str(v) for k, v in metadata.items()}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in checked._tensors().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=encoded)
-    return path
+    return write_atomic(tensors, path, encoded)
 
 
 def load_pack(path: str | Path) -> DirectionPack:
-    """Load and validate a pack. Never unpickles: only safetensors files are read."""
+    """Load and validate a pack. Never unpickles: only safetensors files are read, and every tensor's
+    header shape is checked against the metadata before any tensor is read."""
     path = Path(path)
     if not path.is_file():
         raise PackFormatError(f"Direction pack not found: {path}.")
@@ -131,44 +133,74 @@ def load_pack(path: str | Path) -> DirectionPack:
             f"{path.name} is not a .safetensors file. Safety Steer only loads direction packs in "
             "safetensors format (pickled .pt/.ckpt/.bin files are refused: they can run code). "
             "Build one with `safety-steer build-pack`.")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            raw_meta = handle.metadata() or {}
-            names = set(handle.keys())
-            tensors = {k: handle.get_tensor(k) for k in REQUIRED_TENSORS if k in names}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise PackFormatError(f"{path.name} is not a readable safetensors file ({exc}). "
-                              "It may be truncated or another kind of file; rebuild or re-download it.") from None
-    if raw_meta.get("format") != PACK_FORMAT:
-        raise PackFormatError(
-            f"{path.name} is a safetensors file but not a Safety Steer direction pack (no "
-            f"format={PACK_FORMAT!r} in its metadata; it holds {len(names)} tensors, e.g. a model "
-            "checkpoint). Choose a pack built by `safety-steer build-pack`.")
-    try:
-        version = int(raw_meta.get("schema_version", ""))
-    except ValueError:
-        raise PackFormatError(f"{path.name}: schema_version {raw_meta.get('schema_version')!r} is not an integer.") from None
-    if version > SCHEMA_VERSION:
-        raise PackFormatError(f"{path.name} uses pack schema {version}, newer than this Safety Steer reads "
-                              f"({SCHEMA_VERSION}). Update the Safety Steer node pack.")
+    checked = open_checked(path, PACK_KIND)
+    raw_meta = checked.metadata
     missing_meta = [k for k in REQUIRED_METADATA if k not in raw_meta]
-    missing = [k for k in REQUIRED_TENSORS if k not in tensors]
+    missing = [k for k in REQUIRED_TENSORS if checked.info(k) is None]
     if missing or missing_meta:
         raise PackFormatError(f"{path.name} is an incomplete direction pack: missing tensors {missing}, "
                               f"missing metadata {missing_meta}. Rebuild it with `safety-steer build-pack`.")
     metadata = {}
     for key, value in raw_meta.items():
         try:
-            metadata[key] = json.loads(value) if key in _JSON_KEYS else value
-        except json.JSONDecodeError:
-            raise PackFormatError(f"{path.name}: metadata {key!r} is not valid JSON.") from None
-    try:
-        prompts = json.loads(bytes(tensors.pop("anchor_prompts_utf8").tolist()).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise PackFormatError(f"{path.name}: anchor_prompts_utf8 does not hold a JSON list of prompts.") from None
-    pack = DirectionPack(**tensors, anchor_prompts=prompts, metadata=metadata, path=str(path))
-    _validate(pack, path.name)
+            metadata[key] = parse_json(value) if key in _JSON_KEYS else value
+        except ValueError as exc:
+            raise PackFormatError(f"{path.name}: metadata {key!r} is not valid JSON ({exc}). {PACK_KIND.fix}") from None
+    _check_metadata_types(metadata, path.name)
+    _check_header_shapes(checked, metadata)
+    with torch.inference_mode(False):
+        tensors = checked.load(REQUIRED_TENSORS)
+        try:
+            prompts = parse_json(tensors.pop("anchor_prompts_utf8").numpy().tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            prompts = None
+        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+            raise PackFormatError(f"{path.name}: anchor_prompts_utf8 does not hold a JSON list of prompts. "
+                                  f"{PACK_KIND.fix}")
+        pack = DirectionPack(**tensors, anchor_prompts=prompts, metadata=metadata, path=str(path))
+        _validate(pack, path.name)
     return pack
+
+
+def _check_metadata_types(meta: dict, where: str) -> None:
+    """JSON metadata of the types the nodes index into (a damaged file must fail here, not in a node)."""
+    expected = {"categories": (list, str), "direction_names": (list, str), "heldout_auroc": (dict, float),
+                "heldout_auroc_global_by_category": (dict, float), "layer_sweep_layers": (list, int)}
+    for key, (container, item) in expected.items():
+        if key not in meta:
+            continue
+        value = meta[key]
+        items = value.values() if isinstance(value, dict) else value
+        ok = isinstance(value, container) and all(
+            isinstance(v, str) if item is str else isinstance(v, item if item is int else (int, float))
+            and not isinstance(v, bool) for v in items)
+        if not ok:
+            raise PackFormatError(f"{where}: metadata {key!r} must be a JSON {container.__name__} of "
+                                  f"{item.__name__} values; got {short(value)}. {PACK_KIND.fix}")
+
+
+def _check_header_shapes(checked, meta: dict) -> None:
+    """The tensor shapes the metadata implies, checked on the header: sizes declared in metadata can
+    only be believed once the file's bytes back them."""
+    d, n_anchors, n_pairs = (as_count(meta.get(k), high=10 ** 9) for k in ("source_hidden_size", "n_anchors",
+                                                                            "n_train_pairs"))
+    if d is None or n_anchors is None or n_pairs is None:
+        raise PackFormatError(f"{checked.name}: metadata source_hidden_size / n_anchors / n_train_pairs missing or "
+                              f"not integers. {PACK_KIND.fix}")
+    names = meta.get("direction_names")
+    k = len(names) if isinstance(names, list) else 0
+    expected = {"directions": (k, d), "direction_magnitudes": (k,),
+                "projection_stats": (k, len(PROJECTION_STATS_COLUMNS)), "anchor_features": (n_anchors, d), "anchor_mean": (d,), "anchor_std": (d,),
+                "train_projections": (k, n_pairs, 2)}
+    for name, shape in expected.items():
+        checked.expect(name, shape)
+    prompts, sweep = checked.info("anchor_prompts_utf8"), checked.info("layer_sweep")
+    if prompts.dtype != "U8" or len(prompts.shape) != 1:
+        raise checked.refuse(f"anchor_prompts_utf8 must be a 1-D uint8 tensor; it is {prompts.torch_dtype_name} "
+                             f"{list(prompts.shape)}")
+    if sweep.dtype != "F32" or len(sweep.shape) != 2 or sweep.shape[1] != 2:
+        raise checked.refuse(f"layer_sweep must be float32 [layers, 2]; it is {sweep.torch_dtype_name} "
+                             f"{list(sweep.shape)}")
 
 
 def pack_sha256(pack: DirectionPack) -> str:
@@ -181,18 +213,19 @@ def pack_sha256(pack: DirectionPack) -> str:
 def _validate(pack: DirectionPack, where: str) -> None:
     """Shapes, dtypes and finiteness; raise PackFormatError naming the first problem."""
     meta = pack.metadata
-    try:
-        d, n_anchors = int(meta["source_hidden_size"]), int(meta["n_anchors"])
-    except (KeyError, ValueError) as exc:
-        raise PackFormatError(f"{where}: metadata source_hidden_size / n_anchors missing or not integers ({exc}).") from None
+    d, n_anchors, n_pairs = (as_count(meta.get(k), high=10 ** 9) for k in ("source_hidden_size", "n_anchors",
+                                                                            "n_train_pairs"))
+    if d is None or n_anchors is None or n_pairs is None:
+        raise PackFormatError(f"{where}: metadata source_hidden_size / n_anchors / n_train_pairs missing or not "
+                              "integers.")
     names, categories = meta.get("direction_names"), meta.get("categories")
     if not isinstance(names, list) or not isinstance(categories, list) or names != ["global", *categories]:
-        raise PackFormatError(f"{where}: direction_names must be ['global', *categories]; got {names!r}.")
+        raise PackFormatError(f"{where}: direction_names must be ['global', *categories]; got {short(names)}.")
     k = len(names)
     expected = {
         "directions": (k, d), "direction_magnitudes": (k,), "projection_stats": (k, len(PROJECTION_STATS_COLUMNS)),
         "anchor_features": (n_anchors, d), "anchor_mean": (d,), "anchor_std": (d,),
-        "train_projections": (k, int(meta.get("n_train_pairs", -1)), 2),
+        "train_projections": (k, n_pairs, 2),
     }
     for name, shape in expected.items():
         tensor = getattr(pack, name)
@@ -211,6 +244,6 @@ def _validate(pack: DirectionPack, where: str) -> None:
         raise PackFormatError(f"{where}: anchor_std must be positive everywhere.")
     norms = pack.directions.norm(dim=1)
     if not torch.allclose(norms, torch.ones_like(norms), atol=1e-3):
-        raise PackFormatError(f"{where}: directions must be unit vectors (norms {norms.tolist()}).")
+        raise PackFormatError(f"{where}: directions must be unit vectors (norms {short(norms.tolist())}).")
     if len(pack.anchor_prompts) != n_anchors:
         raise PackFormatError(f"{where}: {len(pack.anchor_prompts)} anchor prompts for {n_anchors} anchor features.")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PromptDataError
+from .fileformat import parse_json, short
 
 #: The seven I2P harm categories, in the order packs store them.
 I2P_CATEGORIES = ("hate", "harassment", "violence", "self-harm", "sexual", "shocking", "illegal activity")
@@ -39,23 +40,32 @@ class PromptPair:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Parse a JSONL file; errors name the file and line so the user can fix it."""
+    """Parse a JSONL file; errors name the file and line so the user can fix it. Any garbage (not
+    UTF-8, not JSON, nested too deeply, a directory) is a PromptDataError, never another exception."""
     path = Path(path)
     if not path.is_file():
         raise PromptDataError(f"Prompt file not found: {path}. Give the path of a .jsonl file.")
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PromptDataError(f"{path}, line {number}: not valid JSON ({exc.msg}). "
-                                      "Each line must be one JSON object.") from None
-            if not isinstance(record, dict):
-                raise PromptDataError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}.")
-            records.append(record)
+    try:
+        with open(path, "rb") as handle:
+            lines = list(enumerate(handle, start=1))
+    except OSError as exc:
+        raise PromptDataError(f"Cannot read the prompt file {path} ({exc.strerror or exc}).") from None
+    for number, raw in lines:
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise PromptDataError(f"{path}, line {number}: not UTF-8 text. Save the file as UTF-8.") from None
+        if not line.strip():
+            continue
+        try:
+            record = parse_json(line)
+        except ValueError as exc:
+            raise PromptDataError(f"{path}, line {number}: not valid JSON ({exc}). "
+                                  "Each line must be one JSON object.") from None
+        if not isinstance(record, dict):
+            raise PromptDataError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}.")
+        records.append(record)
     if not records:
         raise PromptDataError(f"{path} holds no prompts. Add one JSON object per line.")
     return records
@@ -64,7 +74,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
 def _text(record: dict, key: str, where: str) -> str:
     value = record.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise PromptDataError(f"{where}: '{key}' must be a non-empty string (got {value!r}).")
+        raise PromptDataError(f"{where}: '{key}' must be a non-empty string (got {short(value)}).")
     return value.strip()
 
 
@@ -79,7 +89,7 @@ def parse_pairs(records: list[dict], source: str = "pairs") -> list[PromptPair]:
         category = _text(record, "category", where).lower()
         split = record.get("split", "heldout")
         if split not in SPLITS:
-            raise PromptDataError(f"{where}: split must be one of {SPLITS}, got {split!r}.")
+            raise PromptDataError(f"{where}: split must be one of {SPLITS}, got {short(split)}.")
         pair = PromptPair(category, _text(record, "safe", where), _text(record, "unsafe", where), split)
         if pair.safe == pair.unsafe:
             raise PromptDataError(f"{where}: the safe and unsafe prompts are identical; a pair must differ "

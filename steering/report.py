@@ -15,13 +15,14 @@ class ReportEntry:
     projections: dict[str, float]   # benign-anchor standard deviations; below 0 = unsafe-leaning
     gate: float
     applied: float             # strength x gate (x 0 for rows left alone): the step taken
+    gate_kind: str = ""        # the gate that really ran ("source LLM", "target projection", "none", ...)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def entries_from(reports: dict[str, dict], point: str, prompts: list[str], names: list[str],
-                 direction: str) -> list[ReportEntry]:
+                 direction: str, gate_kind: str = "") -> list[ReportEntry]:
     """ReportEntries from {encoder key: steer_hidden report} for a batch of ``prompts``."""
     entries = []
     for key, report in reports.items():
@@ -30,7 +31,8 @@ def entries_from(reports: dict[str, dict], point: str, prompts: list[str], names
                 break
             entries.append(ReportEntry(point, prompt, key, direction,
                                        {n: round(float(v), 3) for n, v in zip(names, report["projections"][i])},
-                                       round(float(report["gate"][i]), 4), round(float(report["applied"][i]), 4)))
+                                       round(float(report["gate"][i]), 4), round(float(report["applied"][i]), 4),
+                                       gate_kind))
     return entries
 
 
@@ -44,7 +46,7 @@ def format_report(entries: list[ReportEntry], limit: int = 64) -> str:
         prompt = entry.prompt if len(entry.prompt) <= 70 else entry.prompt[:67] + "..."
         worst = min(entry.projections.items(), key=lambda item: item[1]) if entry.projections else ("-", 0.0)
         lines.append(f"- [{entry.point} | {entry.encoder} | {entry.direction}] {prompt!r}: applied {entry.applied:.3f} "
-                     f"(gate {entry.gate:.3f}); most unsafe-leaning: {worst[0]} {worst[1]:+.2f}")
+                     f"(gate {entry.gate:.3f}{', ' + entry.gate_kind if entry.gate_kind else ''}); most unsafe-leaning: {worst[0]} {worst[1]:+.2f}")
         lines.append("    " + ", ".join(f"{n} {v:+.2f}" for n, v in entry.projections.items()))
     if len(entries) > limit:
         lines.append(f"... and {len(entries) - limit} more.")

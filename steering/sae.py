@@ -48,10 +48,10 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
+from .autograd import trains
 from .errors import SafetySteerError
+from .fileformat import CheckedFile, FileKind, as_count, open_checked, parse_json, short, write_atomic
 
 SAE_FORMAT = "safety-steer-sae"
 SAE_SCHEMA_VERSION = 1
@@ -129,7 +129,9 @@ class SparseAutoencoder(torch.nn.Module):
         step, and copying a width-12288 SAE to the GPU each time would cost more than the steer."""
         device = torch.device(device)
         tensors = [getattr(self, name) for name in TENSOR_NAMES]
-        key = tuple((t.device, t.data_ptr(), t._version) for t in tensors)
+        # inference tensors (built under ComfyUI's inference mode) have no version counter; they cannot
+        # be changed outside inference mode either, so their address is their identity
+        key = tuple((t.device, t.data_ptr(), -1 if t.is_inference() else t._version) for t in tensors)
         hit = self._device_cache.get(device)
         if hit is not None and hit[0] == key:
             return hit[1]
@@ -274,6 +276,7 @@ def _check_settings(**settings) -> None:
             raise SAEError(f"{name} must be a positive integer; got {value!r}.")
 
 
+@trains
 def train_sae(activations: torch.Tensor, expansion: int = 4, k: int = 16, epochs: int = 20, batch_size: int = 256,
               lr: float = 1e-3, seed: int = 0, metadata: dict | None = None,
               progress: Progress | None = None) -> SparseAutoencoder:
@@ -382,6 +385,7 @@ def _resample_dead(dead, x_n, W_enc, b_enc, W_dec_t, b_dec, k, optimiser, genera
     return int(dead_index.numel())
 
 
+@trains
 def adapt_decoder(sae: SparseAutoencoder, activations: torch.Tensor, epochs: int = 10, batch_size: int = 256,
                   lr: float = 1e-3, seed: int = 0, progress: Progress | None = None) -> SparseAutoencoder:
     """A new SAE for a target domain: the encoder (``W_enc``, ``b_enc``, input normalisation) is the
@@ -436,8 +440,53 @@ def adapt_decoder(sae: SparseAutoencoder, activations: torch.Tensor, epochs: int
 
 
 # -- files ----------------------------------------------------------------------------------------
+SAE_KIND = FileKind(
+    name="Safety Steer SAE", marker=SAE_FORMAT, schema_version=SAE_SCHEMA_VERSION, oldest_version=1, error=SAEError,
+    fix="Retrain it with Safety Steer, or re-download it.",
+    obtain="Choose an SAE file written by Safety Steer (not a model checkpoint or a direction pack).")
+
+
+def sae_tensor_shapes(d_in: int, width: int) -> dict[str, tuple[int, ...]]:
+    """The shape of every SAE tensor for these sizes (what a file's header must show)."""
+    return {"W_enc": (width, d_in), "b_enc": (width,), "W_dec": (d_in, width), "b_dec": (d_in,),
+            "input_mean": (d_in,), "input_scale": ()}
+
+
+def check_sae_header(checked: CheckedFile, prefix: str, sizes: dict, owner: str = "") -> tuple[int, int, int]:
+    """(d_in, width, k) declared in ``sizes``, believed only once the header's shapes of the tensors
+    ``prefix + name`` match them: a file cannot make a reader allocate more than its own bytes.
+    ``owner`` starts the messages ("the double.4 SAE's " in a bundle)."""
+    counts = {name: as_count(sizes.get(name), low=1) for name in ("d_in", "width", "k")}
+    if None in counts.values():
+        raise checked.refuse(f"{owner}d_in, width and k must be positive integers; got "
+                             f"{', '.join(f'{n}={short(sizes.get(n), 20)}' for n in counts)}")
+    d_in, width, k = counts["d_in"], counts["width"], counts["k"]
+    if k > width:
+        raise checked.refuse(f"{owner}k={k} exceeds the width {width}")
+    for name, shape in sae_tensor_shapes(d_in, width).items():
+        checked.expect(prefix + name, shape)
+    return d_in, width, k
+
+
+def sae_from_tensors(tensors: dict[str, torch.Tensor], prefix: str, d_in: int, width: int, k: int, metadata: dict,
+                     where: str) -> SparseAutoencoder:
+    """A validated, frozen SAE holding ``tensors[prefix + name]`` themselves (no copy). The module is
+    made on the meta device (its zeros would double the memory) and outside inference mode (ComfyUI
+    runs loaders inside it; a sampler hook later reads the tensors' version counters)."""
+    with torch.inference_mode(False):
+        with torch.device("meta"):
+            sae = SparseAutoencoder(d_in, width, k, metadata=metadata)
+        for name in TENSOR_NAMES:   # assign (not copy_): validate_sae reports wrong shapes by name
+            if name in sae._parameters:
+                sae._parameters[name] = torch.nn.Parameter(tensors[prefix + name], requires_grad=False)
+            else:
+                sae._buffers[name] = tensors[prefix + name]
+        validate_sae(sae, where)
+    return sae.eval().requires_grad_(False)
+
+
 def save_sae(sae: SparseAutoencoder, path: str | Path) -> Path:
-    """Validate, then write one ``.safetensors`` file (atomic: written beside, then renamed)."""
+    """Validate, then write one ``.safetensors`` file (atomic, with a content checksum)."""
     path = Path(path)
     if path.suffix != SAE_EXTENSION:
         raise SAEError(f"SAE files must end in {SAE_EXTENSION}; got {path.name}.")
@@ -449,11 +498,7 @@ def save_sae(sae: SparseAutoencoder, path: str | Path) -> Path:
     header = {"format": SAE_FORMAT, "schema_version": str(SAE_SCHEMA_VERSION), "d_in": str(sae.d_in),
               "width": str(sae.width), "k": str(sae.k), "metadata": meta_json}
     tensors = {name: getattr(sae, name).detach().to("cpu", torch.float32).contiguous() for name in TENSOR_NAMES}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata=header)
-    partial.replace(path)
-    return path
+    return write_atomic(tensors, path, header, checksum=True)
 
 
 def load_sae(path: str | Path) -> SparseAutoencoder:
@@ -465,45 +510,21 @@ def load_sae(path: str | Path) -> SparseAutoencoder:
         raise SAEError(f"{path.name} is not a .safetensors file. Safety Steer only loads SAEs in safetensors format "
                        "(pickled .pt/.ckpt/.bin files are refused unopened: they can run code). Train one with "
                        "Safety Steer's SAE training, which writes safetensors.")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-            names = set(handle.keys())
-            tensors = {name: handle.get_tensor(name) for name in TENSOR_NAMES if name in names}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise SAEError(f"{path.name} is not a readable safetensors file ({exc}). It may be truncated or another kind "
-                       "of file; retrain or re-download it.") from None
-    if header.get("format") != SAE_FORMAT:
-        raise SAEError(f"{path.name} is a safetensors file but not a Safety Steer SAE (no format={SAE_FORMAT!r} in its "
-                       f"metadata; it holds {len(names)} tensors, e.g. a model checkpoint or a direction pack). Choose "
-                       "an SAE file written by Safety Steer.")
-    try:
-        version = int(header.get("schema_version", ""))
-    except ValueError:
-        raise SAEError(f"{path.name}: schema_version {header.get('schema_version')!r} is not an integer.") from None
-    if version > SAE_SCHEMA_VERSION:
-        raise SAEError(f"{path.name} uses SAE schema {version}, newer than this Safety Steer reads "
-                       f"({SAE_SCHEMA_VERSION}). Update the Safety Steer node pack.")
-    missing = [name for name in TENSOR_NAMES if name not in tensors]
+    checked = open_checked(path, SAE_KIND)
+    header = checked.metadata
+    missing = [name for name in TENSOR_NAMES if checked.info(name) is None]
     missing_meta = [key for key in ("d_in", "width", "k", "metadata") if key not in header]
     if missing or missing_meta:
         raise SAEError(f"{path.name} is an incomplete SAE file: missing tensors {missing}, missing metadata "
                        f"{missing_meta}. Retrain it.")
     try:
-        d_in, width, k = int(header["d_in"]), int(header["width"]), int(header["k"])
-        metadata = json.loads(header["metadata"])
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise SAEError(f"{path.name}: metadata d_in/width/k must be integers and metadata valid JSON ({exc}).") from None
+        metadata = parse_json(header["metadata"])
+    except ValueError as exc:
+        raise SAEError(f"{path.name}: the 'metadata' entry is not valid JSON ({exc}). {SAE_KIND.fix}") from None
     if not isinstance(metadata, dict):
-        raise SAEError(f"{path.name}: the 'metadata' entry must be a JSON object.")
-    sae = SparseAutoencoder(d_in, width, k, metadata=metadata)
-    for name, tensor in tensors.items():   # assign (not copy_): validate_sae reports wrong shapes by name
-        if name in sae._parameters:
-            sae._parameters[name] = torch.nn.Parameter(tensor, requires_grad=False)
-        else:
-            sae._buffers[name] = tensor
-    validate_sae(sae, path.name)
-    return sae.eval().requires_grad_(False)
+        raise SAEError(f"{path.name}: the 'metadata' entry must be a JSON object. {SAE_KIND.fix}")
+    d_in, width, k = check_sae_header(checked, "", header)
+    return sae_from_tensors(checked.load(TENSOR_NAMES), "", d_in, width, k, metadata, path.name)
 
 
 # -- use ------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ empty feature set returns ``x`` itself: a patch at strength 0 is exactly no patc
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +111,9 @@ def _steer(x: torch.Tensor, sae: SparseAutoencoder, features: HarmfulFeatures, a
     if not x.is_floating_point():
         raise SAEError(f"{mode}: activations must be a floating-point tensor; got {x.dtype}.")
     amount = float(amount)
+    if not math.isfinite(amount) or amount < 0:
+        raise SAEError(f"{mode}: strength must be a finite number >= 0; got {amount!r} (a negative one would "
+                       "add harmful features instead of removing them).")
     if amount == 0 or len(features) == 0 or x.numel() == 0:
         return x
     w = sae.weights_on(x.device)

@@ -112,17 +112,97 @@ def _folder_weights_hash(folder: Path) -> str:
 
 
 def _from_gguf(path: Path, name: str, display: str, cache_dir: Path) -> LoadedModel:
+    """Load a GGUF through its cached float copy. A damaged copy (truncated or unreadable files, NaN
+    weights) is logged and rebuilt; an unwritable cache costs the cache, not the load."""
+    import logging
+    import tempfile
+
+    from .errors import FileWriteError
+
+    log = logging.getLogger(__name__)
     weights_sha = sha256_file(path)
     float_copy = cache_dir / "float" / f"{path.stem}-{weights_sha[:16]}"
-    if not (float_copy / "model.safetensors").is_file():
+    problem = _float_copy_problem(float_copy)
+    if problem is None:
+        try:
+            return _load_float_copy(float_copy, name, display, weights_sha)
+        except SourceModelError as exc:
+            problem = str(exc)
+    if float_copy.exists():
+        log.warning("Safety Steer: the cached float copy %s cannot be used (%s); converting %s again.",
+                    float_copy, problem[:300], path.name)
+        _discard_folder(float_copy)
+    try:
         _write_float_copy(path, float_copy)
-    return _from_folder_or_hub(str(float_copy), name, display, weights_sha256=weights_sha)
+    except FileWriteError as exc:
+        log.warning("Safety Steer: %s; converting %s into a temporary folder for this load only.", exc, path.name)
+        with tempfile.TemporaryDirectory(prefix="safety-steer-float-") as scratch:
+            folder = Path(scratch) / float_copy.name
+            _write_float_copy(path, folder)
+            return _load_float_copy(folder, name, display, weights_sha)
+    return _load_float_copy(float_copy, name, display, weights_sha)
+
+
+def _load_float_copy(folder: Path, name: str, display: str, weights_sha: str) -> LoadedModel:
+    """``_from_folder_or_hub`` that refuses NaN or Inf weights: a damaged copy must not steer with NaN."""
+    loaded = _from_folder_or_hub(str(folder), name, display, weights_sha256=weights_sha)
+    if not all(bool(torch.isfinite(w).all()) for w in loaded.model.state_dict().values() if w.is_floating_point()):
+        raise SourceModelError(f"The float copy {folder} of {name!r} holds NaN or Inf weights; if this persists "
+                               "after it is rebuilt, the GGUF file itself is damaged: re-download or reinstall it.")
+    return loaded
+
+
+def _discard_folder(folder: Path) -> None:
+    """Move a folder aside under a name of our own, then delete it: a concurrent writer never sees it
+    half deleted under the real name."""
+    import shutil
+
+    from .fileformat import temporary_sibling
+
+    doomed = temporary_sibling(folder, ".damaged")
+    try:
+        os.rename(folder, doomed)
+    except OSError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _float_copy_problem(folder: Path) -> str | None:
+    """Why a cached float copy cannot be used (None: it can): missing, a JSON file that does not parse
+    (cut short), or a model.safetensors whose header does not match its size (truncated)."""
+    from .errors import FileFormatError
+    from .fileformat import parse_json, read_header
+
+    if not folder.is_dir():
+        return "missing"
+    for required in ("config.json", "model.safetensors"):
+        if not (folder / required).is_file():
+            return f"{required} is missing"
+    for file in sorted(folder.glob("*.json")):
+        try:
+            parse_json(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            return f"{file.name} is unreadable ({str(exc)[:100]})"
+    try:
+        if not read_header(folder / "model.safetensors").tensors:
+            return "model.safetensors holds no tensors"
+    except FileFormatError as exc:
+        return str(exc)
+    return None
 
 
 def _write_float_copy(gguf_path: Path, out_dir: Path) -> None:
-    """Dequantise a GGUF once and keep a float32 copy (atomic: written aside, then renamed)."""
+    """Dequantise a GGUF once and keep a float32 copy: written into a folder unique to this writer
+    (pid + random), then renamed, so a crash leaves no half copy and two processes never write into
+    the same folder. If another writer installed a valid copy first, theirs is kept."""
+    import shutil
+
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .errors import FileWriteError
+    from .fileformat import temporary_sibling
 
     folder, file = str(gguf_path.parent), gguf_path.name
     try:
@@ -130,34 +210,50 @@ def _write_float_copy(gguf_path: Path, out_dir: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
     except Exception as exc:  # transformers raises many types for unsupported GGUF archs
         raise SourceModelError(f"Could not read GGUF {gguf_path}: {exc}") from exc
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
-    # Clone every entry so tied weights (embeddings / lm_head) are both written explicitly.
-    state = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    config = model.config.to_dict()
-    config.pop("quantization_config", None)
-    config["architectures"] = [type(model).__name__]
-    (tmp / "config.json").write_text(json.dumps(config, indent=1))
-    tokenizer.save_pretrained(str(tmp))
+    scratch = temporary_sibling(out_dir)
+    try:
+        scratch.mkdir(parents=True)
+        # Clone every entry so tied weights (embeddings / lm_head) are both written explicitly.
+        state = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(scratch / "model.safetensors"), metadata={"format": "pt"})
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        config["architectures"] = [type(model).__name__]
+        (scratch / "config.json").write_text(json.dumps(config, indent=1))
+        tokenizer.save_pretrained(str(scratch))
+        _install_float_copy(scratch, out_dir)
+    except (OSError, SafetensorError) as exc:
+        raise FileWriteError(f"Cannot write the float copy {out_dir} ({exc})") from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _install_float_copy(scratch: Path, out_dir: Path) -> None:
+    """Rename a finished copy into place; a damaged copy there is moved aside first, a valid one
+    (another writer won the race) is kept."""
     if out_dir.exists():
-        import shutil
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+        if _float_copy_problem(out_dir) is None:
+            return
+        _discard_folder(out_dir)
+    try:
+        os.rename(scratch, out_dir)
+    except OSError:
+        if _float_copy_problem(out_dir) is not None:
+            raise
 
 
 def _from_folder_or_hub(location: str, name: str, display: str, weights_sha256: str | None) -> LoadedModel:
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     try:
-        config = AutoConfig.from_pretrained(location)
+        config = AutoConfig.from_pretrained(location, trust_remote_code=False)
         is_decoder = bool(getattr(config, "is_decoder", False)) or any(
             a.endswith("ForCausalLM") for a in (config.architectures or []))
         loader = AutoModelForCausalLM if is_decoder else AutoModel
-        model = loader.from_pretrained(location, dtype=torch.float32)
+        model = loader.from_pretrained(location, dtype=torch.float32, trust_remote_code=False)
         if is_decoder:
             model = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
-        tokenizer = AutoTokenizer.from_pretrained(location)
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
     except OSError as exc:
         raise SourceModelError(f"Could not load model {name!r} from {location}: {exc}") from exc
     model.eval()

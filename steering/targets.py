@@ -42,12 +42,12 @@ def pack_source_encoder(pack, progress=None):
     """The pack's own source LLM as an encoder at the pack's layer and pooling, or None when the
     model the pack names (``source_ref``) cannot be loaded here."""
     from .errors import SourceModelError
-    from .sources import load_text_model
+    from .source_models import load_source
     ref = pack.metadata.get("source_ref")
     if not ref:
         return None
     try:
-        model = load_text_model(ref, allow_hub=False)
+        model = load_source(ref, pack.metadata.get("source_weights_sha256"))
     except SourceModelError as exc:
         if progress:
             progress(f"source model {ref!r} not available here ({exc}); the source-detector gate is skipped")
