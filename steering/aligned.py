@@ -169,7 +169,8 @@ def _check_layout(checked: CheckedFile, meta: dict) -> tuple[list[str], list[str
     if gate is not None:
         ok = isinstance(gate, dict) and isinstance(gate.get("source_ref"), str) \
             and isinstance(gate.get("pooling"), str) and as_count(gate.get("layer"), high=10 ** 6) is not None \
-            and is_number(gate.get("threshold")) and is_number(gate.get("temperature"))
+            and is_number(gate.get("threshold")) and is_number(gate.get("temperature")) \
+            and isinstance(gate.get("weights_sha256", ""), (str, type(None)))
         if not ok:
             raise checked.refuse(f"its source_gate settings are malformed: {short(gate)}")
     if MIXED in names:

@@ -146,7 +146,8 @@ def _header_from_bytes(raw: bytes, data_size: int) -> Header:
         raise _Refused(f"its header is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise _Refused("its header is not a JSON object")
-    metadata = document.pop("__metadata__", None) or {}
+    metadata = document.pop("__metadata__", None)
+    metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise _Refused("its __metadata__ is not a map of strings")
     tensors = {}

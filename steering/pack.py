@@ -162,8 +162,16 @@ def load_pack(path: str | Path) -> DirectionPack:
     return pack
 
 
+#: Metadata that code reads back as integers (``int(meta["layer"])``...).
+_INTEGER_KEYS = ("source_hidden_size", "source_num_layers", "layer", "n_train_pairs", "n_anchors")
+
+
 def _check_metadata_types(meta: dict, where: str) -> None:
-    """JSON metadata of the types the nodes index into (a damaged file must fail here, not in a node)."""
+    """Metadata of the types the nodes read (a damaged file must fail here, not in a node)."""
+    not_integers = [k for k in _INTEGER_KEYS if as_count(meta.get(k), high=10 ** 9) is None]
+    if not_integers:
+        raise PackFormatError(f"{where}: metadata {', '.join(not_integers)} must be non-negative integers. "
+                              f"{PACK_KIND.fix}")
     expected = {"categories": (list, str), "direction_names": (list, str), "heldout_auroc": (dict, float),
                 "heldout_auroc_global_by_category": (dict, float), "layer_sweep_layers": (list, int)}
     for key, (container, item) in expected.items():
@@ -177,6 +185,10 @@ def _check_metadata_types(meta: dict, where: str) -> None:
         if not ok:
             raise PackFormatError(f"{where}: metadata {key!r} must be a JSON {container.__name__} of "
                                   f"{item.__name__} values; got {short(value)}. {PACK_KIND.fix}")
+    names, categories = meta.get("direction_names"), meta.get("categories")
+    if names != ["global", *categories] or len(set(names)) != len(names):
+        raise PackFormatError(f"{where}: direction_names must be ['global', *categories] without repeats; got "
+                              f"{short(names)}. {PACK_KIND.fix}")
 
 
 def _check_header_shapes(checked, meta: dict) -> None:

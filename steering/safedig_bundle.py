@@ -80,13 +80,14 @@ def load_bundle(path: str | Path) -> SafeDIGBundle:
     _check_metadata(checked, positions, meta)
     sizes = {position: check_sae_header(checked, f"{position}/", info, f"the {position} SAE's ")
              for position, info in positions.items()}
-    tensors = checked.load([f"{position}/{name}" for position in positions for name in TENSOR_NAMES])
-    saes, features = {}, {}
-    for position, info in positions.items():
-        d_in, width, k = sizes[position]
-        saes[position] = sae_from_tensors(tensors, f"{position}/", d_in, width, k, info["sae"],
-                                          f"{path.name} ({position})")
-        features[position] = _features(checked, position, info["features"], width)
+    with torch.inference_mode(False):   # ordinary tensors even when ComfyUI loads inside inference mode
+        tensors = checked.load([f"{position}/{name}" for position in positions for name in TENSOR_NAMES])
+        saes, features = {}, {}
+        for position, info in positions.items():
+            d_in, width, k = sizes[position]
+            saes[position] = sae_from_tensors(tensors, f"{position}/", d_in, width, k, info["sae"],
+                                              f"{path.name} ({position})")
+            features[position] = _features(checked, position, info["features"], width)
     return SafeDIGBundle(saes=saes, features=features, metadata=meta)
 
 

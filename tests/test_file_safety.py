@@ -21,14 +21,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from safety_steer.steering import sources
-from safety_steer.steering.aligned import load_aligned
+from safety_steer.steering.aligned import align_pack, anchor_subset, load_aligned, save_aligned
 from safety_steer.steering.errors import FileWriteError
 from safety_steer.steering.fileformat import (CHECKSUM_KEY, read_header, reserve_numbered, temporary_sibling,
                                                write_atomic)
-from safety_steer.steering.pack import DEFAULT_PACK_PATH
+from safety_steer.steering.pack import DEFAULT_PACK_PATH, load_pack
 from safety_steer.steering.safedig import HarmfulFeatures
 from safety_steer.steering.safedig_bundle import SafeDIGBundle, load_bundle, save_bundle
-from safety_steer.steering.sae import SAEError, SparseAutoencoder, train_sae
+from safety_steer.steering.sae import SAEError, SparseAutoencoder, load_sae, save_sae, train_sae
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -147,6 +147,28 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path
     blocked.write_text("a file where a folder should be")
     with pytest.raises(FileWriteError, match="blocked"):
         write_atomic({"x": torch.ones(3)}, blocked / "new.safetensors")
+
+
+def test_readers_return_ordinary_tensors_inside_inference_mode(tmp_path, tiny_bundle):
+    """ComfyUI runs loaders inside torch.inference_mode(); a sampler hook later reads the tensors'
+    version counters, which inference tensors lack."""
+    pack = load_pack(DEFAULT_PACK_PATH)
+    index = anchor_subset(len(pack.anchor_prompts), 24)
+    features = {"l": torch.randn(len(index), 6, generator=torch.Generator().manual_seed(0))}
+    save_aligned(align_pack(pack, features, "ridge", anchor_index=index), tmp_path / "aligned.safetensors")
+    save_sae(tiny_bundle.saes["double.0"], tmp_path / "sae.safetensors")
+    save_bundle(tiny_bundle, tmp_path / "bundle.safetensors")
+    with torch.inference_mode():
+        loaded_pack = load_pack(DEFAULT_PACK_PATH)
+        aligned = load_aligned(tmp_path / "aligned.safetensors")
+        sae = load_sae(tmp_path / "sae.safetensors")
+        bundle = load_bundle(tmp_path / "bundle.safetensors")
+    tensors = [loaded_pack.directions, loaded_pack.anchor_features, *aligned.encoders["l"].__dict__.values(),
+               aligned.source_gate.directions, *sae.state_dict().values(),
+               *bundle.saes["double.0"].state_dict().values(), bundle.features["double.0"].indices]
+    tensors = [t for t in tensors if torch.is_tensor(t)]
+    assert len(tensors) > 15 and not any(t.is_inference() for t in tensors)
+    assert all(isinstance(t._version, int) for t in tensors)
 
 
 # -- damaged and unwritable alignment caches -----------------------------------------------------------
