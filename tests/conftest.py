@@ -47,11 +47,71 @@ class _ServerStub:
         pass
 
 
+class _AnyType(str):
+    """ComfyUI's convention for a socket that takes (or gives) every type."""
+
+    def __ne__(self, other):
+        return False
+
+
+_OBJECTS: dict[str, object] = {}
+_CAPTURED: dict[str, object] = {}
+
+
+class ObjectForTest:
+    """Test-only source node: hands a Python object (a CLIP, MODEL, conditioning...) built by the
+    test to the graph, so a node under test gets it through the executor's own wiring."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"key": ("STRING", {"default": ""})}}
+    RETURN_TYPES = (_AnyType("*"),)
+    FUNCTION = "give"
+    CATEGORY = "testing"
+
+    @classmethod
+    def IS_CHANGED(cls, key):
+        return float("nan")
+
+    def give(self, key):
+        return (_OBJECTS[key],)
+
+
+class CaptureForTest:
+    """Test-only output node: keeps whatever reaches it, so tests read node outputs by key."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": (_AnyType("*"),), "key": ("STRING", {"default": "out"})}}
+    RETURN_TYPES = ()
+    FUNCTION = "capture"
+    OUTPUT_NODE = True
+    CATEGORY = "testing"
+
+    def capture(self, value, key):
+        _CAPTURED[key] = value
+        return {}
+
+
+def _exception_class(name: str) -> type:
+    """The class ComfyUI reported by name (module.Class, or a builtin), RuntimeError if unknown."""
+    import builtins
+    import importlib
+    module, _, attribute = name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module) if module else builtins, attribute)
+    except (ImportError, AttributeError, ValueError):
+        return RuntimeError
+    return found if isinstance(found, type) and issubclass(found, BaseException) else RuntimeError
+
+
 class InProcessComfy:
     """Validate and execute API-format prompts exactly as the server would."""
 
     def __init__(self, base: Path):
+        import nodes
         self.base = base
+        nodes.NODE_CLASS_MAPPINGS.update({"ObjectForTest": ObjectForTest, "CaptureForTest": CaptureForTest})
 
     @property
     def node_classes(self) -> dict:
@@ -71,9 +131,41 @@ class InProcessComfy:
         executor = execution.PromptExecutor(_ServerStub(), execution.CacheType.CLASSIC, {"lru": 0, "ram": 0})
         executor.execute(prompt, str(uuid.uuid4()), {}, valid[2])
         if not executor.success:
-            errors = [m for m in executor.status_messages if m[0] == "execution_error"]
-            raise RuntimeError(f"execution failed: {errors}")
+            errors = [m[1] for m in executor.status_messages if m[0] == "execution_error"]
+            message = errors[0].get("exception_message", "") if errors else ""
+            kind = _exception_class(errors[0].get("exception_type", "")) if errors else RuntimeError
+            raise (ValueError if issubclass(kind, ValueError) else RuntimeError)(f"execution failed: {message} {errors}")
         return {node: out.get("output", out) for node, out in executor.history_result["outputs"].items()}
+
+    def run_capturing(self, prompt: dict) -> dict:
+        """Run a prompt; return {key: value} of everything its CaptureForTest nodes received."""
+        _CAPTURED.clear()
+        self.run(prompt)
+        return dict(_CAPTURED)
+
+    def node(self, class_type: str, **inputs) -> tuple:
+        """Run one node through the executor (validation, inference mode, progress, interruption)
+        and return all of its outputs. Objects that a JSON prompt cannot carry (a CLIP, a MODEL, a
+        conditioning, an aligned direction) reach it through an ObjectForTest node."""
+        _OBJECTS.clear()
+        _CAPTURED.clear()
+        prompt, wired = {}, {}
+        for name, value in inputs.items():
+            if value is None or isinstance(value, (bool, int, float, str)):
+                wired[name] = value
+            else:
+                key = f"{name}-{len(_OBJECTS)}"
+                _OBJECTS[key] = value
+                prompt[f"object {name}"] = {"class_type": "ObjectForTest", "inputs": {"key": key}}
+                wired[name] = [f"object {name}", 0]
+        prompt["node"] = {"class_type": class_type, "inputs": wired}
+        outputs = self.node_classes[class_type].RETURN_TYPES
+        for slot in range(len(outputs)):
+            prompt[f"capture {slot}"] = {"class_type": "CaptureForTest", "inputs": {"value": ["node", slot],
+                                                                                    "key": str(slot)}}
+        ran = self.run(prompt)
+        self.last_ui = ran.get("node", {})
+        return tuple(_CAPTURED[str(slot)] for slot in range(len(outputs)))
 
 
 def _free_port() -> int:

@@ -89,7 +89,7 @@ def test_node_rejects_an_already_aligned_direction(comfy, tiny_clip_node, tmp_pa
     graph["5"] = {"class_type": "FitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["3", 0],
                                                                      "method": "ridge", "anchors": 40}}
     graph["6"] = {"class_type": "SafetyDirectionInfo", "inputs": {"direction": ["5", 0]}}
-    with pytest.raises(RuntimeError, match="already aligned"):
+    with pytest.raises(ValueError, match="already aligned"):
         comfy.run(graph)
 
 

@@ -4,7 +4,7 @@ Each case is an API-format prompt graph run by `PromptExecutor` (inference mode,
 progress, interruption: what a user's `/prompt` gets), on tiny random-weight models built from
 ComfyUI's own classes. Coverage is read off the graphs themselves: `test_matrix_covers_every_node
 _and_option` fails when a node class of the pack, or one option of one of its combos, appears in
-no case. Results leave the graph through a test-only output node, `CaptureForTest`.
+no case. Results leave the graph through the test-only output node `CaptureForTest` (conftest).
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ ANCHORS = 40
 SAFEDIG_SMALL = {"candidates": 3, "keep": 2, "pairs_per_category": 2, "anchors": 6, "expansion": 2, "k": 8, "epochs": 2,
                  "learning_rate": 3e-3, "harmful_features": 8, "noise_level": 0.5, "seed": 0}
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-CAPTURED: dict[str, object] = {}
 RUN_GRAPHS: list[dict] = []
 
 
@@ -38,34 +37,12 @@ def run(comfy, tiny_clip_node, tiny_model_node, tmp_path_factory):
     graph for the coverage check. Alignment caches go to a folder of this module's own."""
     import os
 
-    import nodes
-
-    class AnyType(str):
-        def __ne__(self, other):          # ComfyUI's convention for an input that takes every type
-            return False
-
-    class CaptureForTest:
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {"value": (AnyType("*"),), "key": ("STRING", {"default": "out"})}}
-        RETURN_TYPES = ()
-        FUNCTION = "capture"
-        OUTPUT_NODE = True
-        CATEGORY = "testing"
-
-        def capture(self, value, key):
-            CAPTURED[key] = value
-            return {}
-
-    nodes.NODE_CLASS_MAPPINGS["CaptureForTest"] = CaptureForTest
     previous = os.environ.get("SAFETY_STEER_DATA")
     os.environ["SAFETY_STEER_DATA"] = str(tmp_path_factory.mktemp("matrix_data"))
 
     def execute(graph: dict) -> dict:
-        CAPTURED.clear()
         RUN_GRAPHS.append(graph)
-        comfy.run(graph)
-        return dict(CAPTURED)
+        return comfy.run_capturing(graph)
 
     yield execute
     if previous is None:

@@ -32,7 +32,7 @@ def kit(comfy):
         if name not in built:
             built[name] = tiny_models().build_clip(name), tiny_models().build_model(name)
         return built[name]
-    return classes, pack, family
+    return comfy, pack, family
 
 
 def latent(name):
@@ -52,14 +52,14 @@ def sample(model, clip, lat, cfg=2.0):
     return nodes.common_ksampler(model, 5, 2, cfg, "euler", "normal", encode(clip, UNSAFE), encode(clip, ""), lat)[0]["samples"]
 
 
-def train(classes, pack, clip, model, name, positions="auto", prefix="safedig_test"):
-    return classes["TrainSafetySAE"].execute(model, clip, pack, latent(name), positions, **SMALL,
-                                             filename_prefix=prefix).result
+def train(comfy, pack, clip, model, name, positions="auto", prefix="safedig_test"):
+    return comfy.node("TrainSafetySAE", model=model, clip=clip, direction=pack, latent=latent(name), positions=positions,
+                      **SMALL, filename_prefix=prefix)
 
 
-def apply(classes, model, bundle, operation="repel", strength=1.0, **options):
+def apply(comfy, model, bundle, operation="repel", strength=1.0, **options):
     settings = {"start_percent": 0.0, "end_percent": 1.0, "apply_to": "positive", **options}
-    return classes["ApplySafeDIG"].execute(model, bundle, operation, strength, **settings).result[0]
+    return comfy.node("ApplySafeDIG", model=model, safedig=bundle, operation=operation, strength=strength, **settings)[0]
 
 
 def test_train_route_save_load_and_apply_on_flux(kit, comfy):
@@ -70,7 +70,9 @@ def test_train_route_save_load_and_apply_on_flux(kit, comfy):
     assert len(bundle.metadata["routing"]) == 4                     # every candidate scored, two kept
     saved = sorted((comfy.base / "models" / "safety_saes").glob("safedig_test_*.safetensors"))
     assert saved
-    listed = classes["LoadSafetySAE"].execute(saved[-1].name).result[0]
+    import folder_paths
+    folder_paths.filename_list_cache.clear()
+    listed = classes.node("LoadSafetySAE", bundle=saved[-1].name)[0]
     assert listed.positions == bundle.positions
     for position in bundle.positions:
         for key, value in bundle.saes[position].state_dict().items():
@@ -108,9 +110,10 @@ def test_stacks_with_cross_model_steer_and_another_packs_block_patch(kit, tmp_pa
     calls.clear()
     assert torch.equal(sample(other, clip, lat), other_only) and calls   # and `other` itself is unchanged
     monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
-    aligned = classes["FitCrossModelAlignment"].execute(clip, pack, "ridge", 40).result[0]
-    steered = classes["ApplySafetySteerModel"].execute(both, aligned, 2.0, "auto", "add", "none", -1.0, 0.0, 1.0,
-                                                       "positive").result[0]
+    (aligned,) = classes.node("FitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=40)
+    (steered,) = classes.node("ApplySafetySteerModel", model=both, aligned_direction=aligned, strength=2.0,
+                              direction="auto", mode="add", gate="none", gate_threshold=-1.0, start_percent=0.0,
+                              end_percent=1.0, apply_to="positive")
     assert not torch.equal(sample(steered, clip, lat), stacked)
     twice = apply(classes, both, bundle, "blend", 1.0)
     assert not torch.equal(sample(twice, clip, lat), stacked)
@@ -152,8 +155,9 @@ def test_adapting_the_decoder_to_another_checkpoint_keeps_the_encoder(kit):
     clip, model = family("flux")
     bundle, _ = train(classes, pack, clip, model, "flux", positions="double.0.txt,single.0")
     finetune = tiny_models().build_model("flux", seed=7)
-    adapted, report = classes["AdaptSafetySAEDecoder"].execute(finetune, clip, bundle, pack, latent("flux"), 8, 3, 0.5, 0,
-                                                                "safedig_adapted_test").result
+    adapted, report = classes.node("AdaptSafetySAEDecoder", model=finetune, clip=clip, safedig=bundle, direction=pack,
+                                   latent=latent("flux"), anchors=8, epochs=3, noise_level=0.5, seed=0,
+                                   filename_prefix="safedig_adapted_test")
     assert "adapted decoder" in report
     for position in bundle.positions:
         source, target = bundle.saes[position], adapted.saes[position]

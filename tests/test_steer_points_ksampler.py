@@ -36,11 +36,11 @@ def kit(comfy, tmp_path_factory):
     def family(name: str):
         if name not in cache:
             clip, model = tiny_models().build_clip(name), tiny_models().build_model(name)
-            aligned = classes["FitCrossModelAlignment"].execute(clip, pack, "ridge", 40).result[0]
+            (aligned,) = comfy.node("FitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=40)
             cache[name] = clip, model, aligned
         return cache[name]
 
-    yield classes, pack, family
+    yield comfy, pack, family
     if previous is None:
         os.environ.pop("SAFETY_STEER_DATA", None)
     else:
@@ -66,20 +66,21 @@ def sample(model, positive, negative, lat, cfg=2.0, steps=2):
     return nodes.common_ksampler(model, 7, steps, cfg, "euler", "normal", positive, negative, lat)[0]["samples"]
 
 
-def steer_model(classes, model, aligned, strength, **options):
+def steer_model(comfy, model, aligned, strength, **options):
     settings = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0,
                 "start_percent": 0.0, "end_percent": 1.0, "apply_to": "positive", **options}
-    return classes["ApplySafetySteerModel"].execute(model, aligned, strength, **settings).result[0]
+    return comfy.node("ApplySafetySteerModel", model=model, aligned_direction=aligned, strength=strength, **settings)[0]
 
 
-def steer_conditioning(classes, conditioning, aligned, strength, **options):
+def steer_conditioning(comfy, conditioning, aligned, strength, **options):
     settings = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0, **options}
-    return classes["ApplySafetySteerConditioning"].execute(conditioning, aligned, strength, **settings).result
+    return comfy.node("ApplySafetySteerConditioning", conditioning=conditioning, aligned_direction=aligned,
+                      strength=strength, **settings)
 
 
-def steer_clip(classes, clip, aligned, strength, **options):
+def steer_clip(comfy, clip, aligned, strength, **options):
     settings = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0, **options}
-    return classes["ApplySafetySteerCLIP"].execute(clip, aligned, strength, **settings).result[0]
+    return comfy.node("ApplySafetySteerCLIP", clip=clip, aligned_direction=aligned, strength=strength, **settings)[0]
 
 
 def patch_state(model):
@@ -187,12 +188,12 @@ def test_report_node_reads_conditioning_and_model(kit):
     clip, model, aligned = family("sd15")
     steered_clip = steer_clip(classes, clip, aligned, 2.0)
     positive = encode(steered_clip, UNSAFE)
-    text = classes["SafetySteerReport"].execute(conditioning=positive).result[0]
+    (text,) = classes.node("SafetySteerReport", conditioning=positive)
     assert "text encoder" in text and "applied 2.000" in text and "violence" in text and UNSAFE[:30] in text
     steered = steer_model(classes, model, aligned, 2.0)
-    assert "no steer yet" in classes["SafetySteerReport"].execute(model=steered).result[0]
+    assert "no steer yet" in classes.node("SafetySteerReport", model=steered)[0]
     sample(steered, encode(clip, UNSAFE), encode(clip, ""), latent("sd15"))
-    text = classes["SafetySteerReport"].execute(model=steered).result[0]
+    (text,) = classes.node("SafetySteerReport", model=steered)
     assert "over 2 step(s)" in text and "'positive 1': applied 2.000" in text
     assert "'negative 1': applied 0.000" in text          # the negative prompt is left alone by default
 
