@@ -3,7 +3,7 @@ PY := .venv/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8188
 
-.PHONY: setup run test bench pack clean
+.PHONY: setup run test lint bench pack clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,9 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 bench: setup
 	$(PY) -m safety_steer.cli bench extraction

@@ -44,7 +44,7 @@ def cmd_build_pack(args) -> int:
     from tqdm import tqdm
 
     from .steering import build_pack, save_pack
-    from .steering.build import report_json
+    from .steering.extraction.build import report_json
     bar = tqdm(total=None, unit="prompt", desc="encoding prompts")
 
     def progress(done: int, total: int) -> None:
@@ -78,8 +78,8 @@ def cmd_serve(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .steering import load_pairs, load_text_model
-    from .steering.evaluation import evaluate_transfer, exclude_training_pairs, resolve_pack
-    from .steering.targets import pack_source_encoder, text_model_encoder
+    from .steering.evaluation.transfer import evaluate_transfer, exclude_training_pairs, resolve_pack
+    from .steering.evaluation.targets import pack_source_encoder, text_model_encoder
 
     def say(message: str) -> None:
         print(f"[evaluate] {message}", file=sys.stderr)
@@ -149,7 +149,7 @@ def cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .steering import DEFAULT_SOURCE, METHODS, POOLINGS
-    from .steering.alignment import MAP_METHODS
+    from .steering.transfer.alignment import MAP_METHODS
     parser = argparse.ArgumentParser(prog="safety-steer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parent
+from .steering.locations import PACK_ROOT  # noqa: E402  (the one place the root is computed)
 PACK_FOLDER_NAME = "comfyui-safety-steer"
 #: Model folder (under ComfyUI's models/) that LoadSafetyDirection lists.
 DIRECTIONS_FOLDER = "safety_directions"
@@ -37,14 +37,15 @@ def comfyui_root() -> Path:
     return root
 
 
-def data_dir() -> Path:
-    """The git-ignored folder for models, inputs, outputs and caches (``$SAFETY_STEER_DATA``)."""
-    return Path(os.environ.get("SAFETY_STEER_DATA", PACK_ROOT / "data")).resolve()
+def default_base_directory() -> Path:
+    """ComfyUI's base directory for `make run` (models, inputs, outputs): the git-ignored
+    ``data/comfyui`` in this checkout; `safety-steer serve --base-directory` chooses another."""
+    return PACK_ROOT / "data" / "comfyui"
 
 
 def prepare_base_directory(base: Path | None = None, link_pack: bool = True) -> Path:
     """Create ComfyUI's folder layout in ``base`` and link this pack into its custom_nodes."""
-    base = Path(base) if base is not None else data_dir() / "comfyui"
+    base = Path(base) if base is not None else default_base_directory()
     for sub in ("models/" + DIRECTIONS_FOLDER, "models/" + SAES_FOLDER, "custom_nodes", "input", "output", "temp", "user"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     link = base / "custom_nodes" / PACK_FOLDER_NAME

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from ..steering.sae import adapt_decoder, train_sae
+from ..steering.safedig.sae import adapt_decoder, train_sae
 
 DIMS = (256, 640, 3072)
 THREADS = (1, 2)

@@ -46,17 +46,17 @@ from pathlib import Path
 import torch
 
 from ..steering import load_anchors, load_pairs, load_text_model
-from ..steering.aligned import anchor_subset
-from ..steering.directions import anchor_statistics, fit_direction
-from ..steering.evaluation import centred_cosine, split_anchors, train_judge
-from ..steering.gating import choose_gate
+from ..steering.transfer.aligned import anchor_subset
+from ..steering.extraction.directions import anchor_statistics, fit_direction
+from ..steering.evaluation.transfer import centred_cosine, split_anchors, train_judge
+from ..steering.application.gating import choose_gate
 from ..steering.hashing import sha256_json
 from ..steering.metrics import auroc
 from ..steering.prompts import categories_of
-from ..steering.routing import RoutingSettings, rank_positions, score_position
-from ..steering.sae import adapt_decoder, prompt_codes, train_sae
-from ..steering.safedig import blend, repel, select_harmful_features
-from ..steering.sources import default_cache_dir
+from ..steering.safedig.routing import RoutingSettings, rank_positions, score_position
+from ..steering.safedig.sae import adapt_decoder, prompt_codes, train_sae
+from ..steering.safedig.operations import blend, repel, select_harmful_features
+from ..steering.locations import cache_dir
 
 MODELS = ("smollm2-135m", "gemma3-270m")
 N_LAYERS = 6
@@ -114,7 +114,7 @@ def token_states(model, prompts: list[str], layers: list[int], batch_size: int =
 def cached_token_states(model, prompts: list[str], layers: list[int]):
     from safetensors.torch import load_file, save_file
     key = sha256_json([model.weights_sha256, layers, prompts, MAX_LENGTH, "skip-first", CACHE_VERSION])[:16]
-    path = default_cache_dir() / "safedig" / f"{model.name}-{key}.safetensors"
+    path = cache_dir() / "safedig" / f"{model.name}-{key}.safetensors"
     if path.is_file():
         data = load_file(str(path))
         return {layer: data[f"layer{layer}"] for layer in layers}, data["counts"], True

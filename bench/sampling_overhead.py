@@ -48,7 +48,7 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
     torch.set_num_threads(threads)
     data = Path(tempfile.mkdtemp(prefix="safety-steer-bench-"))
     import os
-    os.environ.setdefault("SAFETY_STEER_DATA", str(data / "data"))
+    os.environ.setdefault("SAFETY_STEER_CACHE", str(data / "cache"))
     start_comfyui_in_process(data / "comfyui", custom_nodes=False)
     import comfy.utils
     import nodes

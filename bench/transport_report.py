@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from ..steering import load_pairs, load_text_model
-from ..steering.alignment import MAP_METHODS
-from ..steering.evaluation import evaluate_transfer, resolve_pack
-from ..steering.targets import memoized, pack_source_encoder, text_model_encoder
+from ..steering.transfer.alignment import MAP_METHODS
+from ..steering.evaluation.transfer import evaluate_transfer, resolve_pack
+from ..steering.evaluation.targets import memoized, pack_source_encoder, text_model_encoder
 
 ANCHOR_STUDY = (100, 300, 1000)
 COMBOS = (("smollm2-135m", "gemma3-270m"), ("smollm2-135m", "minilm-l6"), ("minilm-l6", "smollm2-135m"))

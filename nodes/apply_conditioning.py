@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io, ui
 
-from ..steering.assembled import steer_pooled, steer_tokens
-from ..steering.gating import Gate
-from ..steering.report import entries_from, format_report
+from ..steering.application.assembled import steer_pooled, steer_tokens
+from ..steering.application.gating import Gate
+from ..steering.application.report import entries_from, format_report
 from .input_checks import check_numbers, validation_result
 from .steer_inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
 

@@ -13,11 +13,11 @@ import torch
 from comfy.patcher_extension import WrappersMP
 from comfy_api.latest import io
 
-from ..steering.aligned import AlignedSafetyDirection
-from ..steering.assembled import constant_offset, steer_tokens
-from ..steering.gating import Gate
-from ..steering.layout import token_segments
-from ..steering.report import SamplingLog, entries_from
+from ..steering.transfer.aligned import AlignedSafetyDirection
+from ..steering.application.assembled import constant_offset, steer_tokens
+from ..steering.application.gating import Gate
+from ..steering.application.layout import token_segments
+from ..steering.application.report import SamplingLog, entries_from
 from .apply_conditioning import gate_input
 from .input_checks import check_numbers, validation_result
 from .model_targets import check_text_stream, model_kind, text_context_width

@@ -14,11 +14,11 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from ..steering.aligned import AlignedSafetyDirection
-from ..steering.apply import steer_hidden
+from ..steering.transfer.aligned import AlignedSafetyDirection
+from ..steering.application.steer import steer_hidden
 from ..steering.errors import SourceModelError
-from ..steering.gating import Gate
-from ..steering.report import ReportEntry, entries_from
+from ..steering.application.gating import Gate
+from ..steering.application.report import ReportEntry, entries_from
 from .clip_targets import prompt_token_mask, sub_encoders
 from .fit_alignment import encoder_fingerprints
 from .input_checks import check_numbers, validation_result

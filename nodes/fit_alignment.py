@@ -6,9 +6,9 @@ import json
 
 from comfy_api.latest import io
 
-from ..runtime import data_dir
-from ..steering.aligned import AlignedSafetyDirection, align_pack, anchor_subset, cached_fit
-from ..steering.alignment import MAP_METHODS
+from ..steering.transfer.aligned import AlignedSafetyDirection, align_pack, anchor_subset, cached_fit
+from ..steering.transfer.alignment import MAP_METHODS
+from ..steering.locations import cache_dir
 from ..steering.pack import DirectionPack, pack_sha256
 from .clip_targets import base_encoder_fingerprints, encode_per_encoder, patch_fingerprint
 from .input_checks import check_numbers, validation_result
@@ -17,7 +17,7 @@ from .types import SafetyDirection
 
 
 def alignment_cache_dir():
-    return data_dir() / "cache" / "alignments"
+    return cache_dir() / "alignments"
 
 
 def encoder_fingerprints(clip) -> dict[str, str]:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..steering.aligned import AlignedSafetyDirection, anchor_subset, cached_fit
-from ..steering.directions import METHODS
-from ..steering.evaluation import training_pairs_for
-from ..steering.native import native_pack
+from ..steering.transfer.aligned import AlignedSafetyDirection, anchor_subset, cached_fit
+from ..steering.extraction.directions import METHODS
+from ..steering.evaluation.transfer import training_pairs_for
+from ..steering.transfer.native import native_pack
 from ..steering.pack import pack_sha256
 from .clip_targets import encode_per_encoder, patch_fingerprint
 from .fit_alignment import alignment_cache_dir, cache_key, encoder_fingerprints

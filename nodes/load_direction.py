@@ -6,7 +6,7 @@ import os
 from comfy_api.latest import io, ui
 
 from ..steering import DirectionPack, load_pack
-from ..steering.aligned import AlignedSafetyDirection
+from ..steering.transfer.aligned import AlignedSafetyDirection
 from .model_folders import direction_pack_path, list_direction_packs
 from .types import SafetyDirection
 

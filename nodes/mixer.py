@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..steering.mixing import PRESETS
+from ..steering.transfer.mixing import PRESETS
 from ..steering.prompts import I2P_CATEGORIES
 from .input_checks import check_numbers, validation_result
 from .steer_inputs import aligned_input, checked_aligned

@@ -4,12 +4,15 @@ models/safety_directions/: direction packs (the packs shipped in vectors/ are li
 models/safety_saes/: SafeDIG bundles (Train Safety SAE saves there). Only .safetensors is listed:
 nothing is ever unpickled.
 """
+import os
+
 import folder_paths
 
-from ..runtime import DIRECTIONS_FOLDER, PACK_ROOT, SAES_FOLDER
+from ..runtime import DIRECTIONS_FOLDER, SAES_FOLDER
+from ..steering.locations import SHIPPED_VECTORS_DIR, set_host_cache_dir
 from ..steering.fileformat import reserve_numbered
 
-SHIPPED_VECTORS = str(PACK_ROOT / "vectors")
+SHIPPED_VECTORS = str(SHIPPED_VECTORS_DIR)
 SOURCE_MODELS_FOLDER = "LLM"
 
 
@@ -25,12 +28,13 @@ def register_model_folders() -> None:
     _register(DIRECTIONS_FOLDER, [SHIPPED_VECTORS])
     _register(SAES_FOLDER, [])
     register_source_model_folder()
+    set_host_cache_dir(os.path.join(folder_paths.get_user_directory(), "safety_steer", "cache"))
 
 
 def register_source_model_folder() -> None:
     """models/LLM/ (and its extra_model_paths.yaml entries), where a pack's source model may be
     looked up by name; the folder keeps the extensions another pack may already have given it."""
-    from ..steering.source_models import set_model_dirs
+    from ..steering.extraction.source_models import set_model_dirs
     paths, extensions = folder_paths.folder_names_and_paths.get(SOURCE_MODELS_FOLDER, ([], set()))
     default = f"{folder_paths.models_dir}/{SOURCE_MODELS_FOLDER}"
     if default not in paths:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
-from ..steering.report import ReportEntry, format_report
+from ..steering.application.report import ReportEntry, format_report
 from .apply_model import LOGS_ATTACHMENT
 from .steer_inputs import REPORT_KEY
 

@@ -8,13 +8,13 @@ import os
 import torch
 from comfy_api.latest import io, ui
 
-from ..steering.aligned import anchor_subset
-from ..steering.evaluation import training_pairs_for
+from ..steering.transfer.aligned import anchor_subset
+from ..steering.evaluation.transfer import training_pairs_for
 from ..steering.pack import pack_sha256
-from ..steering.routing import score_position, top_positions
-from ..steering.sae import adapt_decoder, check_compatible, prompt_codes, train_sae
-from ..steering.safedig import blend, repel, select_harmful_features
-from ..steering.safedig_bundle import SafeDIGBundle, load_bundle, save_bundle
+from ..steering.safedig.routing import score_position, top_positions
+from ..steering.safedig.sae import adapt_decoder, check_compatible, prompt_codes, train_sae
+from ..steering.safedig.operations import blend, repel, select_harmful_features
+from ..steering.safedig.bundle import SafeDIGBundle, load_bundle, save_bundle
 from .dit_activations import collect_activations
 from .dit_positions import _block_counts, available_positions, hidden_width, patch_positions, \
     positive_rows, spread_positions

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..steering.aligned import AlignedSafetyDirection
-from ..steering.apply import MODES
+from ..steering.transfer.aligned import AlignedSafetyDirection
+from ..steering.application.steer import MODES
 from ..steering.prompts import I2P_CATEGORIES
 from .types import SafetyDirection
 

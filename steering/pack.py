@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from . import locations
 from .errors import PackFormatError
 from .fileformat import FileKind, as_count, open_checked, parse_json, short, write_atomic
 from .hashing import sha256_file
@@ -26,7 +27,7 @@ SCHEMA_VERSION = 1
 PACK_EXTENSION = ".safetensors"
 
 #: Packs shipped with Safety Steer, and the default one (built from SmolLM2-135M-Instruct).
-SHIPPED_VECTORS_DIR = Path(__file__).resolve().parent.parent / "vectors"
+SHIPPED_VECTORS_DIR = locations.SHIPPED_VECTORS_DIR
 DEFAULT_PACK_PATH = SHIPPED_VECTORS_DIR / "smollm2-135m-i2p.safetensors"
 
 #: Columns of the ``projection_stats`` tensor (one row per direction).

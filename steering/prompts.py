@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import locations
 from .errors import PromptDataError
 from .fileformat import parse_json, short
 
@@ -17,7 +18,7 @@ from .fileformat import parse_json, short
 I2P_CATEGORIES = ("hate", "harassment", "violence", "self-harm", "sexual", "shocking", "illegal activity")
 SPLITS = ("train", "heldout")
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = locations.PROMPTS_DIR
 
 
 def shipped_pairs_path() -> Path:

@@ -23,10 +23,13 @@ import pytest
 import torch
 
 from safety_steer.runtime import load_module_from, prepare_base_directory, start_comfyui_in_process
-from safety_steer.steering.sources import default_cache_dir
+from safety_steer.steering.locations import CACHE_ENV, PACK_ROOT, cache_dir
 
 from safety_steer.steering.pack import DEFAULT_PACK_PATH as SHIPPED_PACK
 
+# one cache for the whole run (float copies of the source LLM are built once), in the git-ignored data/;
+# tests that check caching point SAFETY_STEER_CACHE at a folder of their own
+os.environ.setdefault(CACHE_ENV, str(PACK_ROOT / "data" / "test-cache"))
 torch.set_num_threads(1)  # tiny models: one thread is fastest with both cores busy
 
 
@@ -213,8 +216,7 @@ def _running_server(base: Path):
     command = [sys.executable, "-m", "safety_steer.cli", "serve", "--port", str(port), "--base-directory", str(base)]
     # the server's alignment cache in this test's own folder (tests must not fill or read the repo's
     # data/), the converted-model cache shared (converting the source LLM again costs time, not truth)
-    env = {**os.environ, "SAFETY_STEER_DATA": str(base / "safety_steer_data"),
-           "SAFETY_STEER_CACHE": str(default_cache_dir())}
+    env = {**os.environ, "SAFETY_STEER_CACHE": str(cache_dir())}
     with open(log, "w") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=str(base), env=env)
     server = ComfyServer(f"http://127.0.0.1:{port}", process, log)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from safety_steer.steering.alignment import AlignmentError, fit_map, fit_ridge
+from safety_steer.steering.transfer.alignment import AlignmentError, fit_map, fit_ridge
 from safety_steer.steering.metrics import auroc
 
 

@@ -26,7 +26,7 @@ def encode(clip, text):
 
 
 def aligned_for(node, clip, tmp_path, monkeypatch):
-    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
+    monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     comfy, pack = node
     return comfy.node("FitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=60)[0]
 

@@ -22,7 +22,7 @@ def test_heldout_separation_of_the_global_direction(rebuilt_pack):
 
 def test_layer_is_chosen_by_cross_validation_on_training_pairs(rebuilt_pack):
     shipped, pack, report = rebuilt_pack
-    from safety_steer.steering.layer_sweep import best_layer
+    from safety_steer.steering.extraction.layer_sweep import best_layer
     layer = int(shipped.metadata["layer"])
     assert shipped.metadata["layer_selection"].startswith("best 5-fold cross-validated")
     cv = {s.layer: s.cv_auroc for s in report.sweep}
@@ -90,8 +90,8 @@ def test_last_token_pooling_and_layer_bounds(smollm2):
 
 
 def test_float_copy_of_the_gguf_is_cached(smollm2):
-    from safety_steer.steering.sources import default_cache_dir
-    copies = list((default_cache_dir() / "float").glob("SmolLM2-135M-Instruct.Q4_1-*/model.safetensors"))
+    from safety_steer.steering.locations import cache_dir
+    copies = list((cache_dir() / "float").glob("SmolLM2-135M-Instruct.Q4_1-*/model.safetensors"))
     assert copies, "the dequantised float copy should be cached after the first load"
     assert any(c.parent.name.endswith(smollm2.weights_sha256[:16]) for c in copies)
 

@@ -20,15 +20,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from safety_steer.steering import sources
-from safety_steer.steering.aligned import align_pack, anchor_subset, load_aligned, save_aligned
+from safety_steer.steering.extraction import sources
+from safety_steer.steering.transfer.aligned import align_pack, anchor_subset, load_aligned, save_aligned
 from safety_steer.steering.errors import FileWriteError
 from safety_steer.steering.fileformat import (CHECKSUM_KEY, read_header, reserve_numbered, temporary_sibling,
                                                write_atomic)
 from safety_steer.steering.pack import DEFAULT_PACK_PATH, load_pack
-from safety_steer.steering.safedig import HarmfulFeatures
-from safety_steer.steering.safedig_bundle import SafeDIGBundle, load_bundle, save_bundle
-from safety_steer.steering.sae import SAEError, SparseAutoencoder, load_sae, save_sae, train_sae
+from safety_steer.steering.safedig.operations import HarmfulFeatures
+from safety_steer.steering.safedig.bundle import SafeDIGBundle, load_bundle, save_bundle
+from safety_steer.steering.safedig.sae import SAEError, SparseAutoencoder, load_sae, save_sae, train_sae
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -226,9 +226,9 @@ DAMAGE = {
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_a_damaged_alignment_cache_is_logged_deleted_and_rebuilt(comfy, tiny_clip_node, tmp_path, monkeypatch,
                                                                   caplog, damage):
-    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
+    monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     first = comfy.run(fit_graph())
-    [cached] = (tmp_path / "cache" / "alignments").glob("*.safetensors")
+    [cached] = (tmp_path / "alignments").glob("*.safetensors")
     DAMAGE[damage](cached)
     node_module = sys.modules[comfy.node_classes["FitCrossModelAlignment"].__module__]
     calls, original = [], node_module.encode_per_encoder
@@ -243,7 +243,7 @@ def test_a_damaged_alignment_cache_is_logged_deleted_and_rebuilt(comfy, tiny_cli
 
 @pytest.mark.parametrize("node", ["FitCrossModelAlignment", "FitNativeDirection"])
 def test_both_fit_nodes_reuse_their_cache(comfy, tiny_clip_node, tmp_path, monkeypatch, node):
-    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
+    monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     first = comfy.run(fit_graph(node))
     node_module = sys.modules[comfy.node_classes[node].__module__]
     calls, original = [], node_module.encode_per_encoder
@@ -253,8 +253,8 @@ def test_both_fit_nodes_reuse_their_cache(comfy, tiny_clip_node, tmp_path, monke
 
 @pytest.mark.parametrize("blocked", ["read-only folder", "a file where the folder should be"])
 def test_an_unwritable_cache_still_returns_the_fit(comfy, tiny_clip_node, tmp_path, monkeypatch, caplog, blocked):
-    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
-    folder = tmp_path / "cache" / "alignments"
+    monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
+    folder = tmp_path / "alignments"
     if blocked == "read-only folder":
         folder.mkdir(parents=True)
         folder.chmod(0o555)
@@ -262,7 +262,7 @@ def test_an_unwritable_cache_still_returns_the_fit(comfy, tiny_clip_node, tmp_pa
             folder.chmod(0o755)
             pytest.skip("running as root: a read-only mode does not stop writes (the other case covers it)")
     else:
-        folder.parent.mkdir(parents=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
         folder.write_text("a file where the cache folder should be")
     try:
         with caplog.at_level(logging.WARNING):
@@ -280,7 +280,7 @@ def test_an_unwritable_cache_still_returns_the_fit(comfy, tiny_clip_node, tmp_pa
 def float_copy(smollm2):
     """(GGUF path, its valid float copy in the shared cache): the smollm2 fixture built or checked it."""
     gguf = sources._smollm2()
-    folder = sources.default_cache_dir() / "float" / f"{gguf.stem}-{sources.sha256_file(gguf)[:16]}"
+    folder = sources.locations.cache_dir() / "float" / f"{gguf.stem}-{sources.sha256_file(gguf)[:16]}"
     assert sources._float_copy_problem(folder) is None
     return gguf, folder
 

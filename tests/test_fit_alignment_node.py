@@ -26,7 +26,7 @@ def pack():
 ])
 def test_per_encoder_features_and_alignment(comfy, tiny_clip, pack, family, expected):
     from safety_steer.nodes.clip_targets import encode_per_encoder
-    from safety_steer.steering.aligned import align_pack, anchor_subset
+    from safety_steer.steering.transfer.aligned import align_pack, anchor_subset
     clip = tiny_clip(family)
     index = anchor_subset(len(pack.anchor_prompts), 60)
     prompts = [pack.anchor_prompts[i] for i in index.tolist()]
@@ -54,13 +54,13 @@ def alignment_graph(family: str, anchors: int = 80, method: str = "ridge", seed:
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("family", ["sdxl", "flux", "wan"])
 def test_node_fits_in_a_real_graph_and_caches_on_disk(comfy, tiny_clip_node, family, tmp_path, monkeypatch):
-    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
+    monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     first = comfy.run(alignment_graph(family))
     text = "".join(first["4"]["text"])
     assert "with ridge on 80 benign anchors" in text
     for key in {"sdxl": ("l:", "g:", "g.pooled"), "flux": ("l:", "t5xxl:"), "wan": ("umt5xxl:",)}[family]:
         assert key in text
-    cached = list((tmp_path / "cache" / "alignments").glob("*.safetensors"))
+    cached = list((tmp_path / "alignments").glob("*.safetensors"))
     assert len(cached) == 1
     stamp = cached[0].stat().st_mtime_ns
 
@@ -79,12 +79,12 @@ def test_node_fits_in_a_real_graph_and_caches_on_disk(comfy, tiny_clip_node, fam
     comfy.run(alignment_graph(family, anchors=60))
     assert calls, "a new setting must refit (and the spy must see the node's calls)"
     comfy.run(alignment_graph(family, seed=1))
-    assert len(list((tmp_path / "cache" / "alignments").glob("*.safetensors"))) == 3
+    assert len(list((tmp_path / "alignments").glob("*.safetensors"))) == 3
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_node_rejects_an_already_aligned_direction(comfy, tiny_clip_node, tmp_path, monkeypatch):
-    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
+    monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     graph = alignment_graph("sd15", anchors=40)
     graph["5"] = {"class_type": "FitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["3", 0],
                                                                      "method": "ridge", "anchors": 40}}

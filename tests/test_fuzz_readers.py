@@ -27,14 +27,14 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from safety_steer.steering.aligned import align_pack, anchor_subset, load_aligned, save_aligned
+from safety_steer.steering.transfer.aligned import align_pack, anchor_subset, load_aligned, save_aligned
 from safety_steer.steering.errors import SafetySteerError
 from safety_steer.steering.fileformat import CHECKSUM_KEY, content_checksum
 from safety_steer.steering.pack import DEFAULT_PACK_PATH, load_pack
 from safety_steer.steering.prompts import load_anchors, load_pairs, shipped_anchors_path, shipped_pairs_path
-from safety_steer.steering.safedig import HarmfulFeatures
-from safety_steer.steering.safedig_bundle import BUNDLE_FORMAT, SafeDIGBundle, load_bundle, save_bundle
-from safety_steer.steering.sae import SAE_FORMAT, TENSOR_NAMES, load_sae, save_sae, train_sae
+from safety_steer.steering.safedig.operations import HarmfulFeatures
+from safety_steer.steering.safedig.bundle import BUNDLE_FORMAT, SafeDIGBundle, load_bundle, save_bundle
+from safety_steer.steering.safedig.sae import SAE_FORMAT, TENSOR_NAMES, load_sae, save_sae, train_sae
 
 MB = 1 << 20
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -344,8 +344,8 @@ def test_declared_sizes_are_checked_before_anything_is_allocated(tmp_path):
     script = textwrap.dedent("""
         import json, resource, sys, time
         from safety_steer.steering.errors import SafetySteerError
-        from safety_steer.steering.safedig_bundle import load_bundle
-        from safety_steer.steering.sae import load_sae
+        from safety_steer.steering.safedig.bundle import load_bundle
+        from safety_steer.steering.safedig.sae import load_sae
 
         def peak_mb():
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

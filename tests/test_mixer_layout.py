@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from safety_steer.steering import load_pack
-from safety_steer.steering.aligned import align_pack
-from safety_steer.steering.layout import LayoutError, pooled_segments, token_segments
-from safety_steer.steering.mixing import MixError
+from safety_steer.steering.transfer.aligned import align_pack
+from safety_steer.steering.application.layout import LayoutError, pooled_segments, token_segments
+from safety_steer.steering.transfer.mixing import MixError
 from safety_steer.steering.pack import DEFAULT_PACK_PATH
 
 
@@ -93,7 +93,7 @@ def test_layouts_of_every_family():
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_native_direction_node_and_mixer_in_a_real_graph(comfy, tiny_clip_node, tmp_path, monkeypatch):
-    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
+    monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     graph = {
         "1": {"class_type": "LoadSafetyDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
         "2": {"class_type": "TinyTestCLIP", "inputs": {"family": "sd15", "seed": 0}},
@@ -119,7 +119,7 @@ def test_native_direction_node_and_mixer_in_a_real_graph(comfy, tiny_clip_node, 
 
 def test_constant_offset_fast_path_equals_the_general_steer(aligned_and_anchors):
     """The model point's per-step fast path (add, no gate) is the same steer as steer_tokens."""
-    from safety_steer.steering.assembled import constant_offset, steer_tokens
+    from safety_steer.steering.application.assembled import constant_offset, steer_tokens
     aligned, _ = aligned_and_anchors
     hidden = torch.randn(3, 7, 48, generator=torch.Generator().manual_seed(1))
     weights = torch.tensor([1.0, 0.0, 0.5])

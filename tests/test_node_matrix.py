@@ -37,8 +37,8 @@ def run(comfy, tiny_clip_node, tiny_model_node, tmp_path_factory):
     graph for the coverage check. Alignment caches go to a folder of this module's own."""
     import os
 
-    previous = os.environ.get("SAFETY_STEER_DATA")
-    os.environ["SAFETY_STEER_DATA"] = str(tmp_path_factory.mktemp("matrix_data"))
+    previous = os.environ.get("SAFETY_STEER_CACHE")
+    os.environ["SAFETY_STEER_CACHE"] = str(tmp_path_factory.mktemp("matrix_data"))
 
     def execute(graph: dict) -> dict:
         RUN_GRAPHS.append(graph)
@@ -46,9 +46,9 @@ def run(comfy, tiny_clip_node, tiny_model_node, tmp_path_factory):
 
     yield execute
     if previous is None:
-        os.environ.pop("SAFETY_STEER_DATA", None)
+        os.environ.pop("SAFETY_STEER_CACHE", None)
     else:
-        os.environ["SAFETY_STEER_DATA"] = previous
+        os.environ["SAFETY_STEER_CACHE"] = previous
 
 
 # -- graph building ---------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def test_fit_native_direction_every_method(run, method):
 
 
 def test_category_vector_mixer_every_preset(run):
-    from safety_steer.steering.mixing import PRESETS
+    from safety_steer.steering.transfer.mixing import PRESETS
     from safety_steer.nodes.mixer import CUSTOM
     for preset, orthogonalise in zip([CUSTOM, *PRESETS], itertools.cycle([True, False])):
         g, ids = base("sd15")
@@ -321,7 +321,7 @@ def test_a_pack_cannot_point_the_gate_at_a_path(run, comfy):
 @pytest.mark.parametrize("ref", ["~/models/x.gguf", "../x.gguf", "/etc/hosts", "a/b", ".hidden", "C:model"])
 def test_source_ref_must_be_a_name(ref):
     from safety_steer.steering.errors import SourceModelError
-    from safety_steer.steering.source_models import resolve_source
+    from safety_steer.steering.extraction.source_models import resolve_source
     with pytest.raises(SourceModelError, match="not a model name"):
         resolve_source(ref, "0" * 64)
 
@@ -329,7 +329,7 @@ def test_source_ref_must_be_a_name(ref):
 def test_source_ref_file_must_match_the_pack_hash(tmp_path):
     from safety_steer.steering.errors import SourceModelError
     from safety_steer.steering.hashing import sha256_file
-    from safety_steer.steering.source_models import resolve_source, set_model_dirs
+    from safety_steer.steering.extraction.source_models import resolve_source, set_model_dirs
     model = tmp_path / "my-llm.gguf"
     model.write_bytes(b"weights")
     set_model_dirs([tmp_path])

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from safety_steer.steering.routing import (PositionScore, RoutingSettings, rank_positions, score_position,
+from safety_steer.steering.safedig.routing import (PositionScore, RoutingSettings, rank_positions, score_position,
                                            top_positions)
-from safety_steer.steering.sae import SAEError
+from safety_steer.steering.safedig.sae import SAEError
 
 D, ATOMS, CATEGORIES, PAIRS, TOKENS = 24, 32, ("a", "b", "c", "d"), 12, 6
 FAST = dict(epochs=4, expansion=4, k=6, n_features=4)

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from safety_steer.steering.errors import SafetySteerError
-from safety_steer.steering.safedig import HarmfulFeatures, blend, repel, select_harmful_features
-from safety_steer.steering.sae import (
+from safety_steer.steering.safedig.operations import HarmfulFeatures, blend, repel, select_harmful_features
+from safety_steer.steering.safedig.sae import (
     MIN_TRAIN_ROWS, SAE_FORMAT, SAE_SCHEMA_VERSION, TENSOR_NAMES, SAEError, SparseAutoencoder, activations_sha256,
     adapt_decoder, check_compatible, load_sae, prompt_codes, sae_sha256, save_sae, train_sae,
 )

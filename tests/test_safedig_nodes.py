@@ -109,7 +109,7 @@ def test_stacks_with_cross_model_steer_and_another_packs_block_patch(kit, tmp_pa
     assert calls and not torch.equal(stacked, other_only)          # the other patch still runs, and ours too
     calls.clear()
     assert torch.equal(sample(other, clip, lat), other_only) and calls   # and `other` itself is unchanged
-    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
+    monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     (aligned,) = classes.node("FitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=40)
     (steered,) = classes.node("ApplySafetySteerModel", model=both, aligned_direction=aligned, strength=2.0,
                               direction="auto", mode="add", gate="none", gate_threshold=-1.0, start_percent=0.0,

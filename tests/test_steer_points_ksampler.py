@@ -29,8 +29,8 @@ def kit(comfy, tmp_path_factory):
     classes = comfy.node_classes
     pack = sys.modules[classes["LoadSafetyDirection"].__module__].load_pack(DEFAULT_PACK_PATH)
     data = tmp_path_factory.mktemp("steer_data")
-    previous = os.environ.get("SAFETY_STEER_DATA")
-    os.environ["SAFETY_STEER_DATA"] = str(data)
+    previous = os.environ.get("SAFETY_STEER_CACHE")
+    os.environ["SAFETY_STEER_CACHE"] = str(data)
     cache: dict[str, tuple] = {}
 
     def family(name: str):
@@ -42,9 +42,9 @@ def kit(comfy, tmp_path_factory):
 
     yield comfy, pack, family
     if previous is None:
-        os.environ.pop("SAFETY_STEER_DATA", None)
+        os.environ.pop("SAFETY_STEER_CACHE", None)
     else:
-        os.environ["SAFETY_STEER_DATA"] = previous
+        os.environ["SAFETY_STEER_CACHE"] = previous
 
 
 def encode(clip, text):
@@ -230,7 +230,7 @@ def test_model_and_conditioning_points_in_a_real_graph(comfy, tiny_clip_node, ti
                                                        monkeypatch):
     """The executor, validation and UI outputs as a server runs them: steered vs unsteered latents."""
     from safetensors.torch import load_file
-    monkeypatch.setenv("SAFETY_STEER_DATA", str(tmp_path))
+    monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     latent_type, latent_inputs = tiny_models().latent_node(name, 2)
 
     def graph(strength: float) -> dict:

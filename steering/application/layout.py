@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import SafetySteerError
+from ..errors import SafetySteerError
 
 CLIP_KEYS = ("l", "g")
 LONG_KEYS = ("t5xxl", "umt5xxl", "llama")

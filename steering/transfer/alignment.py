@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .autograd import trains
-from .errors import SafetySteerError
+from ..autograd import trains
+from ..errors import SafetySteerError
 
 MAP_METHODS = ("ridge", "procrustes", "cca", "mlp")
 RIDGE_LAMBDAS = tuple(10.0 ** p for p in range(-1, 6))

@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from .errors import SourceModelError
-from .hashing import sha256_file
+from ..errors import SourceModelError
+from ..hashing import sha256_file
 from .sources import BUILTIN_MODELS, LoadedModel, load_text_model
 
 _model_dirs: list[Path] = []

@@ -49,9 +49,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .autograd import trains
-from .errors import SafetySteerError
-from .fileformat import CheckedFile, FileKind, as_count, open_checked, parse_json, short, write_atomic
+from ..autograd import trains
+from ..errors import SafetySteerError
+from ..fileformat import CheckedFile, FileKind, as_count, open_checked, parse_json, short, write_atomic
 
 SAE_FORMAT = "safety-steer-sae"
 SAE_SCHEMA_VERSION = 1

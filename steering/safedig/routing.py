@@ -32,9 +32,9 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .metrics import auroc
+from ..metrics import auroc
 from .sae import SAEError, prompt_codes, train_sae
-from .safedig import select_harmful_features
+from .operations import select_harmful_features
 
 W_TRANSFER, W_WORST, W_CONSISTENCY = 0.5, 0.25, 0.25
 SCORE_FORMULA = ("score = 0.5 * mean_c(2 AUROC_c - 1) + 0.25 * min_c(2 AUROC_c - 1) + 0.25 * consistency; "

@@ -1,6 +1,6 @@
 """Steering an assembled conditioning tensor (the CONDITIONING and diffusion-model points).
 
-Splits the tensor into its encoders' segments (steering.layout) and steers each with the
+Splits the tensor into its encoders' segments (steering.application.layout) and steers each with the
 direction aligned to that encoder. Without the tokenizer's output, real prompt tokens cannot be
 told from start/end/padding tokens here, so every token row counts unless an attention mask says
 otherwise (HunyuanVideo, LTX-Video carry one): the gate then reads a projection diluted by padding,
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .aligned import AlignedSafetyDirection
-from .apply import steer_hidden
+from ..transfer.aligned import AlignedSafetyDirection
+from .steer import steer_hidden
 from .gating import Gate
 from .layout import pooled_segments, token_segments
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 
 from .aligned import AlignedSafetyDirection
-from .directions import anchor_statistics, fit_direction
-from .pack import DirectionPack
-from .prompts import PromptPair
-from .source_gate import SourceGate
+from ..extraction.directions import anchor_statistics, fit_direction
+from ..pack import DirectionPack
+from ..prompts import PromptPair
+from ..application.source_gate import SourceGate
 from .transport import AlignedDirections
 
 

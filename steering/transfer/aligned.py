@@ -15,12 +15,12 @@ from typing import Callable
 import torch
 
 from .alignment import MAP_METHODS, AlignmentError, fit_map
-from .directions import anchor_statistics
-from .errors import SafetySteerError
-from .fileformat import CheckedFile, FileKind, as_count, is_number, open_checked, short, write_atomic
+from ..extraction.directions import anchor_statistics
+from ..errors import SafetySteerError
+from ..fileformat import CheckedFile, FileKind, as_count, is_number, open_checked, short, write_atomic
 from .mixing import MIXED, add_mixed_row
-from .pack import DirectionPack
-from .source_gate import SourceGate
+from ..pack import DirectionPack
+from ..application.source_gate import SourceGate
 from .transport import AlignedDirections, transport_pack
 
 ALIGNED_FORMAT = "safety-steer-aligned-directions"
@@ -54,7 +54,7 @@ class AlignedSafetyDirection:
         return row, [row]
 
     def with_mix(self, weights: dict[str, float], orthogonalise: bool) -> "AlignedSafetyDirection":
-        """A copy with a ``mixed`` row in every encoder's space (steering.mixing)."""
+        """A copy with a ``mixed`` row in every encoder's space (steering.transfer.mixing)."""
         names = [n for n in self.names if n != MIXED]
         encoders = {key: add_mixed_row(enc, weights, orthogonalise) for key, enc in self.encoders.items()}
         rows = [names.index(c) for c, w in weights.items() if w > 0]

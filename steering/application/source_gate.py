@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .features import extract_features
+from ..extraction.features import extract_features
 from .gating import Gate, choose_gate
-from .pack import DirectionPack
-from .source_models import load_source
+from ..pack import DirectionPack
+from ..extraction.source_models import load_source
 
 #: Prompts longer than this many source tokens are read in overlapping windows of this size, and
 #: the most unsafe-leaning window decides: a mean over a long prompt lets benign padding text dilute

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import PromptDataError
+from ..errors import PromptDataError
 
 POOLINGS = ("mean", "last")
 

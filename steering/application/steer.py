@@ -6,7 +6,7 @@ padding tokens keep their values, so strength 0 is bit-identical and empty promp
 - ``project``: pull each token's projection on the direction back up to the benign anchors' mean
   where it lies below it (removes the unsafe-leaning component; safe-leaning prompts untouched);
 - ``both``: project, then add.
-The gate (steering.gating) is computed once per prompt from its mean real-token projection.
+The gate (steering.application.gating) is computed once per prompt from its mean real-token projection.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import math
 import torch
 
 from .gating import Gate
-from .transport import AlignedDirections
+from ..transfer.transport import AlignedDirections
 
 MODES = ("add", "project", "both")
 

@@ -1,8 +1,8 @@
 """Target encoders for evaluation: a transformers text model at one layer, pooled like the source."""
 from __future__ import annotations
 
-from .features import extract_features
-from .sources import LoadedModel
+from ..extraction.features import extract_features
+from ..extraction.sources import LoadedModel
 
 
 def default_target_layer(model: LoadedModel) -> int:
@@ -41,8 +41,8 @@ def memoized(encode):
 def pack_source_encoder(pack, progress=None):
     """The pack's own source LLM as an encoder at the pack's layer and pooling, or None when the
     model the pack names (``source_ref``) cannot be loaded here."""
-    from .errors import SourceModelError
-    from .source_models import load_source
+    from ..errors import SourceModelError
+    from ..extraction.source_models import load_source
     ref = pack.metadata.get("source_ref")
     if not ref:
         return None

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from .. import __version__
 from .directions import METHODS, anchor_statistics, fit_direction
-from .errors import PromptDataError
+from ..errors import PromptDataError
 from .features import POOLINGS, ProgressFn, extract_features
-from .hashing import sha256_json
+from ..hashing import sha256_json
 from .layer_sweep import LayerScore, best_layer, sweep_layers
-from .metrics import separation_auroc
-from .pack import DirectionPack
-from .prompts import PromptPair, categories_of, load_anchors, load_pairs
+from ..metrics import separation_auroc
+from ..pack import DirectionPack
+from ..prompts import PromptPair, categories_of, load_anchors, load_pairs
 from .sources import DEFAULT_SOURCE, LoadedModel, load_text_model
 
 DEFAULT_PACK_VERSION = "1.0.0"

@@ -12,15 +12,15 @@ from typing import Callable
 
 import torch
 
-from .alignment import fit_map
-from .directions import anchor_statistics, fit_direction
-from .errors import PromptDataError
-from .gating import choose_gate
-from .hashing import sha256_json
-from .metrics import separation_auroc
-from .pack import DirectionPack
-from .prompts import PromptPair, load_pairs
-from .transport import AlignedDirections, transport_pack
+from ..transfer.alignment import fit_map
+from ..extraction.directions import anchor_statistics, fit_direction
+from ..errors import PromptDataError
+from ..application.gating import choose_gate
+from ..hashing import sha256_json
+from ..metrics import separation_auroc
+from ..pack import DirectionPack
+from ..prompts import PromptPair, load_pairs
+from ..transfer.transport import AlignedDirections, transport_pack
 
 DEFAULT_STRENGTHS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
 HELDOUT_ANCHOR_EVERY = 10   # every 10th anchor is held out of the map fit, for benign preservation
@@ -32,17 +32,18 @@ Encoder = Callable[[list[str]], torch.Tensor]
 def resolve_pack(pack_path: str | None, source: str | None, progress: Callable[[str], None] | None = None) -> DirectionPack:
     """--pack if given; else the shipped pack for the default source; else a pack built from
     ``source`` on the shipped data (cached, so the source LLM runs once)."""
-    from .pack import DEFAULT_PACK_PATH, load_pack, save_pack
-    from .sources import DEFAULT_SOURCE, default_cache_dir
+    from ..pack import DEFAULT_PACK_PATH, load_pack, save_pack
+    from ..extraction.sources import DEFAULT_SOURCE
+    from ..locations import cache_dir
     if pack_path:
         return load_pack(pack_path)
     if source in (None, DEFAULT_SOURCE):
         return load_pack(DEFAULT_PACK_PATH)
-    from .build import build_pack
-    from .hashing import sha256_file
-    from .prompts import shipped_anchors_path, shipped_pairs_path
+    from ..extraction.build import build_pack
+    from ..hashing import sha256_file
+    from ..prompts import shipped_anchors_path, shipped_pairs_path
     identity = [source, sha256_file(shipped_pairs_path()), sha256_file(shipped_anchors_path())]
-    cached = default_cache_dir() / "packs" / f"{sha256_json(identity)[:16]}.safetensors"   # rebuilt when data changes
+    cached = cache_dir() / "packs" / f"{sha256_json(identity)[:16]}.safetensors"   # rebuilt when data changes
     if not cached.is_file():
         if progress:
             progress(f"building a pack from {source} (once; cached in {cached.parent})")
@@ -163,7 +164,7 @@ def evaluate_transfer(pack: DirectionPack, encode_target: Encoder, eval_pairs: l
     na, nt, ne = len(anchors), len(train), len(eval_pairs)
     fit_idx, held_idx = split_anchors(na)
     if max_fit_anchors is not None and max_fit_anchors < len(fit_idx):   # anchor-count studies
-        from .aligned import anchor_subset
+        from ..transfer.aligned import anchor_subset
         fit_idx = fit_idx[anchor_subset(len(fit_idx), max_fit_anchors)]
     t_mean, t_std = anchor_statistics(raw[:na][fit_idx])
     z = (raw - t_mean) / t_std

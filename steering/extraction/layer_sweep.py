@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from .directions import anchor_statistics, fit_direction
-from .metrics import separation_auroc
+from ..metrics import separation_auroc
 
 
 @dataclass

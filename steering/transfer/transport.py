@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .alignment import FittedMap
-from .pack import DirectionPack
+from ..pack import DirectionPack
 
 
 @dataclass
@@ -32,7 +32,7 @@ class AlignedDirections:
     target_mean: torch.Tensor       # [dt] raw-space anchor mean of the target
     target_std: torch.Tensor        # [dt]
     anchor_covariance: torch.Tensor # [K, K] covariance of target anchor projections across rows
-                                    # (exact statistics for any mix of rows: steering.mixing)
+                                    # (exact statistics for any mix of rows: steering.transfer.mixing)
 
     def raw_steering_vectors(self) -> torch.Tensor:
         """Calibrated vectors in the target's raw feature space (what gets added to hidden states)."""

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from .fileformat import (CheckedFile, FileKind, as_count, discard_reservation, is_number, open_checked, short,
+from ..fileformat import (CheckedFile, FileKind, as_count, discard_reservation, is_number, open_checked, short,
                          write_atomic)
-from .safedig import HarmfulFeatures
+from .operations import HarmfulFeatures
 from .sae import TENSOR_NAMES, SAEError, SparseAutoencoder, check_sae_header, sae_from_tensors, validate_sae
 
 BUNDLE_FORMAT = "safety-steer-safedig-bundle"

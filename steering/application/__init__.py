@@ -1,0 +1,1 @@
+"""Inference: steer hidden states (add / project / both), gates, the layout of assembled conditioning, reports."""

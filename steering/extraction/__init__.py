@@ -1,0 +1,1 @@
+"""Source side: load a source LLM, pool its hidden states, estimate the safety directions, build a pack."""

@@ -1,0 +1,1 @@
+"""SafeDIG: top-k sparse autoencoders, robustness-aware routing, Repel / Blend, bundles."""

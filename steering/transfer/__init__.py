@@ -1,0 +1,1 @@
+"""Target side: maps fitted on benign anchors only, transport and calibration, category mixing, the native baseline."""
