@@ -54,7 +54,7 @@ from ..steering.hashing import sha256_json
 from ..steering.metrics import auroc
 from ..steering.prompts import categories_of
 from ..steering.safedig.routing import RoutingSettings, rank_positions, score_position
-from ..steering.safedig.sae import adapt_decoder, prompt_codes, train_sae
+from ..steering.safedig.sae import adapt_decoder, prompt_codes, sample_rows, train_sae
 from ..steering.safedig.operations import blend, repel, select_harmful_features
 from ..steering.locations import cache_dir
 
@@ -162,11 +162,6 @@ class Space:
         return self.z[prompts] + mean_delta * self.tok_std / self.pool_std
 
 
-def _sample(rows: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
-    if rows.shape[0] <= limit:
-        return rows
-    return rows[torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(seed))[:limit]]
-
 
 # -- one model ----------------------------------------------------------------------------------
 def run_model(name: str, pairs, anchors: list[str], seed: int = SEED) -> dict:
@@ -262,12 +257,12 @@ def evaluate_layer(space: Space, rows: dict, train_cat: list[str], held_cat: lis
                     "unsafe_cosine": round(float(centred_cosine(zu, z[ev_unsafe], space.pool_std).mean()), 4)}
 
         entry = {"n_eval_pairs": int(len(ev_unsafe)), "none": measure(lambda x: x), "methods": {}, "saes": {}}
-        saes = {"none": train_sae(_sample(src_tokens, MAX_SAE_TOKENS, seed), seed=seed, **SAE,
+        saes = {"none": train_sae(sample_rows(src_tokens, MAX_SAE_TOKENS, seed), seed=seed, **SAE,
                                   metadata={"source": "other categories + anchors"})}
         features = {"none": select_harmful_features(prompt_codes(saes["none"], space.tokens(src_safe)),
                                                     prompt_codes(saes["none"], space.tokens(src_unsafe)), N_FEATURES)}
         if transfer_variants:
-            target_rows = _sample(tgt_tokens, MAX_SAE_TOKENS, seed)
+            target_rows = sample_rows(tgt_tokens, MAX_SAE_TOKENS, seed)
             saes["adapted"] = adapt_decoder(saes["none"], target_rows, seed=seed, **ADAPT)
             features["adapted"] = features["none"]       # frozen encoder: same latents, same meaning
             saes["retrained"] = train_sae(target_rows, seed=seed, **SAE, metadata={"source": "target domain"})

@@ -7,7 +7,6 @@ push the image away from safe). The original MODEL is untouched; patches stack.
 """
 from __future__ import annotations
 
-import functools
 
 import torch
 from comfy.patcher_extension import WrappersMP
@@ -20,6 +19,7 @@ from ..steering.application.layout import token_segments
 from ..steering.application.report import SamplingLog, entries_from
 from .apply_conditioning import gate_input
 from .input_checks import check_numbers, validation_result
+from .sampling_window import SigmaWindow, positive_rows
 from .model_targets import check_text_stream, model_kind, text_context_width
 from .steer_inputs import aligned_input, checked_aligned, common_inputs, threshold_input
 
@@ -28,42 +28,26 @@ LOGS_ATTACHMENT = "safety_steer_logs"
 APPLY_TO = ("positive", "positive and negative")
 
 
-@functools.lru_cache(maxsize=64)
-def batch_weights(cond_or_uncond: tuple | None, batch: int, include_negative: bool, device) -> torch.Tensor:
-    """1 for the rows of the positive prompt (cond), 0 for the negative (uncond) ones unless included.
-    ComfyUI stacks the batch as equal chunks, one per entry of cond_or_uncond."""
-    if include_negative or not cond_or_uncond:
-        return torch.ones(batch, device=device)
-    chunk = batch // len(cond_or_uncond)
-    flags = torch.tensor([1.0 if c == 0 else 0.0 for c in cond_or_uncond], device=device)
-    return flags.repeat_interleave(chunk) if chunk * len(cond_or_uncond) == batch else torch.ones(batch, device=device)
-
-
 class TextStreamSteer:
     """The steer one node adds: shared by its attn2 patch or wrapper closures (never deep-copied)."""
 
     def __init__(self, aligned: AlignedSafetyDirection, row: int, strength: float, mode: str, gate: Gate | None,
-                 include_negative: bool, sigma_start: float, sigma_end: float, log: SamplingLog):
+                 include_negative: bool, window: SigmaWindow, log: SamplingLog):
         self.aligned, self.row, self.strength, self.mode, self.gate = aligned, row, strength, mode, gate
-        self.include_negative, self.sigma_start, self.sigma_end, self.log = include_negative, sigma_start, sigma_end, log
+        self.include_negative, self.window, self.log = include_negative, window, log
         self._last: tuple | None = None     # (context, (sigma, cond_or_uncond), steered) of the latest call
         self._offsets: dict = {}
 
-    def active(self, sigmas) -> bool:
-        if sigmas is None:
-            return True
-        sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(sigmas)
-        return self.sigma_end <= sigma <= self.sigma_start
-
     def __call__(self, context: torch.Tensor, cond_or_uncond, sigmas, token_mask=None) -> torch.Tensor:
-        if not self.active(sigmas):
+        if not self.window.contains(sigmas):
             return context
         sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(sigmas or 0.0)
         key = (sigma, tuple(cond_or_uncond or ()))
         if self._last is not None and self._last[0] is context and self._last[1] == key:
             self.log.record(sigma)                     # a UNet's next cross-attention block, same step: reuse
             return self._last[2]
-        weights = batch_weights(tuple(cond_or_uncond or ()), context.shape[0], self.include_negative, context.device)
+        weights = positive_rows(tuple(cond_or_uncond or ()), context.shape[0], self.include_negative,
+                                context.device).to(context.dtype)
         if not bool(weights.any()):
             return context
         offset = self._offset(context) if token_mask is None else None
@@ -167,12 +151,11 @@ class ApplySafetySteerModel(io.ComfyNode):
         steered = model.clone()
         if strength == 0:
             return io.NodeOutput(steered)
-        sampling = model.get_model_object("model_sampling")
         log = SamplingLog()
         steer = TextStreamSteer(aligned, row, strength, mode,
                                 Gate(threshold=gate_threshold) if gate == "target projection" else None,
                                 apply_to == "positive and negative",
-                                float(sampling.percent_to_sigma(start_percent)), float(sampling.percent_to_sigma(end_percent)),
+                                SigmaWindow(model, start_percent, end_percent),
                                 log)
         if kind == "unet":
             steered.set_model_attn2_patch(attn2_patch(steer))

@@ -13,7 +13,8 @@ import comfy.sample
 import comfy.samplers
 import torch
 
-from .dit_positions import patch_positions, positive_rows
+from .dit_positions import patch_positions
+from .sampling_window import positive_rows
 
 
 @torch.no_grad()
@@ -23,7 +24,7 @@ def collect_activations(model, conditionings: list, latent: dict, positions: lis
 
     def recorder(position: str):
         def hook(tensor: torch.Tensor, options: dict) -> torch.Tensor:
-            seen[position] = tensor[positive_rows(tensor, options)][0].detach().to("cpu", torch.float32)
+            seen[position] = tensor[positive_rows(tuple(options.get("cond_or_uncond") or ()), tensor.shape[0], False, tensor.device)][0].detach().to("cpu", torch.float32)
             return tensor
         return hook
 

@@ -24,7 +24,7 @@ Hook = Callable[[torch.Tensor, dict], torch.Tensor]
 SUPPORTED_DIT = ("SD3 / SD3.5", "Flux", "Wan 2.x")
 
 
-def _block_counts(model) -> tuple[str, int, int]:
+def block_counts(model) -> tuple[str, int, int]:
     """(family label, number of joint/double blocks, number of single blocks)."""
     kind, label = model_kind(model)
     if kind != "dit" or label not in SUPPORTED_DIT:
@@ -40,14 +40,14 @@ def _block_counts(model) -> tuple[str, int, int]:
 
 def hidden_width(model) -> int:
     """The width of the DiT's token streams (what an SAE at any of its positions reads)."""
-    label, _, _ = _block_counts(model)
+    label, _, _ = block_counts(model)
     net = model.model.diffusion_model
     return int(net.dim if label == "Wan 2.x" else net.hidden_size)
 
 
 def available_positions(model) -> list[str]:
     """Every position this model offers, in depth order."""
-    label, doubles, singles = _block_counts(model)
+    label, doubles, singles = block_counts(model)
     positions = ["text_in"]
     for i in range(doubles):
         if label != "Wan 2.x" and not (label == "SD3 / SD3.5" and i == doubles - 1):   # SD3's last block drops txt
@@ -68,7 +68,7 @@ def spread_positions(model, count: int) -> list[str]:
 
 def _sites(model, position: str) -> list[tuple[str, int, str]]:
     """[(block type, index, where)] for a position: where is txt_in, txt_out or img_out."""
-    label, doubles, _ = _block_counts(model)
+    label, doubles, _ = block_counts(model)
     if position not in available_positions(model):
         raise ValueError(f"{label} has no position {position!r}; it has {', '.join(available_positions(model))}.")
     if position == "text_in":
@@ -110,12 +110,3 @@ def _chained(previous, hooks: list[tuple[str, Hook]]):
         return out
     return patch
 
-
-def positive_rows(tensor: torch.Tensor, options: dict, include_negative: bool = False) -> torch.Tensor:
-    """[B] bool: the batch rows of the positive prompt (ComfyUI stacks cond/uncond as equal chunks)."""
-    chunks = options.get("cond_or_uncond") or [0]
-    batch = tensor.shape[0]
-    if include_negative or batch % len(chunks):
-        return torch.ones(batch, dtype=torch.bool, device=tensor.device)
-    per_chunk = batch // len(chunks)
-    return torch.tensor([c == 0 for c in chunks], device=tensor.device).repeat_interleave(per_chunk)

@@ -12,14 +12,15 @@ from ..steering.transfer.aligned import anchor_subset
 from ..steering.evaluation.transfer import training_pairs_for
 from ..steering.pack import pack_sha256
 from ..steering.safedig.routing import score_position, top_positions
-from ..steering.safedig.sae import adapt_decoder, check_compatible, prompt_codes, train_sae
+from ..steering.safedig.sae import adapt_decoder, check_compatible, prompt_codes, sample_rows, train_sae
 from ..steering.safedig.operations import blend, repel, select_harmful_features
 from ..steering.safedig.bundle import SafeDIGBundle, load_bundle, save_bundle
 from .dit_activations import collect_activations
-from .dit_positions import _block_counts, available_positions, hidden_width, patch_positions, \
-    positive_rows, spread_positions
+from .dit_positions import block_counts, available_positions, hidden_width, patch_positions, \
+    spread_positions
 from .input_checks import check_numbers, validation_result
 from .progress import progress_reporter
+from .sampling_window import SigmaWindow, positive_rows
 from .model_folders import list_sae_bundles, sae_bundle_path, sae_save_path
 from .types import SafetyDirection
 
@@ -41,14 +42,6 @@ def _per_category(pairs, count: int):
         items = [p for p in pairs if p.category == category]
         picked += [items[i] for i in anchor_subset(len(items), count).tolist()]
     return picked
-
-
-def _token_sample(tokens: list[torch.Tensor], limit: int, seed: int) -> torch.Tensor:
-    rows = torch.cat(tokens)
-    if rows.shape[0] <= limit:
-        return rows
-    generator = torch.Generator().manual_seed(seed)
-    return rows[torch.randperm(rows.shape[0], generator=generator)[:limit]]
 
 
 class TrainSafetySAE(io.ComfyNode):
@@ -100,7 +93,7 @@ class TrainSafetySAE(io.ComfyNode):
     def execute(cls, model, clip, direction, latent, positions, candidates, keep, pairs_per_category, anchors,
                 expansion, k, epochs, learning_rate, harmful_features, noise_level, seed, filename_prefix) -> io.NodeOutput:
         check_numbers(cls, learning_rate=learning_rate, noise_level=noise_level)
-        label, _, _ = _block_counts(model)
+        label, _, _ = block_counts(model)
         names = (spread_positions(model, candidates) if positions.strip() == "auto"
                  else [p.strip() for p in positions.split(",") if p.strip()])
         unknown = [p for p in names if p not in available_positions(model)]
@@ -130,7 +123,7 @@ class TrainSafetySAE(io.ComfyNode):
         saes, features = {}, {}
         for position in chosen:
             tokens = activations[position]
-            sample = _token_sample(tokens, MAX_TRAIN_TOKENS, seed)
+            sample = sample_rows(torch.cat(tokens), MAX_TRAIN_TOKENS, seed)
             sae = train_sae(sample, expansion=expansion, k=k, epochs=epochs, lr=learning_rate, seed=seed,
                             metadata={"position": position, "model_type": label, "noise_level": noise_level},
                             progress=progress_reporter(epochs * math.ceil(sample.shape[0] / TRAIN_BATCH)),
@@ -222,7 +215,7 @@ class AdaptSafetySAEDecoder(io.ComfyNode):
     def execute(cls, model, clip, safedig, direction, latent, anchors, epochs, noise_level, seed,
                 filename_prefix) -> io.NodeOutput:
         check_numbers(cls, noise_level=noise_level)
-        label, _, _ = _block_counts(model)
+        label, _, _ = block_counts(model)
         check_bundle_fits(safedig, model)
         index = anchor_subset(len(direction.anchor_prompts), anchors).tolist()
         conditionings = [_encode(clip, direction.anchor_prompts[i]) for i in index]
@@ -230,7 +223,7 @@ class AdaptSafetySAEDecoder(io.ComfyNode):
                                           progress_reporter(len(conditionings)))
         saes = {}
         for position, sae in safedig.saes.items():
-            sample = _token_sample(activations[position], MAX_TRAIN_TOKENS, seed)
+            sample = sample_rows(torch.cat(activations[position]), MAX_TRAIN_TOKENS, seed)
             saes[position] = adapt_decoder(sae, sample, epochs=epochs, seed=seed, batch_size=TRAIN_BATCH,
                                            progress=progress_reporter(epochs * math.ceil(sample.shape[0] / TRAIN_BATCH)))
         bundle = SafeDIGBundle(saes, dict(safedig.features), {**safedig.metadata, "model_type": label,
@@ -241,7 +234,7 @@ class AdaptSafetySAEDecoder(io.ComfyNode):
 
 
 def check_bundle_fits(bundle: SafeDIGBundle, model) -> None:
-    label, _, _ = _block_counts(model)
+    label, _, _ = block_counts(model)
     width = hidden_width(model)
     for position, sae in bundle.saes.items():
         if position not in available_positions(model):
@@ -287,9 +280,7 @@ class ApplySafeDIG(io.ComfyNode):
         check_bundle_fits(safedig, model)
         if strength == 0:
             return io.NodeOutput(model.clone())
-        sampling = model.get_model_object("model_sampling")
-        sigma_start = float(sampling.percent_to_sigma(start_percent))
-        sigma_end = float(sampling.percent_to_sigma(end_percent))
+        window = SigmaWindow(model, start_percent, end_percent)
         include_negative = apply_to == "positive and negative"
         operate = repel if operation == "repel" else blend
 
@@ -297,11 +288,10 @@ class ApplySafeDIG(io.ComfyNode):
             sae, features = safedig.saes[position], safedig.features[position]
 
             def hook(tensor: torch.Tensor, options: dict) -> torch.Tensor:
-                sigmas = options.get("sigmas")
-                sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else None
-                if sigma is not None and not (sigma_end <= sigma <= sigma_start):
+                if not window.contains(options.get("sigmas")):
                     return tensor
-                rows = positive_rows(tensor, options, include_negative)
+                rows = positive_rows(tuple(options.get("cond_or_uncond") or ()), tensor.shape[0], include_negative,
+                                     tensor.device)
                 if tensor.shape[-1] != sae.d_in:
                     raise ValueError(f"SafeDIG's {position} SAE reads {sae.d_in} features but this model gives "
                                      f"{tensor.shape[-1]} there: the bundle was trained for another model.")

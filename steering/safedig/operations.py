@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .sae import _CHUNK_ELEMENTS, SAEError, SparseAutoencoder, _check_last_dim
+from .sae import CHUNK_ELEMENTS, SAEError, SparseAutoencoder, check_last_dim
 
 SCORE_DEFINITION = "mean paired difference (unsafe - safe prompt codes) / pooled std; positive only"
 
@@ -107,7 +107,7 @@ def _check_features(sae: SparseAutoencoder, features: HarmfulFeatures) -> None:
 @torch.no_grad()
 def _steer(x: torch.Tensor, sae: SparseAutoencoder, features: HarmfulFeatures, amount: float, mode: str) -> torch.Tensor:
     _check_features(sae, features)
-    _check_last_dim(x, sae.d_in, mode)
+    check_last_dim(x, sae.d_in, mode)
     if not x.is_floating_point():
         raise SAEError(f"{mode}: activations must be a floating-point tensor; got {x.dtype}.")
     amount = float(amount)
@@ -122,7 +122,7 @@ def _steer(x: torch.Tensor, sae: SparseAutoencoder, features: HarmfulFeatures, a
     scale, mean = w["input_scale"], w["input_mean"]
     flat = x.reshape(-1, sae.d_in)
     out = out_flat = None
-    chunk = max(1, _CHUNK_ELEMENTS // sae.width)
+    chunk = max(1, CHUNK_ELEMENTS // sae.width)
     for start in range(0, flat.shape[0], chunk):
         xc = flat[start:start + chunk].to(torch.float32)
         values, index = torch.addmm(w["b_enc"], (xc - mean) / scale, w["W_enc"].t()).topk(sae.k, dim=-1)

@@ -61,7 +61,7 @@ MIN_TRAIN_ROWS = 16
 #: Tolerance on decoder column norms when validating a file or an SAE.
 UNIT_NORM_ATOL = 1e-3
 TENSOR_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec", "input_mean", "input_scale")
-_CHUNK_ELEMENTS = 1 << 24   # rows per encode chunk = this / width (64 MiB of float32 pre-activations)
+CHUNK_ELEMENTS = 1 << 24   # rows per encode chunk = this / width (64 MiB of float32 pre-activations)
 
 Progress = Callable[[int, int], None]
 
@@ -105,7 +105,7 @@ class SparseAutoencoder(torch.nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., d_in] -> [..., width]``: the top-k ReLU codes, every other latent exactly 0."""
-        _check_last_dim(x, self.d_in, "encode")
+        check_last_dim(x, self.d_in, "encode")
         flat = self.normalise(x.reshape(-1, self.d_in))
         pre = torch.addmm(self.b_enc, flat, self.W_enc.t())
         values, index = pre.topk(self.k, dim=-1)
@@ -114,7 +114,7 @@ class SparseAutoencoder(torch.nn.Module):
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """``[..., width] -> [..., d_in]``, in the input space (normalisation undone)."""
-        _check_last_dim(codes, self.width, "decode")
+        check_last_dim(codes, self.width, "decode")
         flat = codes.reshape(-1, self.width).to(self.W_dec.dtype)
         x_n = torch.addmm(self.b_dec, flat, self.W_dec.t())
         return (x_n * self.input_scale + self.input_mean).reshape(*codes.shape[:-1], self.d_in)
@@ -146,8 +146,16 @@ class SparseAutoencoder(torch.nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
 
+def sample_rows(rows: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """At most ``limit`` rows, drawn without replacement (deterministic for ``seed``): training on
+    every token of thousands of prompts costs far more than it adds."""
+    if rows.shape[0] <= limit:
+        return rows
+    return rows[torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(seed))[:limit]]
+
+
 # -- validation helpers ---------------------------------------------------------------------------
-def _check_last_dim(x, d: int, where: str) -> None:
+def check_last_dim(x, d: int, where: str) -> None:
     if not torch.is_tensor(x) or x.ndim < 1 or x.shape[-1] != d:
         shape = list(x.shape) if torch.is_tensor(x) else type(x).__name__
         raise SAEError(f"{where}: expected a tensor [..., {d}]; got {shape}. The SAE was trained for {d} features "
@@ -237,7 +245,7 @@ def _progress_calls(progress: Progress | None, total: int):
 @torch.no_grad()
 def _sparse_codes(x_n: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, k: int):
     """Top-k (values, indices) of the ReLU pre-activations, in row chunks (no dense [N, width] codes)."""
-    chunk = max(1, _CHUNK_ELEMENTS // W_enc.shape[0])
+    chunk = max(1, CHUNK_ELEMENTS // W_enc.shape[0])
     values, index = [], []
     for start in range(0, x_n.shape[0], chunk):
         v, i = torch.addmm(b_enc, x_n[start:start + chunk], W_enc.t()).topk(k, dim=-1)
@@ -249,7 +257,7 @@ def _sparse_codes(x_n: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, k
 @torch.no_grad()
 def _fvu(x_n, values, index, W_dec_t, b_dec) -> tuple[float, float]:
     """(normalised MSE per coordinate, fraction of variance unexplained) over all rows."""
-    sq_err, chunk = 0.0, max(1, _CHUNK_ELEMENTS // x_n.shape[1])
+    sq_err, chunk = 0.0, max(1, CHUNK_ELEMENTS // x_n.shape[1])
     for start in range(0, x_n.shape[0], chunk):
         recon = F.embedding_bag(index[start:start + chunk], W_dec_t, per_sample_weights=values[start:start + chunk],
                                 mode="sum") + b_dec
@@ -562,7 +570,7 @@ def prompt_codes(sae: SparseAutoencoder, token_activations: list[torch.Tensor]) 
     values, index = _sparse_codes(x_n, weights["W_enc"], weights["b_enc"], sae.k)
     owner = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
     sums = torch.zeros(len(lengths), sae.width)
-    chunk = max(1, _CHUNK_ELEMENTS // sae.width)
+    chunk = max(1, CHUNK_ELEMENTS // sae.width)
     for start in range(0, rows.shape[0], chunk):   # dense rows + index_add_: deterministic with threads
         part = slice(start, start + chunk)
         codes = torch.zeros(index[part].shape[0], sae.width).scatter_(1, index[part], values[part])
