@@ -117,6 +117,18 @@ def format_evaluation(report: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_migrate_workflow(args) -> int:
+    """Rewrites node ids used before the rename in saved workflows (UI or API format)."""
+    from .steering.renamed_nodes import migrate_workflow
+    for path in args.files:
+        workflow, changed = migrate_workflow(json.loads(Path(path).read_text()))
+        target = Path(path) if args.in_place else Path(path).with_name(Path(path).stem + ".migrated.json")
+        if changed:
+            target.write_text(json.dumps(workflow, indent=2))
+        print(f"{path}: {changed} node(s) renamed" + (f" -> {target}" if changed else ""))
+    return 0
+
+
 def cmd_bench(args) -> int:
     if args.which == "transport":
         from .bench import transport_report
@@ -188,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the gate that reads the source LLM's projection of each prompt")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("migrate-workflow", help="rename the node ids a saved workflow used before 0.2")
+    p.add_argument("files", nargs="+", help="workflow .json files (UI or API format)")
+    p.add_argument("--in-place", action="store_true", help="overwrite the files instead of writing *.migrated.json")
+    p.set_defaults(func=cmd_migrate_workflow)
 
     p = sub.add_parser("bench", help="benchmarks (figures as ratios from one run)")
     p.add_argument("which", choices=["extraction", "transport", "overhead", "sae", "safedig"])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .steering.locations import PACK_ROOT  # noqa: E402  (the one place the root is computed)
 PACK_FOLDER_NAME = "comfyui-safety-steer"
-#: Model folder (under ComfyUI's models/) that LoadSafetyDirection lists.
+#: Model folder (under ComfyUI's models/) that SafetySteerLoadDirection lists.
 DIRECTIONS_FOLDER = "safety_directions"
 #: Model folder for SafeDIG bundles (sparse autoencoders at DiT positions).
 SAES_FOLDER = "safety_saes"

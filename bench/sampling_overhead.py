@@ -23,7 +23,7 @@ from ..runtime import PACK_ROOT, load_module_from, start_comfyui_in_process
 
 FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv")
 POINTS = ("text encoder", "conditioning", "model")
-SAFEDIG_FAMILIES = ("sd3", "flux", "wan")     # ApplySafeDIG (repel at two routed positions)
+SAFEDIG_FAMILIES = ("sd3", "flux", "wan")     # SafetySteerApplySafeDIG (repel at two routed positions)
 PROMPT = "a man stabbing another man in a dark alley, blood everywhere, photo"
 GOALS = {"text encoder": 1.01, "conditioning": 1.01, "model": 1.05}
 SAFEDIG_TRAINING = {"positions": "auto", "candidates": 4, "keep": 2, "pairs_per_category": 2, "anchors": 6,
@@ -52,12 +52,12 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
     start_comfyui_in_process(data / "comfyui", custom_nodes=False)
     import comfy.utils
     import nodes
-    from ..nodes.apply_conditioning import ApplySafetySteerConditioning
-    from ..nodes.apply_model import ApplySafetySteerModel
-    from ..nodes.apply_steer import ApplySafetySteerCLIP
-    from ..nodes.fit_alignment import FitCrossModelAlignment
+    from ..nodes.apply.conditioning import SafetySteerApplyConditioning
+    from ..nodes.apply.model import SafetySteerApplyModel
+    from ..nodes.apply.text_encoder import SafetySteerApplyTextEncoder
+    from ..nodes.directions.fit_alignment import SafetySteerFitCrossModelAlignment
     from ..nodes.model_folders import register_model_folders
-    from ..nodes.safedig_nodes import ApplySafeDIG, TrainSafetySAE
+    from ..nodes.safedig.nodes import SafetySteerApplySafeDIG, SafetySteerTrainSAE
     from ..steering import load_pack
     from ..steering.pack import DEFAULT_PACK_PATH
 
@@ -70,13 +70,13 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
     results = {"steps": steps, "rounds": rounds, "threads": threads, "device": "cpu", "families": {}}
     for family in families:
         clip, model = tiny.build_clip(family), tiny.build_model(family)
-        aligned = FitCrossModelAlignment.execute(clip, pack, "ridge", 40).result[0]
+        aligned = SafetySteerFitCrossModelAlignment.execute(clip, pack, "ridge", 40).result[0]
         encode = lambda c, text: nodes.CLIPTextEncode().encode(c, text)[0]   # noqa: E731
         positive, negative = encode(clip, PROMPT), encode(clip, "")
-        steered_clip = ApplySafetySteerCLIP.execute(clip, aligned, 1.0, **common).result[0]
+        steered_clip = SafetySteerApplyTextEncoder.execute(clip, aligned, 1.0, **common).result[0]
         te_positive, te_negative = encode(steered_clip, PROMPT), encode(steered_clip, "")
-        cond_positive = ApplySafetySteerConditioning.execute(positive, aligned, 1.0, **common).result[0]
-        steered_model = ApplySafetySteerModel.execute(model, aligned, 1.0, **common, start_percent=0.0,
+        cond_positive = SafetySteerApplyConditioning.execute(positive, aligned, 1.0, **common).result[0]
+        steered_model = SafetySteerApplyModel.execute(model, aligned, 1.0, **common, start_percent=0.0,
                                                       end_percent=1.0, apply_to="positive").result[0]
         latent = _latent(nodes, tiny, family)
 
@@ -88,8 +88,8 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
                     "conditioning": sampler(model, cond_positive, negative),
                     "model": sampler(steered_model, positive, negative)}
         if family in SAFEDIG_FAMILIES:
-            bundle = TrainSafetySAE.execute(model, clip, pack, latent, **SAFEDIG_TRAINING).result[0]
-            repelled = ApplySafeDIG.execute(model, bundle, "repel", 1.0, 0.0, 1.0, "positive").result[0]
+            bundle = SafetySteerTrainSAE.execute(model, clip, pack, latent, **SAFEDIG_TRAINING).result[0]
+            repelled = SafetySteerApplySafeDIG.execute(model, bundle, "repel", 1.0, 0.0, 1.0, "positive").result[0]
             variants["safedig"] = sampler(repelled, positive, negative)
         for fn in variants.values():            # warm-up: model load, allocator, kernels
             fn()

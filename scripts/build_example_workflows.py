@@ -61,7 +61,7 @@ def comfyui_object_info() -> dict:
     logging.getLogger().setLevel(logging.ERROR)
     import utils.extra_config  # noqa: F401  (must precede `nodes`)
     import nodes
-    if "LoadSafetyDirection" not in nodes.NODE_CLASS_MAPPINGS:
+    if "SafetySteerLoadDirection" not in nodes.NODE_CLASS_MAPPINGS:
         asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
     return wf.object_info_in_process()
 
@@ -70,7 +70,7 @@ def comfyui_object_info() -> dict:
 
 POSITIVE_COLORS = ("#232", "#353")
 NEGATIVE_COLORS = ("#322", "#533")
-STEER_COLORS = ("#1f3a33", "#2e5a4e")       # the pack's SAFETY_DIRECTION link colour, darkened
+STEER_COLORS = ("#1f3a33", "#2e5a4e")       # the pack's direction link colour, darkened
 REPORT_COLORS = ("#223", "#335")
 NOTE_COLORS = ("#432", "#653")
 
@@ -433,10 +433,10 @@ def build(family: str, info: dict) -> Graph:
     g.group("1. Models", loaders, "#3f789e")
 
     # 2. safety steer
-    load = g.add("LoadSafetyDirection", [X[1], Y0], {"pack": SHIPPED_PACK}, size=[380, 58], colors=STEER_COLORS)
-    fit = g.add("FitCrossModelAlignment", [X[1], Y0 + 110], {"method": "ridge", "anchors": 2000}, size=[380, 102],
+    load = g.add("SafetySteerLoadDirection", [X[1], Y0], {"pack": SHIPPED_PACK}, size=[380, 58], colors=STEER_COLORS)
+    fit = g.add("SafetySteerFitCrossModelAlignment", [X[1], Y0 + 110], {"method": "ridge", "anchors": 2000}, size=[380, 102],
                 colors=STEER_COLORS, clip=clip_out, direction=load)
-    steer = g.add("ApplySafetySteerCLIP", [X[1], Y0 + 270],
+    steer = g.add("SafetySteerApplyTextEncoder", [X[1], Y0 + 270],
                   {"strength": 2.0, "direction": "auto", "mode": "add", "gate": "source LLM", "gate_threshold": -1.0},
                   size=[380, 178], colors=STEER_COLORS, clip=clip_out, aligned_direction=fit)
     g.group("2. Safety Steer", [load, fit, steer], "#3f9e7d")
@@ -528,8 +528,8 @@ def build(family: str, info: dict) -> Graph:
 
 def build_inspect(info: dict) -> Graph:
     g = Graph("inspect_safety_direction", info)
-    load = g.add("LoadSafetyDirection", [60, 120], {"pack": SHIPPED_PACK}, size=[340, 60], colors=STEER_COLORS)
-    g.add("SafetyDirectionInfo", [460, 120], size=[460, 260], direction=load)
+    load = g.add("SafetySteerLoadDirection", [60, 120], {"pack": SHIPPED_PACK}, size=[340, 60], colors=STEER_COLORS)
+    g.add("SafetySteerDirectionInfo", [460, 120], size=[460, 260], direction=load)
     g.note("Safety Steer: inspect a safety direction pack.\n\nLoad Safety Direction lists the packs in "
            "models/safety_directions/ and the ones shipped with Safety Steer (built from SmolLM2-135M-Instruct on "
            "7 harm categories).\n\nSafety Direction Info shows the source model, layer, method, and each direction's "

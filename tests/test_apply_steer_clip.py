@@ -15,7 +15,7 @@ PROMPTS = ["a lighthouse on a cliff at dusk, oil painting", "a man stabbing anot
 @pytest.fixture(scope="module")
 def node(comfy):
     """Node classes and helpers from the copy of the pack that ComfyUI loaded."""
-    pack_module = sys.modules[comfy.node_classes["LoadSafetyDirection"].__module__]
+    pack_module = sys.modules[comfy.node_classes["SafetySteerLoadDirection"].__module__]
     return comfy, pack_module.load_pack(DEFAULT_PACK_PATH)
 
 
@@ -28,12 +28,12 @@ def encode(clip, text):
 def aligned_for(node, clip, tmp_path, monkeypatch):
     monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     comfy, pack = node
-    return comfy.node("FitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=60)[0]
+    return comfy.node("SafetySteerFitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=60)[0]
 
 
 def steer(node, clip, aligned, strength, **options):
     settings = {"direction": "global", "mode": "add", "gate": "none", "gate_threshold": -1.0, **options}
-    return node[0].node("ApplySafetySteerCLIP", clip=clip, aligned_direction=aligned, strength=strength, **settings)[0]
+    return node[0].node("SafetySteerApplyTextEncoder", clip=clip, aligned_direction=aligned, strength=strength, **settings)[0]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -60,7 +60,7 @@ def test_steer_changes_conditioning_and_leaves_the_original_alone(node, tiny_cli
         # original CLIP unchanged afterwards, and no wrapper is left on the shared modules
         again = encode(clip, prompt)
         assert torch.equal(again[0], cond)
-    sub_encoders = sys.modules[node[0].node_classes["ApplySafetySteerCLIP"].__module__].sub_encoders
+    sub_encoders = sys.modules[node[0].node_classes["SafetySteerApplyTextEncoder"].__module__].sub_encoders
     assert all("encode_token_weights" not in m.__dict__ for m in sub_encoders(clip).values())
 
 

@@ -11,17 +11,17 @@ PACK_NAME = DEFAULT_PACK_PATH.name
 
 def direction_graph(pack_name: str = PACK_NAME) -> dict:
     return {
-        "1": {"class_type": "LoadSafetyDirection", "inputs": {"pack": pack_name}},
-        "2": {"class_type": "SafetyDirectionInfo", "inputs": {"direction": ["1", 0]}},
+        "1": {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": pack_name}},
+        "2": {"class_type": "SafetySteerDirectionInfo", "inputs": {"direction": ["1", 0]}},
     }
 
 
 def test_pack_registers_its_nodes_in_process(comfy):
     classes = comfy.node_classes
-    assert {"LoadSafetyDirection", "SafetyDirectionInfo"} <= set(classes)
-    schema = classes["LoadSafetyDirection"].GET_SCHEMA()
+    assert {"SafetySteerLoadDirection", "SafetySteerDirectionInfo"} <= set(classes)
+    schema = classes["SafetySteerLoadDirection"].GET_SCHEMA()
     assert schema.description and all(i.tooltip for i in schema.inputs)
-    assert [o.io_type for o in schema.outputs] == ["SAFETY_DIRECTION"]
+    assert [o.io_type for o in schema.outputs] == ["SAFETY_DIRECTION_PACK"]
 
 
 def test_direction_graph_runs_in_process(comfy):
@@ -60,11 +60,11 @@ def test_unknown_pack_name_fails_validation(comfy):
 
 
 def test_server_lists_nodes_and_runs_the_graph(comfy_server):
-    info = comfy_server.get("/object_info/LoadSafetyDirection")["LoadSafetyDirection"]
+    info = comfy_server.get("/object_info/SafetySteerLoadDirection")["SafetySteerLoadDirection"]
     assert info["category"] == "safety_steer"
     assert PACK_NAME in info["input"]["required"]["pack"][1]["options"]
-    assert info["output"] == ["SAFETY_DIRECTION"]
-    assert "SafetyDirectionInfo" in comfy_server.get("/object_info")
+    assert info["output"] == ["SAFETY_DIRECTION_PACK"]
+    assert "SafetySteerDirectionInfo" in comfy_server.get("/object_info")
     result = comfy_server.run_prompt(direction_graph())
     assert result["status"]["status_str"] == "success", result["status"]
     assert "global:" in "".join(result["outputs"]["2"]["text"])

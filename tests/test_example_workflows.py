@@ -123,13 +123,13 @@ def test_family_workflow_layout_and_chain(name):
     workflow = json.loads((WORKFLOWS / name).read_text())
     nodes = {n["id"]: n for n in workflow["nodes"]}
     types = [n["type"] for n in workflow["nodes"]]
-    for required in ("LoadSafetyDirection", "FitCrossModelAlignment", "ApplySafetySteerCLIP", "KSampler",
+    for required in ("SafetySteerLoadDirection", "SafetySteerFitCrossModelAlignment", "SafetySteerApplyTextEncoder", "KSampler",
                      "SafetySteerReport", "MarkdownNote"):
         assert required in types, required
     assert types.count("CLIPTextEncode") == 2
     # both prompts are encoded with the steered CLIP; the report reads the positive prompt
     links = {link[0]: link for link in workflow["links"]}
-    steer = next(n for n in workflow["nodes"] if n["type"] == "ApplySafetySteerCLIP")
+    steer = next(n for n in workflow["nodes"] if n["type"] == "SafetySteerApplyTextEncoder")
     for node in workflow["nodes"]:
         if node["type"] == "CLIPTextEncode":
             assert links[node["inputs"][0]["link"]][1] == steer["id"]
@@ -248,7 +248,7 @@ def tiny_settings(prompt: dict) -> dict:
                 inputs["length"] = TINY_FRAMES
         elif kind == "KSampler":
             inputs["steps"] = TINY_STEPS
-        elif kind == "FitCrossModelAlignment":
+        elif kind == "SafetySteerFitCrossModelAlignment":
             inputs["anchors"] = TINY_ANCHORS
     return prompt
 

@@ -101,8 +101,8 @@ def test_concurrent_bundle_saves_for_one_prefix_keep_every_bundle(tmp_path, tiny
 
 
 def test_sae_save_path_reserves_a_distinct_file_per_call(comfy, tiny_bundle):
-    """The node helper TrainSafetySAE / AdaptSafetySAEDecoder save through, as ComfyUI loaded it."""
-    nodes_module = sys.modules[comfy.node_classes["TrainSafetySAE"].__module__]
+    """The node helper SafetySteerTrainSAE / SafetySteerAdaptSAEDecoder save through, as ComfyUI loaded it."""
+    nodes_module = sys.modules[comfy.node_classes["SafetySteerTrainSAE"].__module__]
     reserved: list[str] = []
     prefix = f"concurrency_test_{os.getpid()}"
     try:
@@ -172,14 +172,14 @@ def test_readers_return_ordinary_tensors_inside_inference_mode(tmp_path, tiny_bu
 
 
 # -- damaged and unwritable alignment caches -----------------------------------------------------------
-def fit_graph(node: str = "FitCrossModelAlignment", anchors: int = 40) -> dict:
-    method = "ridge" if node == "FitCrossModelAlignment" else "mean_diff"
+def fit_graph(node: str = "SafetySteerFitCrossModelAlignment", anchors: int = 40) -> dict:
+    method = "ridge" if node == "SafetySteerFitCrossModelAlignment" else "mean_diff"
     return {
-        "1": {"class_type": "LoadSafetyDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
+        "1": {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
         "2": {"class_type": "TinyTestCLIP", "inputs": {"family": "sd15", "seed": 0}},
         "3": {"class_type": node, "inputs": {"clip": ["2", 0], "direction": ["1", 0], "method": method,
                                              "anchors": anchors}},
-        "4": {"class_type": "SafetyDirectionInfo", "inputs": {"direction": ["3", 0]}},
+        "4": {"class_type": "SafetySteerDirectionInfo", "inputs": {"direction": ["3", 0]}},
     }
 
 
@@ -230,7 +230,7 @@ def test_a_damaged_alignment_cache_is_logged_deleted_and_rebuilt(comfy, tiny_cli
     first = comfy.run(fit_graph())
     [cached] = (tmp_path / "alignments").glob("*.safetensors")
     DAMAGE[damage](cached)
-    node_module = sys.modules[comfy.node_classes["FitCrossModelAlignment"].__module__]
+    node_module = sys.modules[comfy.node_classes["SafetySteerFitCrossModelAlignment"].__module__]
     calls, original = [], node_module.encode_per_encoder
     monkeypatch.setattr(node_module, "encode_per_encoder", lambda *a, **k: calls.append(1) or original(*a, **k))
     with caplog.at_level(logging.WARNING):
@@ -241,7 +241,7 @@ def test_a_damaged_alignment_cache_is_logged_deleted_and_rebuilt(comfy, tiny_cli
     assert [p.name for p in cached.parent.iterdir()] == [cached.name]
 
 
-@pytest.mark.parametrize("node", ["FitCrossModelAlignment", "FitNativeDirection"])
+@pytest.mark.parametrize("node", ["SafetySteerFitCrossModelAlignment", "SafetySteerFitNativeDirection"])
 def test_both_fit_nodes_reuse_their_cache(comfy, tiny_clip_node, tmp_path, monkeypatch, node):
     monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     first = comfy.run(fit_graph(node))

@@ -1,4 +1,4 @@
-"""FitCrossModelAlignment on tiny random-weight CLIP-L, CLIP-G, T5 and umT5 encoders built from
+"""SafetySteerFitCrossModelAlignment on tiny random-weight CLIP-L, CLIP-G, T5 and umT5 encoders built from
 ComfyUI's own classes, run through the real ComfyUI executor."""
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def pack():
     ("hunyuan_video", {"l": 32, "llama": 256}),
 ])
 def test_per_encoder_features_and_alignment(comfy, tiny_clip, pack, family, expected):
-    from safety_steer.nodes.clip_targets import encode_per_encoder
+    from safety_steer.nodes.apply.clip_targets import encode_per_encoder
     from safety_steer.steering.transfer.aligned import align_pack, anchor_subset
     clip = tiny_clip(family)
     index = anchor_subset(len(pack.anchor_prompts), 60)
@@ -43,11 +43,11 @@ def test_per_encoder_features_and_alignment(comfy, tiny_clip, pack, family, expe
 
 def alignment_graph(family: str, anchors: int = 80, method: str = "ridge", seed: int = 0) -> dict:
     return {
-        "1": {"class_type": "LoadSafetyDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
+        "1": {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
         "2": {"class_type": "TinyTestCLIP", "inputs": {"family": family, "seed": seed}},
-        "3": {"class_type": "FitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["1", 0],
+        "3": {"class_type": "SafetySteerFitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["1", 0],
                                                                  "method": method, "anchors": anchors}},
-        "4": {"class_type": "SafetyDirectionInfo", "inputs": {"direction": ["3", 0]}},
+        "4": {"class_type": "SafetySteerDirectionInfo", "inputs": {"direction": ["3", 0]}},
     }
 
 
@@ -65,7 +65,7 @@ def test_node_fits_in_a_real_graph_and_caches_on_disk(comfy, tiny_clip_node, fam
     stamp = cached[0].stat().st_mtime_ns
 
     # the copy of the pack that ComfyUI loaded (from custom_nodes), not the test's own import
-    node_module = sys.modules[comfy.node_classes["FitCrossModelAlignment"].__module__]
+    node_module = sys.modules[comfy.node_classes["SafetySteerFitCrossModelAlignment"].__module__]
     calls = []
     original = node_module.encode_per_encoder
     monkeypatch.setattr(node_module, "encode_per_encoder", lambda *a, **k: calls.append(1) or original(*a, **k))
@@ -86,15 +86,15 @@ def test_node_fits_in_a_real_graph_and_caches_on_disk(comfy, tiny_clip_node, fam
 def test_node_rejects_an_already_aligned_direction(comfy, tiny_clip_node, tmp_path, monkeypatch):
     monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     graph = alignment_graph("sd15", anchors=40)
-    graph["5"] = {"class_type": "FitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["3", 0],
+    graph["5"] = {"class_type": "SafetySteerFitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["3", 0],
                                                                      "method": "ridge", "anchors": 40}}
-    graph["6"] = {"class_type": "SafetyDirectionInfo", "inputs": {"direction": ["5", 0]}}
+    graph["6"] = {"class_type": "SafetySteerDirectionInfo", "inputs": {"direction": ["5", 0]}}
     with pytest.raises(ValueError, match="already aligned"):
         comfy.run(graph)
 
 
 def test_unknown_encoder_is_a_clear_error(comfy, tiny_clip):
-    from safety_steer.nodes.clip_targets import UnsupportedEncoderError, sub_encoders
+    from safety_steer.nodes.apply.clip_targets import UnsupportedEncoderError, sub_encoders
     clip = tiny_clip("sd15")
     original = clip.tokenizer.tokenize_with_weights
     clip.tokenizer.tokenize_with_weights = lambda text, *a, **k: {"qwen3_4b": original(text, *a, **k)["l"]}
@@ -103,7 +103,7 @@ def test_unknown_encoder_is_a_clear_error(comfy, tiny_clip):
 
 
 def test_llama_features_pool_the_prompt_not_hunyuans_template(comfy, tiny_clip):
-    from safety_steer.nodes.clip_targets import prompt_token_mask, sub_encoders
+    from safety_steer.nodes.apply.clip_targets import prompt_token_mask, sub_encoders
     clip = tiny_clip("hunyuan_video")
     llama = sub_encoders(clip)["llama"]
     mask = prompt_token_mask("llama", llama, clip.tokenize("a red fox", return_word_ids=True)["llama"])

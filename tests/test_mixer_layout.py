@@ -95,16 +95,16 @@ def test_layouts_of_every_family():
 def test_native_direction_node_and_mixer_in_a_real_graph(comfy, tiny_clip_node, tmp_path, monkeypatch):
     monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     graph = {
-        "1": {"class_type": "LoadSafetyDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
+        "1": {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
         "2": {"class_type": "TinyTestCLIP", "inputs": {"family": "sd15", "seed": 0}},
-        "3": {"class_type": "FitNativeDirection", "inputs": {"clip": ["2", 0], "direction": ["1", 0],
+        "3": {"class_type": "SafetySteerFitNativeDirection", "inputs": {"clip": ["2", 0], "direction": ["1", 0],
                                                              "method": "mean_diff", "anchors": 40}},
-        "4": {"class_type": "CategoryVectorMixer", "inputs": {
+        "4": {"class_type": "SafetySteerCategoryVectorMixer", "inputs": {
             "aligned_direction": ["3", 0], "preset": "violence and gore", "hate": 1.0, "harassment": 1.0,
             "violence": 1.0, "self_harm": 1.0, "sexual": 1.0, "shocking": 1.0, "illegal_activity": 1.0,
             "orthogonalise": True}},
-        "5": {"class_type": "SafetyDirectionInfo", "inputs": {"direction": ["4", 0]}},
-        "6": {"class_type": "ApplySafetySteerCLIP", "inputs": {
+        "5": {"class_type": "SafetySteerDirectionInfo", "inputs": {"direction": ["4", 0]}},
+        "6": {"class_type": "SafetySteerApplyTextEncoder", "inputs": {
             "clip": ["2", 0], "aligned_direction": ["4", 0], "strength": 1.5, "direction": "auto", "mode": "both",
             "gate": "target projection", "gate_threshold": 0.5}},
         "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["6", 0], "text": "a bloody knife fight, photo"}},

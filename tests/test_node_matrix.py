@@ -66,10 +66,10 @@ class Graph(dict):
 
 def base(family: str, method: str = "ridge") -> tuple[Graph, dict[str, str]]:
     g = Graph()
-    ids = {"pack": g.add("LoadSafetyDirection", pack=DEFAULT_PACK_PATH.name),
+    ids = {"pack": g.add("SafetySteerLoadDirection", pack=DEFAULT_PACK_PATH.name),
            "clip": g.add("TinyTestCLIP", family=family, seed=0),
            "model": g.add("TinyTestModel", family=family, seed=0)}
-    ids["aligned"] = g.add("FitCrossModelAlignment", clip=[ids["clip"], 0], direction=[ids["pack"], 0],
+    ids["aligned"] = g.add("SafetySteerFitCrossModelAlignment", clip=[ids["clip"], 0], direction=[ids["pack"], 0],
                            method=method, anchors=ANCHORS)
     latent_type, latent_inputs = tiny_models().latent_node(family, 1)
     ids["latent"] = g.add(latent_type, **latent_inputs)
@@ -96,7 +96,7 @@ def samples(out: dict, key: str) -> torch.Tensor:
 @pytest.mark.parametrize("method", ["ridge", "procrustes", "cca", "mlp"])
 def test_fit_cross_model_alignment_every_method(run, method):
     g, ids = base("sdxl", method)
-    g.capture(g.add("SafetyDirectionInfo", direction=[ids["aligned"], 0]), "info")
+    g.capture(g.add("SafetySteerDirectionInfo", direction=[ids["aligned"], 0]), "info")
     g.capture(ids["aligned"], "aligned")
     out = run(g)
     aligned = out["aligned"]
@@ -109,21 +109,21 @@ def test_fit_cross_model_alignment_every_method(run, method):
 @pytest.mark.parametrize("method", ["mean_diff", "pca", "logistic"])
 def test_fit_native_direction_every_method(run, method):
     g, ids = base("sd15")
-    native = g.add("FitNativeDirection", clip=[ids["clip"], 0], direction=[ids["pack"], 0], method=method, anchors=ANCHORS)
+    native = g.add("SafetySteerFitNativeDirection", clip=[ids["clip"], 0], direction=[ids["pack"], 0], method=method, anchors=ANCHORS)
     g.capture(native, "native")
-    g.capture(g.add("SafetyDirectionInfo", direction=[native, 0]), "info")
+    g.capture(g.add("SafetySteerDirectionInfo", direction=[native, 0]), "info")
     out = run(g)
     assert all(torch.isfinite(e.unit).all() for e in out["native"].encoders.values())
 
 
 def test_category_vector_mixer_every_preset(run):
     from safety_steer.steering.transfer.mixing import PRESETS
-    from safety_steer.nodes.mixer import CUSTOM
+    from safety_steer.nodes.directions.mixer import CUSTOM
     for preset, orthogonalise in zip([CUSTOM, *PRESETS], itertools.cycle([True, False])):
         g, ids = base("sd15")
         sliders = {name: 0.5 for name in ("hate", "harassment", "violence", "self_harm", "sexual", "shocking",
                                          "illegal_activity")}
-        mixed = g.add("CategoryVectorMixer", aligned_direction=[ids["aligned"], 0], preset=preset,
+        mixed = g.add("SafetySteerCategoryVectorMixer", aligned_direction=[ids["aligned"], 0], preset=preset,
                       orthogonalise=orthogonalise, **sliders)
         g.capture(mixed, "mixed")
         out = run(g)
@@ -137,9 +137,9 @@ FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv")
 @pytest.mark.parametrize("family", FAMILIES)
 def test_text_encoder_point_every_family(run, family):
     g, ids = base(family)
-    steered = g.add("ApplySafetySteerCLIP", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
+    steered = g.add("SafetySteerApplyTextEncoder", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
                     gate="none", **steer_settings())
-    zero = g.add("ApplySafetySteerCLIP", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
+    zero = g.add("SafetySteerApplyTextEncoder", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
                  gate="none", **steer_settings(strength=0.0))
     for key, clip in (("plain", ids["clip"]), ("steered", steered), ("zero", zero)):
         g.capture(sampler(g, ids, ids["model"], clip), key)
@@ -151,9 +151,9 @@ def test_text_encoder_point_every_family(run, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_model_point_every_family(run, family):
     g, ids = base(family)
-    steered = g.add("ApplySafetySteerModel", model=[ids["model"], 0], aligned_direction=[ids["aligned"], 0],
+    steered = g.add("SafetySteerApplyModel", model=[ids["model"], 0], aligned_direction=[ids["aligned"], 0],
                     gate="none", start_percent=0.0, end_percent=1.0, apply_to="positive", **steer_settings())
-    zero = g.add("ApplySafetySteerModel", model=[ids["model"], 0], aligned_direction=[ids["aligned"], 0],
+    zero = g.add("SafetySteerApplyModel", model=[ids["model"], 0], aligned_direction=[ids["aligned"], 0],
                  gate="none", start_percent=0.0, end_percent=1.0, apply_to="positive", **steer_settings(strength=0.0))
     for key, model in (("plain", ids["model"]), ("steered", steered), ("zero", zero)):
         g.capture(sampler(g, ids, model, ids["clip"]), key)
@@ -171,7 +171,7 @@ def test_conditioning_point_every_option(run, family):
     positive = g.add("CLIPTextEncode", clip=[ids["clip"], 0], text=UNSAFE)
     for number, (direction, mode, gate) in enumerate(zip(directions, itertools.cycle(modes),
                                                          itertools.cycle(["target projection", "none"]))):
-        steered = g.add("ApplySafetySteerConditioning", conditioning=[positive, 0],
+        steered = g.add("SafetySteerApplyConditioning", conditioning=[positive, 0],
                         aligned_direction=[ids["aligned"], 0], gate=gate,
                         **steer_settings(direction=direction, mode=mode, gate_threshold=3.0))
         g.capture(steered, f"cond {number}")
@@ -192,7 +192,7 @@ def test_text_encoder_point_every_gate_mode_and_direction(run):
                      itertools.cycle(["source LLM", "target projection", "none"])))
     report = None
     for number, (direction, mode, gate) in enumerate(cases):
-        steered = g.add("ApplySafetySteerCLIP", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
+        steered = g.add("SafetySteerApplyTextEncoder", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
                         gate=gate, **steer_settings(direction=direction, mode=mode, gate_threshold=3.0))
         cond = g.add("CLIPTextEncode", clip=[steered, 0], text=UNSAFE)
         g.capture(cond, f"cond {number}")
@@ -211,7 +211,7 @@ def test_text_encoder_point_every_gate_mode_and_direction(run):
 def test_model_point_every_gate_mode_and_apply_to(run):
     from safety_steer.steering.prompts import I2P_CATEGORIES
     g, ids = base("sd15")
-    mixer = g.add("CategoryVectorMixer", aligned_direction=[ids["aligned"], 0], preset="all categories",
+    mixer = g.add("SafetySteerCategoryVectorMixer", aligned_direction=[ids["aligned"], 0], preset="all categories",
                   orthogonalise=False, **{c: 1.0 for c in ("hate", "harassment", "violence", "self_harm", "sexual",
                                                            "shocking", "illegal_activity")})
     g.capture(sampler(g, ids, ids["model"], ids["clip"]), "plain")
@@ -219,7 +219,7 @@ def test_model_point_every_gate_mode_and_apply_to(run):
                        itertools.cycle(["target projection", "none"]),
                        itertools.cycle(["positive", "positive and negative"])))
     for number, (direction, mode, gate, apply_to) in enumerate(options):
-        steered = g.add("ApplySafetySteerModel", model=[ids["model"], 0], aligned_direction=[mixer, 0], gate=gate,
+        steered = g.add("SafetySteerApplyModel", model=[ids["model"], 0], aligned_direction=[mixer, 0], gate=gate,
                         start_percent=0.0, end_percent=1.0, apply_to=apply_to,
                         **steer_settings(direction=direction, mode=mode, gate_threshold=3.0))
         ksampler = sampler(g, ids, steered, ids["clip"])
@@ -240,7 +240,7 @@ def test_safedig_train_load_adapt_apply(run, comfy, family, positions):
     import folder_paths
     prefix = f"matrix_{family}"
     g, ids = base(family)
-    train = g.add("TrainSafetySAE", model=[ids["model"], 0], clip=[ids["clip"], 0], direction=[ids["pack"], 0],
+    train = g.add("SafetySteerTrainSAE", model=[ids["model"], 0], clip=[ids["clip"], 0], direction=[ids["pack"], 0],
                   latent=[ids["latent"], 0], positions=positions, filename_prefix=prefix, **SAFEDIG_SMALL)
     g.capture(train, "bundle")
     g.capture(train, "report", slot=1)
@@ -251,9 +251,9 @@ def test_safedig_train_load_adapt_apply(run, comfy, family, positions):
     assert saved, "Train Safety SAE wrote no bundle"
 
     g, ids = base(family)
-    loaded = g.add("LoadSafetySAE", bundle=saved[-1])
+    loaded = g.add("SafetySteerLoadSAE", bundle=saved[-1])
     other_model = g.add("TinyTestModel", family=family, seed=1)
-    adapted = g.add("AdaptSafetySAEDecoder", model=[other_model, 0], clip=[ids["clip"], 0], safedig=[loaded, 0],
+    adapted = g.add("SafetySteerAdaptSAEDecoder", model=[other_model, 0], clip=[ids["clip"], 0], safedig=[loaded, 0],
                     direction=[ids["pack"], 0], latent=[ids["latent"], 0], anchors=6, epochs=2, noise_level=0.5,
                     seed=0, filename_prefix=prefix + "_adapted")
     g.capture(adapted, "adapted")
@@ -261,10 +261,10 @@ def test_safedig_train_load_adapt_apply(run, comfy, family, positions):
     for number, (operation, apply_to, strength) in enumerate([("repel", "positive", 2.0),
                                                               ("blend", "positive and negative", 1.0),
                                                               ("repel", "positive", 0.0)]):
-        patched = g.add("ApplySafeDIG", model=[ids["model"], 0], safedig=[loaded, 0], operation=operation,
+        patched = g.add("SafetySteerApplySafeDIG", model=[ids["model"], 0], safedig=[loaded, 0], operation=operation,
                         strength=strength, start_percent=0.0, end_percent=1.0, apply_to=apply_to)
         g.capture(sampler(g, ids, patched, ids["clip"]), f"{operation} {strength}")
-    g.capture(sampler(g, ids, g.add("ApplySafeDIG", model=[ids["model"], 0], safedig=[loaded, 0], operation="repel",
+    g.capture(sampler(g, ids, g.add("SafetySteerApplySafeDIG", model=[ids["model"], 0], safedig=[loaded, 0], operation="repel",
                                     strength=2.0, start_percent=0.0, end_percent=1.0, apply_to="positive"),
                       ids["clip"], cfg=1.0), "cfg 1")
     out = run(g)
@@ -283,11 +283,11 @@ PADDING = ("a quiet landscape with rolling green hills, a small farmhouse, golde
 
 
 def _source_gated(run, texts: list[str], pack_name: str = DEFAULT_PACK_PATH.name) -> list[dict]:
-    from safety_steer.nodes.steer_inputs import REPORT_KEY
+    from safety_steer.nodes.apply.inputs import REPORT_KEY
     g, ids = base("sd15")
     if pack_name != DEFAULT_PACK_PATH.name:
         g[ids["pack"]]["inputs"]["pack"] = pack_name
-    steered = g.add("ApplySafetySteerCLIP", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
+    steered = g.add("SafetySteerApplyTextEncoder", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
                     gate="source LLM", **steer_settings(strength=3.0, direction="global"))
     for number, text in enumerate(texts):
         g.capture(g.add("CLIPTextEncode", clip=[steered, 0], text=text), f"cond {number}")
@@ -350,7 +350,7 @@ def test_original_clip_is_never_steered_while_a_steered_clone_encodes(run):
 
     import nodes
     g, ids = base("sdxl")
-    steered = g.add("ApplySafetySteerCLIP", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
+    steered = g.add("SafetySteerApplyTextEncoder", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
                     gate="none", **steer_settings(strength=5.0))
     g.capture(ids["clip"], "clip")
     g.capture(steered, "steered")
@@ -391,7 +391,7 @@ def test_training_nodes_stop_on_cancel(run, comfy, monkeypatch):
 
     monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update_then_cancel)
     g, ids = base("flux")
-    g.capture(g.add("TrainSafetySAE", model=[ids["model"], 0], clip=[ids["clip"], 0], direction=[ids["pack"], 0],
+    g.capture(g.add("SafetySteerTrainSAE", model=[ids["model"], 0], clip=[ids["clip"], 0], direction=[ids["pack"], 0],
                     latent=[ids["latent"], 0], positions="auto", filename_prefix="matrix_cancel", **SAFEDIG_SMALL),
               "bundle")
     try:
@@ -419,7 +419,7 @@ def test_matrix_covers_every_node_and_option(comfy):
             continue
         for item in schema.inputs:
             options = getattr(item, "options", None)
-            if item.get_io_type() == "COMBO" and options and schema.node_id not in ("LoadSafetyDirection", "LoadSafetySAE"):
+            if item.get_io_type() == "COMBO" and options and schema.node_id not in ("SafetySteerLoadDirection", "SafetySteerLoadSAE"):
                 missing += [f"{schema.node_id}.{item.id}={o}" for o in options
                             if (schema.node_id, item.id, str(o)) not in seen]
             if item.get_io_type() == "BOOLEAN":
@@ -432,12 +432,12 @@ def test_matrix_covers_every_node_and_option(comfy):
 def _apply_graph(class_type: str, **overrides) -> dict:
     g, ids = base("sd15")
     settings = {**steer_settings(), "gate": "none", **overrides}
-    if class_type == "ApplySafetySteerModel":
+    if class_type == "SafetySteerApplyModel":
         node = g.add(class_type, model=[ids["model"], 0], aligned_direction=[ids["aligned"], 0],
                      **{"start_percent": 0.0, "end_percent": 1.0, "apply_to": "positive", **settings})
-    elif class_type == "ApplySafetySteerCLIP":
+    elif class_type == "SafetySteerApplyTextEncoder":
         node = g.add(class_type, clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0], **settings)
-    elif class_type == "ApplySafetySteerConditioning":
+    elif class_type == "SafetySteerApplyConditioning":
         cond = g.add("CLIPTextEncode", clip=[ids["clip"], 0], text=UNSAFE)
         node = g.add(class_type, conditioning=[cond, 0], aligned_direction=[ids["aligned"], 0], **settings)
     else:
@@ -450,7 +450,7 @@ BAD_VALUES = [("strength", -5.0), ("strength", 1e6), ("strength", math.nan), ("s
               ("gate_threshold", math.nan), ("mode", "sideways"), ("direction", "everything")]
 
 
-@pytest.mark.parametrize("class_type", ["ApplySafetySteerModel", "ApplySafetySteerCLIP", "ApplySafetySteerConditioning"])
+@pytest.mark.parametrize("class_type", ["SafetySteerApplyModel", "SafetySteerApplyTextEncoder", "SafetySteerApplyConditioning"])
 @pytest.mark.parametrize("name,value", BAD_VALUES)
 def test_apply_nodes_refuse_bad_values(comfy, run, class_type, name, value):
     valid, _, _, node_errors = comfy.validate(_apply_graph(class_type, **{name: value}))
@@ -461,7 +461,7 @@ def test_apply_nodes_refuse_bad_values(comfy, run, class_type, name, value):
                                        {"start_percent": 0.8, "end_percent": 0.2}, {"apply_to": "everything"},
                                        {"gate": "psychic"}])
 def test_model_node_refuses_bad_schedule_and_options(comfy, run, overrides):
-    valid, _, _, node_errors = comfy.validate(_apply_graph("ApplySafetySteerModel", **overrides))
+    valid, _, _, node_errors = comfy.validate(_apply_graph("SafetySteerApplyModel", **overrides))
     assert valid is False and next(iter(overrides)) in str(node_errors), node_errors
 
 
@@ -474,15 +474,15 @@ def test_apply_safedig_refuses_bad_values(comfy, run, overrides):
     folder_paths.filename_list_cache.clear()
     g = Graph()
     model = g.add("TinyTestModel", family="flux", seed=0)
-    bundle = g.add("LoadSafetySAE", bundle=listed.name)
+    bundle = g.add("SafetySteerLoadSAE", bundle=listed.name)
     settings = {"operation": "repel", "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0,
                 "apply_to": "positive", **overrides}
-    g.capture(g.add("ApplySafeDIG", model=[model, 0], safedig=[bundle, 0], **settings), "out")
+    g.capture(g.add("SafetySteerApplySafeDIG", model=[model, 0], safedig=[bundle, 0], **settings), "out")
     valid, _, _, node_errors = comfy.validate(g)
     assert valid is False and next(iter(overrides)) in str(node_errors.get("3", node_errors)), node_errors
 
 
-@pytest.mark.parametrize("class_type", ["FitCrossModelAlignment", "FitNativeDirection"])
+@pytest.mark.parametrize("class_type", ["SafetySteerFitCrossModelAlignment", "SafetySteerFitNativeDirection"])
 def test_fit_nodes_refuse_an_unknown_method(comfy, run, class_type):
     g, ids = base("sd15")
     fit = g.add(class_type, clip=[ids["clip"], 0], direction=[ids["pack"], 0], method="magic", anchors=ANCHORS)
@@ -495,9 +495,9 @@ def test_nan_over_http_is_refused_by_the_server(comfy_server):
     """Python's JSON parser takes NaN in a /prompt body; the node's own check must refuse it."""
     import json
     import urllib.request
-    graph = {"1": {"class_type": "LoadSafetyDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
+    graph = {"1": {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
              "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "none.safetensors"}},
-             "3": {"class_type": "ApplySafetySteerModel",
+             "3": {"class_type": "SafetySteerApplyModel",
                    "inputs": {"model": ["2", 0], "aligned_direction": ["1", 0], "gate": "none", "start_percent": 0.0,
                               "end_percent": 1.0, "apply_to": "positive", **steer_settings(strength=math.nan)}},
              "4": {"class_type": "SafetySteerReport", "inputs": {"model": ["3", 0]}}}

@@ -25,7 +25,7 @@ def tiny_models():
 @pytest.fixture(scope="module")
 def kit(comfy):
     classes = comfy.node_classes
-    pack = sys.modules[classes["LoadSafetyDirection"].__module__].load_pack(DEFAULT_PACK_PATH)
+    pack = sys.modules[classes["SafetySteerLoadDirection"].__module__].load_pack(DEFAULT_PACK_PATH)
     built: dict[str, tuple] = {}
 
     def family(name):
@@ -53,13 +53,13 @@ def sample(model, clip, lat, cfg=2.0):
 
 
 def train(comfy, pack, clip, model, name, positions="auto", prefix="safedig_test"):
-    return comfy.node("TrainSafetySAE", model=model, clip=clip, direction=pack, latent=latent(name), positions=positions,
+    return comfy.node("SafetySteerTrainSAE", model=model, clip=clip, direction=pack, latent=latent(name), positions=positions,
                       **SMALL, filename_prefix=prefix)
 
 
 def apply(comfy, model, bundle, operation="repel", strength=1.0, **options):
     settings = {"start_percent": 0.0, "end_percent": 1.0, "apply_to": "positive", **options}
-    return comfy.node("ApplySafeDIG", model=model, safedig=bundle, operation=operation, strength=strength, **settings)[0]
+    return comfy.node("SafetySteerApplySafeDIG", model=model, safedig=bundle, operation=operation, strength=strength, **settings)[0]
 
 
 def test_train_route_save_load_and_apply_on_flux(kit, comfy):
@@ -72,7 +72,7 @@ def test_train_route_save_load_and_apply_on_flux(kit, comfy):
     assert saved
     import folder_paths
     folder_paths.filename_list_cache.clear()
-    listed = classes.node("LoadSafetySAE", bundle=saved[-1].name)[0]
+    listed = classes.node("SafetySteerLoadSAE", bundle=saved[-1].name)[0]
     assert listed.positions == bundle.positions
     for position in bundle.positions:
         for key, value in bundle.saes[position].state_dict().items():
@@ -110,8 +110,8 @@ def test_stacks_with_cross_model_steer_and_another_packs_block_patch(kit, tmp_pa
     calls.clear()
     assert torch.equal(sample(other, clip, lat), other_only) and calls   # and `other` itself is unchanged
     monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
-    (aligned,) = classes.node("FitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=40)
-    (steered,) = classes.node("ApplySafetySteerModel", model=both, aligned_direction=aligned, strength=2.0,
+    (aligned,) = classes.node("SafetySteerFitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=40)
+    (steered,) = classes.node("SafetySteerApplyModel", model=both, aligned_direction=aligned, strength=2.0,
                               direction="auto", mode="add", gate="none", gate_threshold=-1.0, start_percent=0.0,
                               end_percent=1.0, apply_to="positive")
     assert not torch.equal(sample(steered, clip, lat), stacked)
@@ -155,7 +155,7 @@ def test_adapting_the_decoder_to_another_checkpoint_keeps_the_encoder(kit):
     clip, model = family("flux")
     bundle, _ = train(classes, pack, clip, model, "flux", positions="double.0.txt,single.0")
     finetune = tiny_models().build_model("flux", seed=7)
-    adapted, report = classes.node("AdaptSafetySAEDecoder", model=finetune, clip=clip, safedig=bundle, direction=pack,
+    adapted, report = classes.node("SafetySteerAdaptSAEDecoder", model=finetune, clip=clip, safedig=bundle, direction=pack,
                                    latent=latent("flux"), anchors=8, epochs=3, noise_level=0.5, seed=0,
                                    filename_prefix="safedig_adapted_test")
     assert "adapted decoder" in report

@@ -27,7 +27,7 @@ def kit(comfy, tmp_path_factory):
     """Node classes, the shipped pack, and per-family tiny CLIP/model/alignment, built once."""
     import os
     classes = comfy.node_classes
-    pack = sys.modules[classes["LoadSafetyDirection"].__module__].load_pack(DEFAULT_PACK_PATH)
+    pack = sys.modules[classes["SafetySteerLoadDirection"].__module__].load_pack(DEFAULT_PACK_PATH)
     data = tmp_path_factory.mktemp("steer_data")
     previous = os.environ.get("SAFETY_STEER_CACHE")
     os.environ["SAFETY_STEER_CACHE"] = str(data)
@@ -36,7 +36,7 @@ def kit(comfy, tmp_path_factory):
     def family(name: str):
         if name not in cache:
             clip, model = tiny_models().build_clip(name), tiny_models().build_model(name)
-            (aligned,) = comfy.node("FitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=40)
+            (aligned,) = comfy.node("SafetySteerFitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=40)
             cache[name] = clip, model, aligned
         return cache[name]
 
@@ -69,18 +69,18 @@ def sample(model, positive, negative, lat, cfg=2.0, steps=2):
 def steer_model(comfy, model, aligned, strength, **options):
     settings = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0,
                 "start_percent": 0.0, "end_percent": 1.0, "apply_to": "positive", **options}
-    return comfy.node("ApplySafetySteerModel", model=model, aligned_direction=aligned, strength=strength, **settings)[0]
+    return comfy.node("SafetySteerApplyModel", model=model, aligned_direction=aligned, strength=strength, **settings)[0]
 
 
 def steer_conditioning(comfy, conditioning, aligned, strength, **options):
     settings = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0, **options}
-    return comfy.node("ApplySafetySteerConditioning", conditioning=conditioning, aligned_direction=aligned,
+    return comfy.node("SafetySteerApplyConditioning", conditioning=conditioning, aligned_direction=aligned,
                       strength=strength, **settings)
 
 
 def steer_clip(comfy, clip, aligned, strength, **options):
     settings = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0, **options}
-    return comfy.node("ApplySafetySteerCLIP", clip=clip, aligned_direction=aligned, strength=strength, **settings)[0]
+    return comfy.node("SafetySteerApplyTextEncoder", clip=clip, aligned_direction=aligned, strength=strength, **settings)[0]
 
 
 def patch_state(model):
@@ -235,18 +235,18 @@ def test_model_and_conditioning_points_in_a_real_graph(comfy, tiny_clip_node, ti
 
     def graph(strength: float) -> dict:
         return {
-            "1": {"class_type": "LoadSafetyDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
+            "1": {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
             "2": {"class_type": "TinyTestCLIP", "inputs": {"family": name, "seed": 0}},
             "3": {"class_type": "TinyTestModel", "inputs": {"family": name, "seed": 0}},
-            "4": {"class_type": "FitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["1", 0],
+            "4": {"class_type": "SafetySteerFitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["1", 0],
                                                                      "method": "ridge", "anchors": 40}},
-            "5": {"class_type": "ApplySafetySteerModel", "inputs": {
+            "5": {"class_type": "SafetySteerApplyModel", "inputs": {
                 "model": ["3", 0], "aligned_direction": ["4", 0], "strength": strength, "direction": "violence",
                 "mode": "add", "gate": "none", "gate_threshold": -1.0, "start_percent": 0.0, "end_percent": 1.0,
                 "apply_to": "positive"}},
             "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": UNSAFE}},
             "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": ""}},
-            "8": {"class_type": "ApplySafetySteerConditioning", "inputs": {
+            "8": {"class_type": "SafetySteerApplyConditioning", "inputs": {
                 "conditioning": ["6", 0], "aligned_direction": ["4", 0], "strength": strength, "direction": "auto",
                 "mode": "project", "gate": "target projection", "gate_threshold": 3.0}},
             "9": {"class_type": latent_type, "inputs": latent_inputs},

@@ -1,26 +1,60 @@
-// Safety Steer frontend extension: gives SAFETY_DIRECTION links and sockets their own colour, so
+// Safety Steer frontend extension: gives direction-pack and aligned-direction links and sockets their own colour, so
 // a direction pack's path through a graph is easy to follow.
 import { app } from "../../scripts/app.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
-const DIRECTION_COLOR = "#3fb58b";
+const DIRECTION_COLOR = "#3fb58b";   // a pack, in its source model's space
+const ALIGNED_COLOR = "#2f8fb5";     // directions aligned to this graph's text encoders
 
 app.registerExtension({
   name: "SafetySteer.DirectionLinks",
   async setup() {
     const canvas = globalThis.LGraphCanvas;
     if (canvas?.link_type_colors) {
-      canvas.link_type_colors["SAFETY_DIRECTION"] = DIRECTION_COLOR;
+      canvas.link_type_colors["SAFETY_DIRECTION_PACK"] = DIRECTION_COLOR;
+      canvas.link_type_colors["ALIGNED_SAFETY_DIRECTION"] = ALIGNED_COLOR;
     }
     if (app.canvas?.default_connection_color_byType) {
-      app.canvas.default_connection_color_byType["SAFETY_DIRECTION"] = DIRECTION_COLOR;
+      app.canvas.default_connection_color_byType["SAFETY_DIRECTION_PACK"] = DIRECTION_COLOR;
+      app.canvas.default_connection_color_byType["ALIGNED_SAFETY_DIRECTION"] = ALIGNED_COLOR;
     }
+  },
+});
+
+// Node ids before the rename (steering/renamed_nodes.py is the source; a test keeps this copy equal):
+// workflows saved with them are migrated when loaded, so they open with the new nodes.
+const RENAMED_NODES = {
+  "LoadSafetyDirection": "SafetySteerLoadDirection",
+  "SafetyDirectionInfo": "SafetySteerDirectionInfo",
+  "FitCrossModelAlignment": "SafetySteerFitCrossModelAlignment",
+  "FitNativeDirection": "SafetySteerFitNativeDirection",
+  "CategoryVectorMixer": "SafetySteerCategoryVectorMixer",
+  "ApplySafetySteerCLIP": "SafetySteerApplyTextEncoder",
+  "ApplySafetySteerConditioning": "SafetySteerApplyConditioning",
+  "ApplySafetySteerModel": "SafetySteerApplyModel",
+  "TrainSafetySAE": "SafetySteerTrainSAE",
+  "LoadSafetySAE": "SafetySteerLoadSAE",
+  "AdaptSafetySAEDecoder": "SafetySteerAdaptSAEDecoder",
+  "ApplySafeDIG": "SafetySteerApplySafeDIG"
+};
+
+function renameNodes(nodes) {
+  for (const node of nodes ?? []) {
+    if (node && RENAMED_NODES[node.type]) node.type = RENAMED_NODES[node.type];
+  }
+}
+
+app.registerExtension({
+  name: "SafetySteer.RenamedNodes",
+  beforeConfigureGraph(graphData) {
+    renameNodes(graphData?.nodes);
+    for (const subgraph of graphData?.definitions?.subgraphs ?? []) renameNodes(subgraph.nodes);
   },
 });
 
 // Nodes that report text after a run (V3 ui.PreviewText): show it on the node itself, in a
 // read-only box, so the report is read where the steer is set up.
-const TEXT_NODES = new Set(["SafetyDirectionInfo", "SafetySteerReport", "ApplySafetySteerConditioning"]);
+const TEXT_NODES = new Set(["SafetySteerDirectionInfo", "SafetySteerReport", "SafetySteerApplyConditioning"]);
 
 app.registerExtension({
   name: "SafetySteer.ReportText",

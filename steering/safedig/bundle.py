@@ -1,5 +1,5 @@
 """A SafeDIG bundle: the SAEs of one model's chosen positions, their harmful features and the
-routing that chose them, in one safetensors file (what TrainSafetySAE writes and ApplySafeDIG reads).
+routing that chose them, in one safetensors file (what SafetySteerTrainSAE writes and SafetySteerApplySafeDIG reads).
 
 Tensors are stored as ``<position>/<SAE state key>``; metadata holds, per position, the SAE's own
 metadata and its harmful features, plus the bundle's model type and routing scores. Loading

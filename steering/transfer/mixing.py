@@ -1,4 +1,4 @@
-"""Mixing per-category directions into one (CategoryVectorMixer).
+"""Mixing per-category directions into one (SafetySteerCategoryVectorMixer).
 
 A mix is a weighted sum of the categories' unit rows in a target's standardised space,
 optionally after symmetric (Loewdin) orthogonalisation, which removes the overlap between

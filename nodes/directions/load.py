@@ -1,14 +1,14 @@
-"""LoadSafetyDirection and SafetyDirectionInfo: bring a direction pack into a graph and show it."""
+"""SafetySteerLoadDirection and SafetySteerDirectionInfo: bring a direction pack into a graph and show it."""
 from __future__ import annotations
 
 import os
 
 from comfy_api.latest import io, ui
 
-from ..steering import DirectionPack, load_pack
-from ..steering.transfer.aligned import AlignedSafetyDirection
-from .model_folders import direction_pack_path, list_direction_packs
-from .types import SafetyDirection
+from ...steering import DirectionPack, load_pack
+from ...steering.transfer.aligned import AlignedSafetyDirection
+from ..model_folders import direction_pack_path, list_direction_packs
+from ..types import AlignedDirectionType, DirectionPackType
 
 _cache: dict[tuple[str, float], DirectionPack] = {}
 
@@ -22,11 +22,11 @@ def _load_cached(path: str) -> DirectionPack:
     return _cache[key]
 
 
-class LoadSafetyDirection(io.ComfyNode):
+class SafetySteerLoadDirection(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="LoadSafetyDirection",
+            node_id="SafetySteerLoadDirection",
             display_name="Load Safety Direction",
             category="safety_steer",
             description=("Loads a safety direction pack: a global direction and one per harm category, "
@@ -36,7 +36,7 @@ class LoadSafetyDirection(io.ComfyNode):
             inputs=[io.Combo.Input("pack", options=list_direction_packs(),
                                    tooltip="A .safetensors direction pack from models/safety_directions/ or the "
                                            "shipped vectors/ folder. Build your own with `safety-steer build-pack`.")],
-            outputs=[SafetyDirection.Output(display_name="direction",
+            outputs=[DirectionPackType.Output(display_name="direction",
                                             tooltip="The loaded pack, in the source model's space.")],
         )
 
@@ -58,16 +58,16 @@ class LoadSafetyDirection(io.ComfyNode):
         return io.NodeOutput(_load_cached(direction_pack_path(pack)))
 
 
-class SafetyDirectionInfo(io.ComfyNode):
+class SafetySteerDirectionInfo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SafetyDirectionInfo",
+            node_id="SafetySteerDirectionInfo",
             display_name="Safety Direction Info",
             category="safety_steer",
             description="Shows what a safety direction pack holds: source model, layer, method, categories "
                         "and each direction's held-out separation.",
-            inputs=[SafetyDirection.Input("direction", tooltip="A pack from Load Safety Direction, or a direction "
+            inputs=[io.MultiType.Input("direction", types=[DirectionPackType, AlignedDirectionType], tooltip="A pack from Load Safety Direction, or a direction "
                                                                 "aligned by Fit Cross-Model Alignment.")],
             outputs=[io.String.Output(display_name="summary", tooltip="The same summary as text.")],
             is_output_node=True,

@@ -12,16 +12,16 @@ import torch
 from comfy.patcher_extension import WrappersMP
 from comfy_api.latest import io
 
-from ..steering.transfer.aligned import AlignedSafetyDirection
-from ..steering.application.assembled import constant_offset, steer_tokens
-from ..steering.application.gating import Gate
-from ..steering.application.layout import token_segments
-from ..steering.application.report import SamplingLog, entries_from
-from .apply_conditioning import gate_input
-from .input_checks import check_numbers, validation_result
-from .sampling_window import SigmaWindow, positive_rows
+from ...steering.transfer.aligned import AlignedSafetyDirection
+from ...steering.application.assembled import constant_offset, steer_tokens
+from ...steering.application.gating import Gate
+from ...steering.application.layout import token_segments
+from ...steering.application.report import SamplingLog, entries_from
+from .conditioning import gate_input
+from ..input_checks import check_numbers, validation_result
+from ..sampling_window import SigmaWindow, positive_rows
 from .model_targets import check_text_stream, model_kind, text_context_width
-from .steer_inputs import aligned_input, checked_aligned, common_inputs, threshold_input
+from .inputs import aligned_input, checked_aligned, common_inputs, threshold_input
 
 WRAPPER_KEY = "safety_steer"
 LOGS_ATTACHMENT = "safety_steer_logs"
@@ -101,11 +101,11 @@ def apply_model_wrapper(steer: TextStreamSteer):
     return wrapper
 
 
-class ApplySafetySteerModel(io.ComfyNode):
+class SafetySteerApplyModel(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="ApplySafetySteerModel",
+            node_id="SafetySteerApplyModel",
             display_name="Apply Safety Steer (Model)",
             category="safety_steer",
             description=("Returns a copy of the MODEL that steers the text conditioning inside the UNet's "

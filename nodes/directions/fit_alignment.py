@@ -1,4 +1,4 @@
-"""FitCrossModelAlignment: carry a pack's directions into every sub-encoder of a CLIP."""
+"""SafetySteerFitCrossModelAlignment: carry a pack's directions into every sub-encoder of a CLIP."""
 from __future__ import annotations
 
 import hashlib
@@ -6,14 +6,14 @@ import json
 
 from comfy_api.latest import io
 
-from ..steering.transfer.aligned import AlignedSafetyDirection, align_pack, anchor_subset, cached_fit
-from ..steering.transfer.alignment import MAP_METHODS
-from ..steering.locations import cache_dir
-from ..steering.pack import DirectionPack, pack_sha256
-from .clip_targets import base_encoder_fingerprints, encode_per_encoder, patch_fingerprint
-from .input_checks import check_numbers, validation_result
-from .progress import progress_reporter
-from .types import SafetyDirection
+from ...steering.transfer.aligned import AlignedSafetyDirection, align_pack, anchor_subset, cached_fit
+from ...steering.transfer.alignment import MAP_METHODS
+from ...steering.locations import cache_dir
+from ...steering.pack import DirectionPack, pack_sha256
+from ..apply.clip_targets import base_encoder_fingerprints, encode_per_encoder, patch_fingerprint
+from ..input_checks import check_numbers, validation_result
+from ..progress import progress_reporter
+from ..types import AlignedDirectionType, DirectionPackType
 
 
 def alignment_cache_dir():
@@ -31,11 +31,11 @@ def cache_key(pack: DirectionPack, fingerprints: dict[str, str], layer_idx, meth
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
-class FitCrossModelAlignment(io.ComfyNode):
+class SafetySteerFitCrossModelAlignment(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="FitCrossModelAlignment",
+            node_id="SafetySteerFitCrossModelAlignment",
             display_name="Fit Cross-Model Alignment",
             category="safety_steer",
             description=("Carries a safety direction pack from its source LLM into this CLIP's text encoders "
@@ -44,7 +44,7 @@ class FitCrossModelAlignment(io.ComfyNode):
                          "disk: the same pack, encoder and settings return at once the second time."),
             inputs=[
                 io.Clip.Input("clip", tooltip="The text encoder(s) of your workflow, e.g. from Load Checkpoint or DualCLIPLoader."),
-                SafetyDirection.Input("direction", tooltip="A pack from Load Safety Direction (source-model space)."),
+                DirectionPackType.Input("direction", tooltip="A pack from Load Safety Direction (source-model space)."),
                 io.Combo.Input("method", options=list(MAP_METHODS), default="ridge",
                                tooltip="ridge: closed form, regularisation chosen by leave-one-out on the anchors "
                                        "(best in our measurements); procrustes: orthogonal map after PCA; cca; "
@@ -53,7 +53,7 @@ class FitCrossModelAlignment(io.ComfyNode):
                              tooltip="How many of the pack's benign anchor prompts to encode and fit on "
                                      "(evenly spread over the set). More anchors transport better."),
             ],
-            outputs=[SafetyDirection.Output(display_name="aligned_direction",
+            outputs=[AlignedDirectionType.Output(display_name="aligned_direction",
                                             tooltip="The pack's directions, calibrated, in each sub-encoder's space.")],
         )
 

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..steering.transfer.aligned import AlignedSafetyDirection
-from ..steering.application.steer import MODES
-from ..steering.prompts import I2P_CATEGORIES
-from .types import SafetyDirection
+from ...steering.transfer.aligned import AlignedSafetyDirection
+from ...steering.application.steer import MODES
+from ...steering.prompts import I2P_CATEGORIES
+from ..types import AlignedDirectionType
 
 DIRECTION_CHOICES = ("auto", "global", *I2P_CATEGORIES)
 REPORT_KEY = "safety_steer_report"   # conditioning-dict key holding the text-encoder point's report
 
 
 def aligned_input() -> io.Input:
-    return SafetyDirection.Input(
+    return AlignedDirectionType.Input(
         "aligned_direction", tooltip="From Fit Cross-Model Alignment (or Category Vector Mixer / Fit Native "
                                      "Direction) with the same CLIP as this graph's.")
 

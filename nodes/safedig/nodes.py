@@ -8,21 +8,21 @@ import os
 import torch
 from comfy_api.latest import io, ui
 
-from ..steering.transfer.aligned import anchor_subset
-from ..steering.evaluation.transfer import training_pairs_for
-from ..steering.pack import pack_sha256
-from ..steering.safedig.routing import score_position, top_positions
-from ..steering.safedig.sae import adapt_decoder, check_compatible, prompt_codes, sample_rows, train_sae
-from ..steering.safedig.operations import blend, repel, select_harmful_features
-from ..steering.safedig.bundle import SafeDIGBundle, load_bundle, save_bundle
-from .dit_activations import collect_activations
-from .dit_positions import block_counts, available_positions, hidden_width, patch_positions, \
+from ...steering.transfer.aligned import anchor_subset
+from ...steering.evaluation.transfer import training_pairs_for
+from ...steering.pack import pack_sha256
+from ...steering.safedig.routing import score_position, top_positions
+from ...steering.safedig.sae import adapt_decoder, check_compatible, prompt_codes, sample_rows, train_sae
+from ...steering.safedig.operations import blend, repel, select_harmful_features
+from ...steering.safedig.bundle import SafeDIGBundle, load_bundle, save_bundle
+from .activations import collect_activations
+from .positions import block_counts, available_positions, hidden_width, patch_positions, \
     spread_positions
-from .input_checks import check_numbers, validation_result
-from .progress import progress_reporter
-from .sampling_window import SigmaWindow, positive_rows
-from .model_folders import list_sae_bundles, sae_bundle_path, sae_save_path
-from .types import SafetyDirection
+from ..input_checks import check_numbers, validation_result
+from ..progress import progress_reporter
+from ..sampling_window import SigmaWindow, positive_rows
+from ..model_folders import list_sae_bundles, sae_bundle_path, sae_save_path
+from ..types import DirectionPackType
 
 SafetySAE = io.Custom("SAFETY_SAE")
 OPERATIONS = ("repel", "blend")
@@ -44,11 +44,11 @@ def _per_category(pairs, count: int):
     return picked
 
 
-class TrainSafetySAE(io.ComfyNode):
+class SafetySteerTrainSAE(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="TrainSafetySAE",
+            node_id="SafetySteerTrainSAE",
             display_name="Train Safety SAE (SafeDIG)",
             category="safety_steer/safedig",
             description=("Collects this DiT's activations for the pack's paired safe/unsafe training prompts and "
@@ -59,7 +59,7 @@ class TrainSafetySAE(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="Flux, SD3.x or Wan."),
                 io.Clip.Input("clip", tooltip="The model's own text encoders."),
-                SafetyDirection.Input("direction", tooltip="A pack from Load Safety Direction: its training pairs "
+                DirectionPackType.Input("direction", tooltip="A pack from Load Safety Direction: its training pairs "
                                                            "and anchors are the training prompts."),
                 io.Latent.Input("latent", tooltip="An empty latent at the size you generate at."),
                 io.String.Input("positions", default="auto",
@@ -156,11 +156,11 @@ def describe_bundle(bundle: SafeDIGBundle, name: str = "") -> str:
     return "\n".join(lines)
 
 
-class LoadSafetySAE(io.ComfyNode):
+class SafetySteerLoadSAE(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="LoadSafetySAE",
+            node_id="SafetySteerLoadSAE",
             display_name="Load Safety SAE (SafeDIG)",
             category="safety_steer/safedig",
             description="Loads a SafeDIG bundle (sparse autoencoders at DiT positions) from models/safety_saes/.",
@@ -186,11 +186,11 @@ class LoadSafetySAE(io.ComfyNode):
         return io.NodeOutput(loaded, describe_bundle(loaded, bundle))
 
 
-class AdaptSafetySAEDecoder(io.ComfyNode):
+class SafetySteerAdaptSAEDecoder(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="AdaptSafetySAEDecoder",
+            node_id="SafetySteerAdaptSAEDecoder",
             display_name="Adapt Safety SAE Decoder (SafeDIG)",
             category="safety_steer/safedig",
             description=("Carries a SafeDIG bundle to another model of the same architecture (a fine-tune, "
@@ -198,7 +198,7 @@ class AdaptSafetySAEDecoder(io.ComfyNode):
                          "decoders are refitted to this model's activations on BENIGN anchor prompts, so the "
                          "new model never sees unsafe prompts."),
             inputs=[io.Model.Input("model"), io.Clip.Input("clip"), SafetySAE.Input("safedig"),
-                    SafetyDirection.Input("direction", tooltip="A pack: its benign anchors are the prompts."),
+                    DirectionPackType.Input("direction", tooltip="A pack: its benign anchors are the prompts."),
                     io.Latent.Input("latent"), io.Int.Input("anchors", default=128, min=2, max=5000),
                     io.Int.Input("epochs", default=20, min=1, max=1000), io.Float.Input("noise_level", default=0.5, min=0.0, max=1.0),
                     io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
@@ -243,11 +243,11 @@ def check_bundle_fits(bundle: SafeDIGBundle, model) -> None:
         check_compatible(sae, position, label, width)
 
 
-class ApplySafeDIG(io.ComfyNode):
+class SafetySteerApplySafeDIG(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="ApplySafeDIG",
+            node_id="SafetySteerApplySafeDIG",
             display_name="Apply SafeDIG (Repel / Blend)",
             category="safety_steer/safedig",
             description=("Returns a copy of the MODEL whose DiT blocks remove harmful sparse features at the "
@@ -305,4 +305,4 @@ class ApplySafeDIG(io.ComfyNode):
         return io.NodeOutput(patch_positions(model, {p: hook_for(p) for p in safedig.positions}))
 
 
-SAFEDIG_NODES = [TrainSafetySAE, LoadSafetySAE, AdaptSafetySAEDecoder, ApplySafeDIG]
+SAFEDIG_NODES = [SafetySteerTrainSAE, SafetySteerLoadSAE, SafetySteerAdaptSAEDecoder, SafetySteerApplySafeDIG]

@@ -13,8 +13,8 @@ import comfy.sample
 import comfy.samplers
 import torch
 
-from .dit_positions import patch_positions
-from .sampling_window import positive_rows
+from .positions import patch_positions
+from ..sampling_window import positive_rows
 
 
 @torch.no_grad()

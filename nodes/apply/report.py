@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
-from ..steering.application.report import ReportEntry, format_report
-from .apply_model import LOGS_ATTACHMENT
-from .steer_inputs import REPORT_KEY
+from ...steering.application.report import ReportEntry, format_report
+from .model import LOGS_ATTACHMENT
+from .inputs import REPORT_KEY
 
 
 def conditioning_report(conditioning) -> str:

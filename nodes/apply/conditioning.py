@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io, ui
 
-from ..steering.application.assembled import steer_pooled, steer_tokens
-from ..steering.application.gating import Gate
-from ..steering.application.report import entries_from, format_report
-from .input_checks import check_numbers, validation_result
-from .steer_inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
+from ...steering.application.assembled import steer_pooled, steer_tokens
+from ...steering.application.gating import Gate
+from ...steering.application.report import entries_from, format_report
+from ..input_checks import check_numbers, validation_result
+from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
 
 ASSEMBLED_GATES = ("target projection", "none")
 
@@ -25,11 +25,11 @@ def gate_input() -> io.Input:
                                   "encoder, where the source LLM can gate). none: steer every prompt.")
 
 
-class ApplySafetySteerConditioning(io.ComfyNode):
+class SafetySteerApplyConditioning(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="ApplySafetySteerConditioning",
+            node_id="SafetySteerApplyConditioning",
             display_name="Apply Safety Steer (Conditioning)",
             category="safety_steer",
             description=("Steers a CONDITIONING along the aligned safety direction: for conditioning that comes "

@@ -1,13 +1,13 @@
-"""CategoryVectorMixer: one direction from a weighted choice of harm categories."""
+"""SafetySteerCategoryVectorMixer: one direction from a weighted choice of harm categories."""
 from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..steering.transfer.mixing import PRESETS
-from ..steering.prompts import I2P_CATEGORIES
-from .input_checks import check_numbers, validation_result
-from .steer_inputs import aligned_input, checked_aligned
-from .types import SafetyDirection
+from ...steering.transfer.mixing import PRESETS
+from ...steering.prompts import I2P_CATEGORIES
+from ..input_checks import check_numbers, validation_result
+from ..apply.inputs import aligned_input, checked_aligned
+from ..types import AlignedDirectionType
 
 CUSTOM = "custom (sliders)"
 
@@ -16,11 +16,11 @@ def weight_input_name(category: str) -> str:
     return category.replace(" ", "_").replace("-", "_")
 
 
-class CategoryVectorMixer(io.ComfyNode):
+class SafetySteerCategoryVectorMixer(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="CategoryVectorMixer",
+            node_id="SafetySteerCategoryVectorMixer",
             display_name="Category Vector Mixer",
             category="safety_steer",
             description=("Combines the per-category safety directions into one, weighted per harm category (and "
@@ -37,7 +37,7 @@ class CategoryVectorMixer(io.ComfyNode):
                                  tooltip="Remove the overlap between the selected categories' directions first "
                                          "(symmetric, order-independent)."),
             ],
-            outputs=[SafetyDirection.Output(display_name="aligned_direction",
+            outputs=[AlignedDirectionType.Output(display_name="aligned_direction",
                                             tooltip="The same aligned direction with a 'mixed' row added.")],
         )
 

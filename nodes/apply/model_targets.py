@@ -10,7 +10,7 @@ from __future__ import annotations
 import comfy.model_base as model_base
 from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
-from ..steering.errors import SafetySteerError
+from ...steering.errors import SafetySteerError
 
 #: (model_base class, label, attribute path to the Linear that first reads the text context)
 DIT_MODELS = (

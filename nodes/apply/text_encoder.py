@@ -14,15 +14,15 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from ..steering.transfer.aligned import AlignedSafetyDirection
-from ..steering.application.steer import steer_hidden
-from ..steering.errors import SourceModelError
-from ..steering.application.gating import Gate
-from ..steering.application.report import ReportEntry, entries_from
+from ...steering.transfer.aligned import AlignedSafetyDirection
+from ...steering.application.steer import steer_hidden
+from ...steering.errors import SourceModelError
+from ...steering.application.gating import Gate
+from ...steering.application.report import ReportEntry, entries_from
 from .clip_targets import prompt_token_mask, sub_encoders
-from .fit_alignment import encoder_fingerprints
-from .input_checks import check_numbers, validation_result
-from .steer_inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
+from ..directions.fit_alignment import encoder_fingerprints
+from ..input_checks import check_numbers, validation_result
+from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
 
 
 GATES = ("source LLM", "target projection", "none")
@@ -187,11 +187,11 @@ def check_alignment_matches(aligned: AlignedSafetyDirection, clip) -> dict[str, 
     return encoders
 
 
-class ApplySafetySteerCLIP(io.ComfyNode):
+class SafetySteerApplyTextEncoder(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="ApplySafetySteerCLIP",
+            node_id="SafetySteerApplyTextEncoder",
             display_name="Apply Safety Steer (Text Encoder)",
             category="safety_steer",
             description=("Returns a copy of the CLIP whose text encoders push every prompt's conditioning along "

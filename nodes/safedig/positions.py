@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from .model_targets import UnsupportedModelError, model_kind
+from ..apply.model_targets import UnsupportedModelError, model_kind
 
 Hook = Callable[[torch.Tensor, dict], torch.Tensor]
 SUPPORTED_DIT = ("SD3 / SD3.5", "Flux", "Wan 2.x")

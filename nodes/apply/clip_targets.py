@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from ..steering.errors import SafetySteerError
+from ...steering.errors import SafetySteerError
 
 #: Sub-encoder keys (as `clip.tokenize` names them) whose conditioning layout Safety Steer knows.
 SUPPORTED_ENCODERS = ("l", "g", "t5xxl", "umt5xxl", "llama")

@@ -1,25 +1,25 @@
-"""FitNativeDirection: the native baseline, fitted inside the graph's own text encoder."""
+"""SafetySteerFitNativeDirection: the native baseline, fitted inside the graph's own text encoder."""
 from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..steering.transfer.aligned import AlignedSafetyDirection, anchor_subset, cached_fit
-from ..steering.extraction.directions import METHODS
-from ..steering.evaluation.transfer import training_pairs_for
-from ..steering.transfer.native import native_pack
-from ..steering.pack import pack_sha256
-from .clip_targets import encode_per_encoder, patch_fingerprint
+from ...steering.transfer.aligned import AlignedSafetyDirection, anchor_subset, cached_fit
+from ...steering.extraction.directions import METHODS
+from ...steering.evaluation.transfer import training_pairs_for
+from ...steering.transfer.native import native_pack
+from ...steering.pack import pack_sha256
+from ..apply.clip_targets import encode_per_encoder, patch_fingerprint
 from .fit_alignment import alignment_cache_dir, cache_key, encoder_fingerprints
-from .input_checks import check_numbers, validation_result
-from .progress import progress_reporter
-from .types import SafetyDirection
+from ..input_checks import check_numbers, validation_result
+from ..progress import progress_reporter
+from ..types import AlignedDirectionType, DirectionPackType
 
 
-class FitNativeDirection(io.ComfyNode):
+class SafetySteerFitNativeDirection(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="FitNativeDirection",
+            node_id="SafetySteerFitNativeDirection",
             display_name="Fit Native Direction (baseline)",
             category="safety_steer",
             description=("The native* baseline for side-by-side comparison: estimates the safety directions "
@@ -27,14 +27,14 @@ class FitNativeDirection(io.ComfyNode):
                          "Alignment, the target sees unsafe prompts. Cached on disk like the alignment."),
             inputs=[
                 io.Clip.Input("clip"),
-                SafetyDirection.Input("direction", tooltip="A pack from Load Safety Direction: its training pairs "
+                DirectionPackType.Input("direction", tooltip="A pack from Load Safety Direction: its training pairs "
                                                            "and anchors are used (checked by hash)."),
                 io.Combo.Input("method", options=list(METHODS), default="mean_diff",
                                tooltip="How to estimate each direction from the paired features."),
                 io.Int.Input("anchors", default=2000, min=20, max=100000,
                              tooltip="Benign anchors for standardisation and the gate's statistics."),
             ],
-            outputs=[SafetyDirection.Output(display_name="native_direction",
+            outputs=[AlignedDirectionType.Output(display_name="native_direction",
                                             tooltip="Use in place of an aligned direction in any Apply node.")],
         )
 
