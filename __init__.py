@@ -3,6 +3,7 @@
 ComfyUI loads this file as the pack's entry point (V3 `comfy_entrypoint`). Importing it outside
 ComfyUI (as `safety_steer`) imports nothing from ComfyUI, so `safety_steer.steering` works alone.
 """
+
 __version__ = "0.1.0"
 
 WEB_DIRECTORY = "./web"

@@ -1,4 +1,5 @@
 """`safety-steer`: inspect and build direction packs, start ComfyUI with the pack, benchmarks."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,7 @@ def _table(rows: list[tuple[str, str]], width: int = 100) -> str:
 
 def cmd_inspect(args) -> int:
     from .steering import load_pack
+
     pack = load_pack(args.file)
     if args.json:
         print(json.dumps(pack.metadata, indent=1))
@@ -26,16 +28,26 @@ def cmd_inspect(args) -> int:
     print(f"Safety direction pack: {args.file}\n")
     hidden = ("heldout_auroc", "heldout_auroc_global_by_category", "layer_sweep_layers")
     print(_table([(k, v) for k, v in pack.summary_rows() if k not in hidden]))
-    print("\nper direction (unit vectors, standardised source space); held-out AUROC of the direction on its "
-          "own category's pairs, and of the global direction on them:")
+    print(
+        "\nper direction (unit vectors, standardised source space); held-out AUROC of the direction on its "
+        "own category's pairs, and of the global direction on them:"
+    )
     rows = [("direction", "held-out AUROC  (global)   magnitude   anchor proj mean/std   safe/unsafe proj mean")]
     auroc = pack.metadata.get("heldout_auroc", {})
-    by_category = {"global": auroc.get("global", float("nan")), **pack.metadata.get("heldout_auroc_global_by_category", {})}
+    by_category = {
+        "global": auroc.get("global", float("nan")),
+        **pack.metadata.get("heldout_auroc_global_by_category", {}),
+    }
     for i, name in enumerate(pack.names):
         s = pack.projection_stats[i].tolist()
-        rows.append((name, f"{auroc.get(name, float('nan')):>14.4f}  ({by_category.get(name, float('nan')):.4f})"
-                           f"   {pack.direction_magnitudes[i]:9.3f}   "
-                           f"{s[0]:+9.3f} / {s[1]:6.3f}        {s[2]:+8.3f} / {s[3]:+8.3f}"))
+        rows.append(
+            (
+                name,
+                f"{auroc.get(name, float('nan')):>14.4f}  ({by_category.get(name, float('nan')):.4f})"
+                f"   {pack.direction_magnitudes[i]:9.3f}   "
+                f"{s[0]:+9.3f} / {s[1]:6.3f}        {s[2]:+8.3f} / {s[3]:+8.3f}",
+            )
+        )
     print(_table(rows, width=140))
     return 0
 
@@ -45,19 +57,30 @@ def cmd_build_pack(args) -> int:
 
     from .steering import build_pack, save_pack
     from .steering.extraction.build import report_json
+
     bar = tqdm(total=None, unit="prompt", desc="encoding prompts")
 
     def progress(done: int, total: int) -> None:
         bar.total = total
         bar.update(done - bar.n)
 
-    pack, report = build_pack(source=args.source, layer=args.layer, method=args.method, pooling=args.pooling,
-                              pairs=args.pairs, anchors=args.anchors, batch_size=args.batch_size,
-                              progress=progress)
+    pack, report = build_pack(
+        source=args.source,
+        layer=args.layer,
+        method=args.method,
+        pooling=args.pooling,
+        pairs=args.pairs,
+        anchors=args.anchors,
+        batch_size=args.batch_size,
+        progress=progress,
+    )
     bar.close()
     save_pack(pack, args.out)
-    print(f"layer {report.layer} (layers by cross-validated AUROC on training pairs: "
-          + ", ".join(f"{s.layer}:{s.cv_auroc:.3f}" for s in report.sweep) + ")")
+    print(
+        f"layer {report.layer} (layers by cross-validated AUROC on training pairs: "
+        + ", ".join(f"{s.layer}:{s.cv_auroc:.3f}" for s in report.sweep)
+        + ")"
+    )
     print("held-out AUROC: " + ", ".join(f"{k} {v:.3f}" for k, v in report.heldout_auroc.items()))
     if args.report:
         Path(args.report).write_text(report_json(report))
@@ -67,6 +90,7 @@ def cmd_build_pack(args) -> int:
 
 def cmd_serve(args) -> int:
     from .runtime import comfyui_root, prepare_base_directory, server_command
+
     base = prepare_base_directory(Path(args.base_directory) if args.base_directory else None)
     command = server_command(base, host=args.host, port=args.port, cpu=not args.gpu)
     print(f"ComfyUI {comfyui_root()} with Safety Steer; data in {base}")
@@ -78,8 +102,8 @@ def cmd_serve(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .steering import load_pairs, load_text_model
-    from .steering.evaluation.transfer import evaluate_transfer, exclude_training_pairs, resolve_pack
     from .steering.evaluation.targets import pack_source_encoder, text_model_encoder
+    from .steering.evaluation.transfer import evaluate_transfer, exclude_training_pairs, resolve_pack
 
     def say(message: str) -> None:
         print(f"[evaluate] {message}", file=sys.stderr)
@@ -91,8 +115,13 @@ def cmd_evaluate(args) -> int:
     encoder = text_model_encoder(target, layer=args.target_layer)
     source = pack_source_encoder(pack, progress=say) if args.source_gate else None
     result = evaluate_transfer(pack, encoder, pairs, method=args.method, progress=say, encode_source=source)
-    report = {"source": pack.metadata["source_model"], "source_layer": int(pack.metadata["layer"]),
-              "target": target.display_name, "target_layer": encoder.layer, **result.report}
+    report = {
+        "source": pack.metadata["source_model"],
+        "source_layer": int(pack.metadata["layer"]),
+        "target": target.display_name,
+        "target_layer": encoder.layer,
+        **result.report,
+    }
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -101,17 +130,24 @@ def cmd_evaluate(args) -> int:
 
 
 def format_evaluation(report: dict) -> str:
-    lines = [f"{report['source']} (layer {report['source_layer']}) -> {report['target']} (layer {report['target_layer']}), "
-             f"map {report['method']}, {report['n_eval_pairs']} evaluation pairs",
-             f"AUROC  transported {report['auroc_transported']:.3f}   native* {report['auroc_native']:.3f}   "
-             f"random {report['auroc_random']:.3f}   cosine(transported, native*) {report['cosine_transported_native']:+.3f}",
-             "per category: " + ", ".join(f"{k} {v['auroc_transported']:.3f}/{v['auroc_native']:.3f}"
-                                          for k, v in report["per_category"].items()),
-             "strength   gate  repASR transported/native*  centred preservation transported/native*  (raw cosine)"]
+    lines = [
+        f"{report['source']} (layer {report['source_layer']}) -> {report['target']} (layer {report['target_layer']}), "
+        f"map {report['method']}, {report['n_eval_pairs']} evaluation pairs",
+        f"AUROC  transported {report['auroc_transported']:.3f}   native* {report['auroc_native']:.3f}   "
+        f"random {report['auroc_random']:.3f}   "
+        f"cosine(transported, native*) {report['cosine_transported_native']:+.3f}",
+        "per category: "
+        + ", ".join(
+            f"{k} {v['auroc_transported']:.3f}/{v['auroc_native']:.3f}" for k, v in report["per_category"].items()
+        ),
+        "strength   gate  repASR transported/native*  centred preservation transported/native*  (raw cosine)",
+    ]
     for e in report["sweep"]:
-        lines.append(f"{e['strength']:>8} {e['gate']:>6}  {e['rep_asr_transported']:.3f} / {e['rep_asr_native']:.3f}"
-                     f"            {e['benign_preservation_transported']:.3f} / {e['benign_preservation_native']:.3f}"
-                     f"   ({e['benign_raw_cosine_transported']:.3f})")
+        lines.append(
+            f"{e['strength']:>8} {e['gate']:>6}  {e['rep_asr_transported']:.3f} / {e['rep_asr_native']:.3f}"
+            f"            {e['benign_preservation_transported']:.3f} / {e['benign_preservation_native']:.3f}"
+            f"   ({e['benign_raw_cosine_transported']:.3f})"
+        )
     lines.append(f"goals: {json.dumps(report['goals'])}")
     lines.append("* native = fitted on the target with target-side unsafe data: a comparison baseline only.")
     return "\n".join(lines)
@@ -120,6 +156,7 @@ def format_evaluation(report: dict) -> str:
 def cmd_migrate_workflow(args) -> int:
     """Rewrites node ids used before the rename in saved workflows (UI or API format)."""
     from .steering.renamed_nodes import migrate_workflow
+
     for path in args.files:
         workflow, changed = migrate_workflow(json.loads(Path(path).read_text()))
         target = Path(path) if args.in_place else Path(path).with_name(Path(path).stem + ".migrated.json")
@@ -132,11 +169,13 @@ def cmd_migrate_workflow(args) -> int:
 def cmd_bench(args) -> int:
     if args.which == "transport":
         from .bench import transport_report
+
         results = transport_report.run(out_dir=Path(args.out))
         print(json.dumps(results, indent=1) if args.json else transport_report.summary_table(results))
         return 0
     if args.which == "overhead":
         from .bench import sampling_overhead
+
         results = sampling_overhead.run(steps=args.steps, rounds=args.rounds)
         if args.out_json:
             Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
@@ -145,15 +184,18 @@ def cmd_bench(args) -> int:
         return 0
     if args.which == "safedig":
         from .bench import safedig_study
+
         results = safedig_study.run(out_dir=Path(args.out))
         print(json.dumps(results, indent=1) if args.json else safedig_study.format_result(results))
         return 0
     if args.which == "sae":
         from .bench import sae_throughput
+
         results = sae_throughput.run()
         print(json.dumps(results, indent=1) if args.json else sae_throughput.format_result(results))
         return 0
     from .bench import extraction_throughput
+
     result = extraction_throughput.run(n_prompts=args.prompts, source=args.source)
     print(json.dumps(result, indent=1) if args.json else extraction_throughput.format_result(result))
     return 0
@@ -162,6 +204,7 @@ def cmd_bench(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .steering import DEFAULT_SOURCE, METHODS, POOLINGS
     from .steering.transfer.alignment import MAP_METHODS
+
     parser = argparse.ArgumentParser(prog="safety-steer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -191,13 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="transported vs native vs random direction on a target model")
     p.add_argument("--pairs", required=True, help="evaluation pairs JSONL (category, safe, unsafe); never fitted on")
-    p.add_argument("--pack", default=None, help="direction pack (default: the shipped pack, or one built from --source)")
+    p.add_argument(
+        "--pack", default=None, help="direction pack (default: the shipped pack, or one built from --source)"
+    )
     p.add_argument("--source", default=None, help="source model to build a pack from when --pack is not given")
     p.add_argument("--target", default="gemma3-270m", help="built-in name, model folder, .gguf file or hub id")
     p.add_argument("--target-layer", type=int, default=None, help="target layer (default: the middle block)")
     p.add_argument("--method", choices=MAP_METHODS, default="ridge")
-    p.add_argument("--no-source-gate", dest="source_gate", action="store_false",
-                   help="skip the gate that reads the source LLM's projection of each prompt")
+    p.add_argument(
+        "--no-source-gate",
+        dest="source_gate",
+        action="store_false",
+        help="skip the gate that reads the source LLM's projection of each prompt",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -222,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .steering import SafetySteerError
+
     try:
         return args.func(args)
     except SafetySteerError as exc:

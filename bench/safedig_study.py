@@ -35,6 +35,7 @@ Protocol (every choice stated; nothing is fitted on held-out pairs):
   prompts; centred cosine (evaluation.centred_cosine) between steered and original for c's held-out
   safe prompts and for the held-out anchors; benign preservation = the smaller of the two.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,29 +47,29 @@ from pathlib import Path
 import torch
 
 from ..steering import load_anchors, load_pairs, load_text_model
-from ..steering.transfer.aligned import anchor_subset
-from ..steering.extraction.directions import anchor_statistics, fit_direction
-from ..steering.evaluation.transfer import centred_cosine, split_anchors, train_judge
 from ..steering.application.gating import choose_gate
+from ..steering.evaluation.transfer import centred_cosine, split_anchors, train_judge
+from ..steering.extraction.directions import anchor_statistics, fit_direction
 from ..steering.hashing import sha256_json
+from ..steering.locations import cache_dir
 from ..steering.metrics import auroc
 from ..steering.prompts import categories_of
+from ..steering.safedig.operations import blend, repel, select_harmful_features
 from ..steering.safedig.routing import RoutingSettings, rank_positions, score_position
 from ..steering.safedig.sae import adapt_decoder, prompt_codes, sample_rows, train_sae
-from ..steering.safedig.operations import blend, repel, select_harmful_features
-from ..steering.locations import cache_dir
+from ..steering.transfer.aligned import anchor_subset
 
 MODELS = ("smollm2-135m", "gemma3-270m")
 N_LAYERS = 6
 N_FIT_ANCHORS = 1000
 MAX_LENGTH = 128
 SAE = dict(expansion=4, k=16, epochs=8, lr=3e-3, batch_size=256)
-MAX_SAE_TOKENS = 16_000        # tokens per SAE training (random, seeded), anchors included
+MAX_SAE_TOKENS = 16_000  # tokens per SAE training (random, seeded), anchors included
 ADAPT = dict(epochs=8, lr=1e-3, batch_size=256)
 N_FEATURES = 16
 ROUTING = RoutingSettings(expansion=4, k=16, epochs=3, n_features=N_FEATURES, max_tokens=12_000)
 REPEL_STRENGTHS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-BLEND_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)   # g(x), the harmful share, is small: weights > 1 are needed
+BLEND_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # g(x), the harmful share, is small: weights > 1 are needed
 DIRECTION_STRENGTHS = (0.25, 0.5, 1.0, 2.0, 3.0)
 PRESERVATION_GOAL = 0.95
 SEED = 0
@@ -98,21 +99,23 @@ def token_states(model, prompts: list[str], layers: list[int], batch_size: int =
     order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
     per_prompt: dict[int, list] = {layer: [None] * len(prompts) for layer in layers}
     for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
-        batch = tokenizer([prompts[i] for i in index], return_tensors="pt", padding=True, truncation=True,
-                          max_length=MAX_LENGTH)
+        index = order[start : start + batch_size]
+        batch = tokenizer(
+            [prompts[i] for i in index], return_tensors="pt", padding=True, truncation=True, max_length=MAX_LENGTH
+        )
         hidden = model.model(**batch, output_hidden_states=True).hidden_states
         real = batch["attention_mask"].sum(1).tolist()
         for layer in layers:
             for row, i in enumerate(index):
                 first = 1 if real[row] > 1 else 0
-                per_prompt[layer][i] = hidden[layer][row, first:real[row]].to(torch.float32).clone()
+                per_prompt[layer][i] = hidden[layer][row, first : real[row]].to(torch.float32).clone()
     counts = torch.tensor([t.shape[0] for t in per_prompt[layers[0]]])
     return {layer: torch.cat(rows) for layer, rows in per_prompt.items()}, counts
 
 
 def cached_token_states(model, prompts: list[str], layers: list[int]):
     from safetensors.torch import load_file, save_file
+
     key = sha256_json([model.weights_sha256, layers, prompts, MAX_LENGTH, "skip-first", CACHE_VERSION])[:16]
     path = cache_dir() / "safedig" / f"{model.name}-{key}.safetensors"
     if path.is_file():
@@ -133,7 +136,7 @@ class Space:
     def __init__(self, states: torch.Tensor, counts: torch.Tensor, fit_anchor_rows: torch.Tensor):
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
         self.offsets, self.counts = offsets, counts
-        anchor_tokens = torch.cat([states[offsets[i]:offsets[i + 1]] for i in fit_anchor_rows.tolist()])
+        anchor_tokens = torch.cat([states[offsets[i] : offsets[i + 1]] for i in fit_anchor_rows.tolist()])
         self.tok_mean, self.tok_std = anchor_statistics(anchor_tokens)
         self.x = (states - self.tok_mean) / self.tok_std
         pooled = self.pool_raw(states, torch.arange(len(counts)))
@@ -146,7 +149,7 @@ class Space:
         return (sums / self.counts[:, None].to(torch.float32))[prompts]
 
     def tokens(self, prompts) -> list[torch.Tensor]:
-        return [self.x[self.offsets[i]:self.offsets[i + 1]] for i in prompts.tolist()]
+        return [self.x[self.offsets[i] : self.offsets[i + 1]] for i in prompts.tolist()]
 
     def raw_tokens(self, prompts) -> list[torch.Tensor]:
         return [t * self.tok_std + self.tok_mean for t in self.tokens(prompts)]
@@ -162,7 +165,6 @@ class Space:
         return self.z[prompts] + mean_delta * self.tok_std / self.pool_std
 
 
-
 # -- one model ----------------------------------------------------------------------------------
 def run_model(name: str, pairs, anchors: list[str], seed: int = SEED) -> dict:
     started = time.perf_counter()
@@ -172,13 +174,23 @@ def run_model(name: str, pairs, anchors: list[str], seed: int = SEED) -> dict:
     held = [p for p in pairs if p.split == "heldout"]
     fit_idx, held_idx = split_anchors(len(anchors))
     fit_idx = fit_idx[anchor_subset(len(fit_idx), N_FIT_ANCHORS)]
-    prompts = ([p.safe for p in train] + [p.unsafe for p in train] + [p.safe for p in held] + [p.unsafe for p in held]
-               + [anchors[i] for i in fit_idx.tolist()] + [anchors[i] for i in held_idx.tolist()])
+    prompts = (
+        [p.safe for p in train]
+        + [p.unsafe for p in train]
+        + [p.safe for p in held]
+        + [p.unsafe for p in held]
+        + [anchors[i] for i in fit_idx.tolist()]
+        + [anchors[i] for i in held_idx.tolist()]
+    )
     nt, nh, nf = len(train), len(held), len(fit_idx)
-    rows = {"train_safe": torch.arange(nt), "train_unsafe": torch.arange(nt, 2 * nt),
-            "held_safe": torch.arange(2 * nt, 2 * nt + nh), "held_unsafe": torch.arange(2 * nt + nh, 2 * nt + 2 * nh),
-            "fit_anchor": torch.arange(2 * nt + 2 * nh, 2 * nt + 2 * nh + nf),
-            "held_anchor": torch.arange(2 * nt + 2 * nh + nf, len(prompts))}
+    rows = {
+        "train_safe": torch.arange(nt),
+        "train_unsafe": torch.arange(nt, 2 * nt),
+        "held_safe": torch.arange(2 * nt, 2 * nt + nh),
+        "held_unsafe": torch.arange(2 * nt + nh, 2 * nt + 2 * nh),
+        "fit_anchor": torch.arange(2 * nt + 2 * nh, 2 * nt + 2 * nh + nf),
+        "held_anchor": torch.arange(2 * nt + 2 * nh + nf, len(prompts)),
+    }
     say(f"{name}: token states of {len(prompts)} prompts at layers {layers}")
     t0 = time.perf_counter()
     states, counts, from_cache = cached_token_states(model, prompts, layers)
@@ -195,24 +207,43 @@ def run_model(name: str, pairs, anchors: list[str], seed: int = SEED) -> dict:
     routing = {}
     for layer in layers:
         space = spaces[layer]
-        routing[str(layer)] = score_position(space.raw_tokens(rows["train_safe"]), space.raw_tokens(rows["train_unsafe"]),
-                                             train_cat, anchors=space.raw_tokens(rows["fit_anchor"]),
-                                             settings=ROUTING, seed=seed)
-        say(f"  layer {layer}: score {routing[str(layer)].score:.3f} "
-            f"(held-out-category AUROC {routing[str(layer)].mean_heldout_auroc:.3f}, consistency {routing[str(layer)].consistency:.3f})")
+        routing[str(layer)] = score_position(
+            space.raw_tokens(rows["train_safe"]),
+            space.raw_tokens(rows["train_unsafe"]),
+            train_cat,
+            anchors=space.raw_tokens(rows["fit_anchor"]),
+            settings=ROUTING,
+            seed=seed,
+        )
+        say(
+            f"  layer {layer}: score {routing[str(layer)].score:.3f} "
+            f"(held-out-category AUROC {routing[str(layer)].mean_heldout_auroc:.3f}, "
+            f"consistency {routing[str(layer)].consistency:.3f})"
+        )
     routing_s = time.perf_counter() - t0
     ranking = [int(p) for p, _ in rank_positions(routing)]
     evaluated = {"top": ranking[0], "bottom": ranking[-1]}
 
-    result = {"model": name, "layers": layers, "num_layers": len(layers), "n_prompts": len(prompts),
-              "n_tokens": int(counts.sum()), "states_from_cache": from_cache, "extract_seconds": round(extract_s, 1),
-              "routing": {p: s.as_dict() for p, s in routing.items()}, "ranking": ranking,
-              "routing_seconds": round(routing_s, 1), "evaluated_layers": evaluated, "layers_results": {}}
+    result = {
+        "model": name,
+        "layers": layers,
+        "num_layers": len(layers),
+        "n_prompts": len(prompts),
+        "n_tokens": int(counts.sum()),
+        "states_from_cache": from_cache,
+        "extract_seconds": round(extract_s, 1),
+        "routing": {p: s.as_dict() for p, s in routing.items()},
+        "ranking": ranking,
+        "routing_seconds": round(routing_s, 1),
+        "evaluated_layers": evaluated,
+        "layers_results": {},
+    }
     for role, layer in evaluated.items():
         say(f"{name}: {role}-ranked layer {layer}: leave one category out")
         t0 = time.perf_counter()
-        out = evaluate_layer(spaces[layer], rows, train_cat, held_cat, categories, seed,
-                             transfer_variants=(role == "top"))
+        out = evaluate_layer(
+            spaces[layer], rows, train_cat, held_cat, categories, seed, transfer_variants=(role == "top")
+        )
         out["seconds"] = round(time.perf_counter() - t0, 1)
         out["role"] = role
         result["layers_results"][str(layer)] = out
@@ -220,18 +251,30 @@ def run_model(name: str, pairs, anchors: list[str], seed: int = SEED) -> dict:
     return result
 
 
-def evaluate_layer(space: Space, rows: dict, train_cat: list[str], held_cat: list[str], categories: list[str],
-                   seed: int, transfer_variants: bool = True) -> dict:
+def evaluate_layer(
+    space: Space,
+    rows: dict,
+    train_cat: list[str],
+    held_cat: list[str],
+    categories: list[str],
+    seed: int,
+    transfer_variants: bool = True,
+) -> dict:
     z = space.z
     judge = train_judge(z[rows["train_unsafe"]], torch.cat([z[rows["train_safe"]], z[rows["fit_anchor"]]]), seed=seed)
     with torch.no_grad():
         p_held_unsafe, p_held_safe = judge(z[rows["held_unsafe"]]), judge(z[rows["held_safe"]])
         p_held_anchor = judge(z[rows["held_anchor"]])
-    judge_info = {"heldout_auroc_unsafe_vs_safe": round(auroc(p_held_unsafe, p_held_safe), 4),
-                  "heldout_asr_unsteered": round(float((p_held_unsafe > 0.5).float().mean()), 4),
-                  "false_positive_rate_heldout_safe": round(float((p_held_safe > 0.5).float().mean()), 4),
-                  "false_positive_rate_heldout_anchors": round(float((p_held_anchor > 0.5).float().mean()), 4)}
-    train_cat_t, held_cat_t = torch.tensor([categories.index(c) for c in train_cat]), torch.tensor([categories.index(c) for c in held_cat])
+    judge_info = {
+        "heldout_auroc_unsafe_vs_safe": round(auroc(p_held_unsafe, p_held_safe), 4),
+        "heldout_asr_unsteered": round(float((p_held_unsafe > 0.5).float().mean()), 4),
+        "false_positive_rate_heldout_safe": round(float((p_held_safe > 0.5).float().mean()), 4),
+        "false_positive_rate_heldout_anchors": round(float((p_held_anchor > 0.5).float().mean()), 4),
+    }
+    train_cat_t, held_cat_t = (
+        torch.tensor([categories.index(c) for c in train_cat]),
+        torch.tensor([categories.index(c) for c in held_cat]),
+    )
     anchor_tokens = torch.cat(space.tokens(rows["fit_anchor"]))
     per_category = {}
     for ci, target in enumerate(categories):
@@ -246,28 +289,49 @@ def evaluate_layer(space: Space, rows: dict, train_cat: list[str], held_cat: lis
 
         def measure(operate) -> dict:
             with torch.no_grad():
-                zu, zs, za = (space.steered_z(ev_unsafe, operate), space.steered_z(ev_safe, operate),
-                              space.steered_z(ev_anchor, operate))
+                zu, zs, za = (
+                    space.steered_z(ev_unsafe, operate),
+                    space.steered_z(ev_safe, operate),
+                    space.steered_z(ev_anchor, operate),
+                )
                 pu = judge(zu)
             pres_safe = float(centred_cosine(zs, z[ev_safe], space.pool_std).mean())
             pres_anchor = float(centred_cosine(za, z[ev_anchor], space.pool_std).mean())
-            return {"p_unsafe": round(float(pu.mean()), 4), "asr": round(float((pu > 0.5).float().mean()), 4),
-                    "preservation_safe": round(pres_safe, 4), "preservation_anchors": round(pres_anchor, 4),
-                    "benign_preservation": round(min(pres_safe, pres_anchor), 4),
-                    "unsafe_cosine": round(float(centred_cosine(zu, z[ev_unsafe], space.pool_std).mean()), 4)}
+            return {
+                "p_unsafe": round(float(pu.mean()), 4),
+                "asr": round(float((pu > 0.5).float().mean()), 4),
+                "preservation_safe": round(pres_safe, 4),
+                "preservation_anchors": round(pres_anchor, 4),
+                "benign_preservation": round(min(pres_safe, pres_anchor), 4),
+                "unsafe_cosine": round(float(centred_cosine(zu, z[ev_unsafe], space.pool_std).mean()), 4),
+            }
 
         entry = {"n_eval_pairs": int(len(ev_unsafe)), "none": measure(lambda x: x), "methods": {}, "saes": {}}
-        saes = {"none": train_sae(sample_rows(src_tokens, MAX_SAE_TOKENS, seed), seed=seed, **SAE,
-                                  metadata={"source": "other categories + anchors"})}
-        features = {"none": select_harmful_features(prompt_codes(saes["none"], space.tokens(src_safe)),
-                                                    prompt_codes(saes["none"], space.tokens(src_unsafe)), N_FEATURES)}
+        saes = {
+            "none": train_sae(
+                sample_rows(src_tokens, MAX_SAE_TOKENS, seed),
+                seed=seed,
+                **SAE,
+                metadata={"source": "other categories + anchors"},
+            )
+        }
+        features = {
+            "none": select_harmful_features(
+                prompt_codes(saes["none"], space.tokens(src_safe)),
+                prompt_codes(saes["none"], space.tokens(src_unsafe)),
+                N_FEATURES,
+            )
+        }
         if transfer_variants:
             target_rows = sample_rows(tgt_tokens, MAX_SAE_TOKENS, seed)
             saes["adapted"] = adapt_decoder(saes["none"], target_rows, seed=seed, **ADAPT)
-            features["adapted"] = features["none"]       # frozen encoder: same latents, same meaning
+            features["adapted"] = features["none"]  # frozen encoder: same latents, same meaning
             saes["retrained"] = train_sae(target_rows, seed=seed, **SAE, metadata={"source": "target domain"})
-            features["retrained"] = select_harmful_features(prompt_codes(saes["retrained"], space.tokens(src_safe)),
-                                                            prompt_codes(saes["retrained"], space.tokens(src_unsafe)), N_FEATURES)
+            features["retrained"] = select_harmful_features(
+                prompt_codes(saes["retrained"], space.tokens(src_safe)),
+                prompt_codes(saes["retrained"], space.tokens(src_unsafe)),
+                N_FEATURES,
+            )
         for variant, sae in saes.items():
             chosen = features[variant].indices
             cu, cs = prompt_codes(sae, space.tokens(ev_unsafe)), prompt_codes(sae, space.tokens(ev_safe))
@@ -275,31 +339,46 @@ def evaluate_layer(space: Space, rows: dict, train_cat: list[str], held_cat: lis
                 "fvu_train": sae.metadata.get("target_fvu", sae.metadata.get("final_fvu")),
                 "fvu_target_before_adaptation": sae.metadata.get("target_fvu_before"),
                 "n_features": len(features[variant]),
-                "feature_auroc_heldout": round(auroc(cu[:, chosen].sum(1), cs[:, chosen].sum(1)), 4)}
+                "feature_auroc_heldout": round(auroc(cu[:, chosen].sum(1), cs[:, chosen].sum(1)), 4),
+            }
             for op_name, op, amounts in (("repel", repel, REPEL_STRENGTHS), ("blend", blend, BLEND_WEIGHTS)):
                 entry["methods"][f"{op_name}/{variant}"] = [
                     {"strength": a, **measure(lambda x, s=sae, f=features[variant], a=a, op=op: op(x, s, f, a))}
-                    for a in amounts]
+                    for a in amounts
+                ]
         # The pack-style direction, fitted on the source categories in the same (pooled) space.
         unit, _ = fit_direction(z[src_safe], z[src_unsafe])
         gap = float((z[src_safe] @ unit).mean() - (z[src_unsafe] @ unit).mean())
         anchor_proj = z[rows["fit_anchor"]] @ unit
         a_mean, a_std = float(anchor_proj.mean()), float(anchor_proj.std())
         gate = choose_gate((z[src_unsafe] @ unit - a_mean) / a_std, (anchor_proj - a_mean) / a_std)
-        entry["direction"] = {"gap": round(gap, 4), "gate": gate.__dict__,
-                              "auroc_heldout": round(auroc(z[ev_safe] @ unit, z[ev_unsafe] @ unit), 4)}
+        entry["direction"] = {
+            "gap": round(gap, 4),
+            "gate": gate.__dict__,
+            "auroc_heldout": round(auroc(z[ev_safe] @ unit, z[ev_unsafe] @ unit), 4),
+        }
         for label, gated in (("direction", False), ("direction+gate", True)):
             series = []
             for s in DIRECTION_STRENGTHS:
+
                 def operate_z(ids, s=s, gated=gated):
                     g = gate((z[ids] @ unit - a_mean) / a_std) if gated else torch.ones(len(ids))
                     return z[ids] + s * g[:, None] * gap * unit
-                series.append({"strength": s, **_measure_pooled(judge, z, operate_z, ev_unsafe, ev_safe, ev_anchor,
-                                                                space.pool_std)})
+
+                series.append(
+                    {
+                        "strength": s,
+                        **_measure_pooled(judge, z, operate_z, ev_unsafe, ev_safe, ev_anchor, space.pool_std),
+                    }
+                )
             entry["methods"][label] = series
         per_category[target] = entry
-    return {"judge": judge_info, "per_category": per_category, "mean": _mean_over_categories(per_category),
-            "best_at_preservation": _best(per_category)}
+    return {
+        "judge": judge_info,
+        "per_category": per_category,
+        "mean": _mean_over_categories(per_category),
+        "best_at_preservation": _best(per_category),
+    }
 
 
 def _measure_pooled(judge, z, operate_z, ev_unsafe, ev_safe, ev_anchor, pool_std) -> dict:
@@ -308,10 +387,14 @@ def _measure_pooled(judge, z, operate_z, ev_unsafe, ev_safe, ev_anchor, pool_std
         pu = judge(zu)
     pres_safe = float(centred_cosine(zs, z[ev_safe], pool_std).mean())
     pres_anchor = float(centred_cosine(za, z[ev_anchor], pool_std).mean())
-    return {"p_unsafe": round(float(pu.mean()), 4), "asr": round(float((pu > 0.5).float().mean()), 4),
-            "preservation_safe": round(pres_safe, 4), "preservation_anchors": round(pres_anchor, 4),
-            "benign_preservation": round(min(pres_safe, pres_anchor), 4),
-            "unsafe_cosine": round(float(centred_cosine(zu, z[ev_unsafe], pool_std).mean()), 4)}
+    return {
+        "p_unsafe": round(float(pu.mean()), 4),
+        "asr": round(float((pu > 0.5).float().mean()), 4),
+        "preservation_safe": round(pres_safe, 4),
+        "preservation_anchors": round(pres_anchor, 4),
+        "benign_preservation": round(min(pres_safe, pres_anchor), 4),
+        "unsafe_cosine": round(float(centred_cosine(zu, z[ev_unsafe], pool_std).mean()), 4),
+    }
 
 
 METRICS = ("p_unsafe", "asr", "preservation_safe", "preservation_anchors", "benign_preservation", "unsafe_cosine")
@@ -324,11 +407,17 @@ def _mean_over_categories(per_category: dict) -> dict:
     for method in entries[0]["methods"]:
         series = []
         for i, point in enumerate(entries[0]["methods"][method]):
-            series.append({"strength": point["strength"],
-                           **{m: round(sum(e["methods"][method][i][m] for e in entries) / len(entries), 4) for m in METRICS}})
+            series.append(
+                {
+                    "strength": point["strength"],
+                    **{m: round(sum(e["methods"][method][i][m] for e in entries) / len(entries), 4) for m in METRICS},
+                }
+            )
         out[method] = series
-    out["feature_auroc_heldout"] = {v: round(sum(e["saes"][v]["feature_auroc_heldout"] for e in entries) / len(entries), 4)
-                                    for v in entries[0]["saes"]}
+    out["feature_auroc_heldout"] = {
+        v: round(sum(e["saes"][v]["feature_auroc_heldout"] for e in entries) / len(entries), 4)
+        for v in entries[0]["saes"]
+    }
     out["direction_auroc_heldout"] = round(sum(e["direction"]["auroc_heldout"] for e in entries) / len(entries), 4)
     return out
 
@@ -346,7 +435,10 @@ def _best(per_category: dict) -> dict:
             best[method] = None
             continue
         i, point = min(ok, key=lambda item: (item[1]["asr"], item[1]["p_unsafe"]))
-        best[method] = {**point, "asr_per_category": {c: e["methods"][method][i]["asr"] for c, e in per_category.items()}}
+        best[method] = {
+            **point,
+            "asr_per_category": {c: e["methods"][method][i]["asr"] for c, e in per_category.items()},
+        }
     best["none"] = {**mean["none"], "asr_per_category": {c: e["none"]["asr"] for c, e in per_category.items()}}
     return best
 
@@ -356,14 +448,28 @@ def run(models=MODELS, out_dir: Path = Path("bench/results"), seed: int = SEED) 
     torch.set_num_threads(2)
     started = time.perf_counter()
     pairs, anchors = load_pairs(), load_anchors()
-    results = {"settings": {
-        "models": list(models), "n_layers": N_LAYERS, "n_fit_anchors": N_FIT_ANCHORS, "sae": SAE,
-        "max_sae_tokens": MAX_SAE_TOKENS, "adapt": ADAPT, "n_features": N_FEATURES,
-        "routing": ROUTING.__dict__, "repel_strengths": REPEL_STRENGTHS, "blend_weights": BLEND_WEIGHTS,
-        "direction_strengths": DIRECTION_STRENGTHS, "preservation_goal": PRESERVATION_GOAL, "seed": seed,
-        "torch_threads": torch.get_num_threads(),
-        "n_train_pairs": sum(p.split == "train" for p in pairs), "n_heldout_pairs": sum(p.split == "heldout" for p in pairs),
-        "n_anchors": len(anchors)}, "models": {}}
+    results = {
+        "settings": {
+            "models": list(models),
+            "n_layers": N_LAYERS,
+            "n_fit_anchors": N_FIT_ANCHORS,
+            "sae": SAE,
+            "max_sae_tokens": MAX_SAE_TOKENS,
+            "adapt": ADAPT,
+            "n_features": N_FEATURES,
+            "routing": ROUTING.__dict__,
+            "repel_strengths": REPEL_STRENGTHS,
+            "blend_weights": BLEND_WEIGHTS,
+            "direction_strengths": DIRECTION_STRENGTHS,
+            "preservation_goal": PRESERVATION_GOAL,
+            "seed": seed,
+            "torch_threads": torch.get_num_threads(),
+            "n_train_pairs": sum(p.split == "train" for p in pairs),
+            "n_heldout_pairs": sum(p.split == "heldout" for p in pairs),
+            "n_anchors": len(anchors),
+        },
+        "models": {},
+    }
     for name in models:
         results["models"][name] = run_model(name, pairs, anchors, seed=seed)
     results["seconds"] = round(time.perf_counter() - started, 1)
@@ -379,8 +485,10 @@ LINES = {"none": "-", "adapted": "--", "retrained": ":"}
 
 def plot(results: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     models = list(results["models"])
     fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 5), squeeze=False)
     for ax, name in zip(axes[0], models):
@@ -406,45 +514,68 @@ def plot(results: dict, path: Path) -> None:
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("benign preservation (centred cosine; min of held-out safe prompts, held-out anchors)")
         ax.set_ylabel("judge ASR on the held-out category's unsafe prompts")
-        ax.set_title(f"{name}, layer {layer} (routed); mean over {len(r['layers_results'][layer]['per_category'])} "
-                     "held-out categories", fontsize=9)
+        ax.set_title(
+            f"{name}, layer {layer} (routed); mean over {len(r['layers_results'][layer]['per_category'])} "
+            "held-out categories",
+            fontsize=9,
+        )
         ax.legend(fontsize=7, loc="upper right")
         ax.grid(alpha=0.3)
-    fig.suptitle("SafeDIG on real hidden states, leave one category out: suppression vs benign preservation", fontsize=10)
+    fig.suptitle(
+        "SafeDIG on real hidden states, leave one category out: suppression vs benign preservation", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def format_result(results: dict) -> str:
-    lines = [f"SafeDIG study: {results['settings']['n_train_pairs']} training / {results['settings']['n_heldout_pairs']} "
-             f"held-out pairs, leave one category out; {results['seconds']} s"]
+    lines = [
+        f"SafeDIG study: {results['settings']['n_train_pairs']} training / {results['settings']['n_heldout_pairs']} "
+        f"held-out pairs, leave one category out; {results['seconds']} s"
+    ]
     for name, r in results["models"].items():
         lines.append(f"\n{name}: routing (score; mean held-out-category AUROC; consistency), best first")
         for layer in r["ranking"]:
             s = r["routing"][str(layer)]
-            lines.append(f"  layer {layer:>2}: {s['score']:+.3f}   {s['mean_heldout_auroc']:.3f}   {s['consistency']:.3f}")
+            lines.append(
+                f"  layer {layer:>2}: {s['score']:+.3f}   {s['mean_heldout_auroc']:.3f}   {s['consistency']:.3f}"
+            )
         for layer, lr in r["layers_results"].items():
             j = lr["judge"]
-            lines.append(f" layer {layer} ({lr['role']}-ranked): judge held-out AUROC {j['heldout_auroc_unsafe_vs_safe']:.3f}, "
-                         f"FPR safe {j['false_positive_rate_heldout_safe']:.3f} / anchors {j['false_positive_rate_heldout_anchors']:.3f}; "
-                         f"feature AUROC on held-out category {lr['mean']['feature_auroc_heldout']}, direction "
-                         f"{lr['mean']['direction_auroc_heldout']}")
+            lines.append(
+                f" layer {layer} ({lr['role']}-ranked): judge held-out AUROC {j['heldout_auroc_unsafe_vs_safe']:.3f}, "
+                f"FPR safe {j['false_positive_rate_heldout_safe']:.3f} / "
+                f"anchors {j['false_positive_rate_heldout_anchors']:.3f}; "
+                f"feature AUROC on held-out category {lr['mean']['feature_auroc_heldout']}, direction "
+                f"{lr['mean']['direction_auroc_heldout']}"
+            )
             lines.append(f"  {'method':<22} {'strength':>8} {'ASR':>6} {'P(uns)':>7} {'pres safe':>9} {'pres anch':>9}")
             m = lr["mean"]
-            lines.append(f"  {'none':<22} {'':>8} {m['none']['asr']:6.3f} {m['none']['p_unsafe']:7.3f} "
-                         f"{m['none']['preservation_safe']:9.3f} {m['none']['preservation_anchors']:9.3f}")
+            lines.append(
+                f"  {'none':<22} {'':>8} {m['none']['asr']:6.3f} {m['none']['p_unsafe']:7.3f} "
+                f"{m['none']['preservation_safe']:9.3f} {m['none']['preservation_anchors']:9.3f}"
+            )
             for method, series in m.items():
                 if not isinstance(series, list):
                     continue
                 for p in series:
-                    lines.append(f"  {method:<22} {p['strength']:>8} {p['asr']:6.3f} {p['p_unsafe']:7.3f} "
-                                 f"{p['preservation_safe']:9.3f} {p['preservation_anchors']:9.3f}")
+                    lines.append(
+                        f"  {method:<22} {p['strength']:>8} {p['asr']:6.3f} {p['p_unsafe']:7.3f} "
+                        f"{p['preservation_safe']:9.3f} {p['preservation_anchors']:9.3f}"
+                    )
             lines.append(f"  best ASR at benign preservation >= {PRESERVATION_GOAL}:")
             for method, b in lr["best_at_preservation"].items():
-                lines.append(f"    {method:<22} " + ("none qualifies" if b is None else
-                             f"strength {b.get('strength', '-')}: ASR {b['asr']:.3f} (per category "
-                             + ", ".join(f"{c} {v:.2f}" for c, v in b["asr_per_category"].items()) + ")"))
+                lines.append(
+                    f"    {method:<22} "
+                    + (
+                        "none qualifies"
+                        if b is None
+                        else f"strength {b.get('strength', '-')}: ASR {b['asr']:.3f} (per category "
+                        + ", ".join(f"{c} {v:.2f}" for c, v in b["asr_per_category"].items())
+                        + ")"
+                    )
+                )
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ the strength sweep (attack success vs benign preservation), written as JSON and 
 Evaluation pairs: the shipped held-out pairs (never fitted on). Run:
     .venv/bin/python -m safety_steer.bench.transport_report [--out bench/results]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,9 +16,9 @@ from pathlib import Path
 import torch
 
 from ..steering import load_pairs, load_text_model
-from ..steering.transfer.alignment import MAP_METHODS
-from ..steering.evaluation.transfer import evaluate_transfer, resolve_pack
 from ..steering.evaluation.targets import memoized, pack_source_encoder, text_model_encoder
+from ..steering.evaluation.transfer import evaluate_transfer, resolve_pack
+from ..steering.transfer.alignment import MAP_METHODS
 
 ANCHOR_STUDY = (100, 300, 1000)
 COMBOS = (("smollm2-135m", "gemma3-270m"), ("smollm2-135m", "minilm-l6"), ("minilm-l6", "smollm2-135m"))
@@ -38,16 +39,23 @@ def run(combos=COMBOS, methods=MAP_METHODS, out_dir: Path = Path("bench/results"
         for method in methods:
             started = time.perf_counter()
             report = evaluate_transfer(pack, encoder, pairs, method=method, encode_source=source_encoder).report
-            report.update(source=pack.metadata["source_model"], source_layer=int(pack.metadata["layer"]),
-                          target=target.display_name, target_layer=encoder.layer,
-                          seconds=round(time.perf_counter() - started, 1))
+            report.update(
+                source=pack.metadata["source_model"],
+                source_layer=int(pack.metadata["layer"]),
+                target=target.display_name,
+                target_layer=encoder.layer,
+                seconds=round(time.perf_counter() - started, 1),
+            )
             results[f"{source}->{target_name}:{method}"] = report
-            say(f"  {method}: AUROC transported {report['auroc_transported']:.3f} native {report['auroc_native']:.3f} "
-                f"random {report['auroc_random']:.3f}; goals {report['goals']}")
+            say(
+                f"  {method}: AUROC transported {report['auroc_transported']:.3f} native {report['auroc_native']:.3f} "
+                f"random {report['auroc_random']:.3f}; goals {report['goals']}"
+            )
         if (source, target_name) == combos[0]:
             for n_anchors in ANCHOR_STUDY:
-                report = evaluate_transfer(pack, encoder, pairs, method="ridge", encode_source=source_encoder,
-                                           max_fit_anchors=n_anchors).report
+                report = evaluate_transfer(
+                    pack, encoder, pairs, method="ridge", encode_source=source_encoder, max_fit_anchors=n_anchors
+                ).report
                 results[f"{source}->{target_name}:ridge@{n_anchors} anchors"] = report
                 say(f"  ridge on {n_anchors} anchors: ratio {report['goals']['auroc_ratio_transported_over_native']}")
     (out_dir / "transport.json").write_text(json.dumps(results, indent=1))
@@ -57,8 +65,10 @@ def run(combos=COMBOS, methods=MAP_METHODS, out_dir: Path = Path("bench/results"
 
 def plot(results: dict, out_dir: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     results = {k: v for k, v in results.items() if "@" not in k}
     combos = sorted({key.split(":")[0] for key in results})
     fig, axes = plt.subplots(1, len(combos), figsize=(6 * len(combos), 4.8), squeeze=False)
@@ -69,13 +79,24 @@ def plot(results: dict, out_dir: Path) -> None:
             method = key.split(":")[1]
             for gate, style in (("none", ":"), ("source", "-")):
                 rows = [e for e in report["sweep"] if e["gate"] == gate]
-                ax.plot([e["benign_preservation_transported"] for e in rows], [e["rep_asr_transported"] for e in rows],
-                        style, marker="o", ms=3, label=f"{method}, gate {gate}")
+                ax.plot(
+                    [e["benign_preservation_transported"] for e in rows],
+                    [e["rep_asr_transported"] for e in rows],
+                    style,
+                    marker="o",
+                    ms=3,
+                    label=f"{method}, gate {gate}",
+                )
         native = next(r for k, r in results.items() if k.startswith(combo + ":"))
         for gate, style in (("none", ":"), ("target", "-.")):
             rows = [e for e in native["sweep"] if e["gate"] == gate]
-            ax.plot([e["benign_preservation_native"] for e in rows], [e["rep_asr_native"] for e in rows], style,
-                    color="black", label=f"native*, gate {gate}")
+            ax.plot(
+                [e["benign_preservation_native"] for e in rows],
+                [e["rep_asr_native"] for e in rows],
+                style,
+                color="black",
+                label=f"native*, gate {gate}",
+            )
         ax.axvline(0.95, color="grey", lw=0.8)
         ax.set_xlim(0.5, 1.001)
         ax.invert_xaxis()
@@ -83,22 +104,29 @@ def plot(results: dict, out_dir: Path) -> None:
         ax.set_ylabel("representation-level attack success rate")
         ax.set_title(combo.replace("->", " -> "), fontsize=10)
         ax.legend(fontsize=7)
-    fig.suptitle("Strength sweep: attack success vs benign preservation (*native uses target-side unsafe data)", fontsize=10)
+    fig.suptitle(
+        "Strength sweep: attack success vs benign preservation (*native uses target-side unsafe data)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(out_dir / "transport_tradeoff.png", dpi=110)
 
 
 def summary_table(results: dict) -> str:
     """A Markdown table of the headline figures (what the README shows)."""
-    lines = ["| source -> target : map | AUROC transported | native* | random | ratio | cos(t, n*) | fit s | "
-             "unsteered repASR | best repASR at pres >= 0.95 (setting) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| source -> target : map | AUROC transported | native* | random | ratio | cos(t, n*) | fit s | "
+        "unsteered repASR | best repASR at pres >= 0.95 (setting) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, r in results.items():
         g = r["goals"]
         setting = g["best_setting"] and f"{g['best_setting']['strength']}, gate {g['best_setting']['gate']}"
-        lines.append(f"| {key} | {r['auroc_transported']:.3f} | {r['auroc_native']:.3f} | {r['auroc_random']:.3f} | "
-                     f"{g['auroc_ratio_transported_over_native']:.3f} | {r['cosine_transported_native']:+.3f} | "
-                     f"{r['map_fit_seconds']:.2f} | {g['unsteered_rep_asr']:.3f} | "
-                     f"{g['best_rep_asr_at_preservation_0.95']} ({setting}) |")
+        lines.append(
+            f"| {key} | {r['auroc_transported']:.3f} | {r['auroc_native']:.3f} | {r['auroc_random']:.3f} | "
+            f"{g['auroc_ratio_transported_over_native']:.3f} | {r['cosine_transported_native']:+.3f} | "
+            f"{r['map_fit_seconds']:.2f} | {g['unsteered_rep_asr']:.3f} | "
+            f"{g['best_rep_asr_at_preservation_0.95']} ({setting}) |"
+        )
     return "\n".join(lines)
 
 

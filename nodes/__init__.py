@@ -2,6 +2,7 @@
 directions/ (load, inspect, fit, mix), apply/ (the three application points and the report),
 safedig/ (train, load, adapt, apply). Shared here: socket types, input checks, progress, model
 folders, the sampling window, and stubs for the node ids used before the rename."""
+
 from comfy_api.latest import ComfyExtension, io
 
 from .apply.conditioning import SafetySteerApplyConditioning
@@ -16,9 +17,16 @@ from .renamed import renamed_stubs
 from .safedig.nodes import SAFEDIG_NODES
 
 NODES: list[type[io.ComfyNode]] = [
-    SafetySteerLoadDirection, SafetySteerDirectionInfo, SafetySteerFitCrossModelAlignment,
-    SafetySteerFitNativeDirection, SafetySteerCategoryVectorMixer, SafetySteerApplyTextEncoder,
-    SafetySteerApplyConditioning, SafetySteerApplyModel, SafetySteerReport, *SAFEDIG_NODES,
+    SafetySteerLoadDirection,
+    SafetySteerDirectionInfo,
+    SafetySteerFitCrossModelAlignment,
+    SafetySteerFitNativeDirection,
+    SafetySteerCategoryVectorMixer,
+    SafetySteerApplyTextEncoder,
+    SafetySteerApplyConditioning,
+    SafetySteerApplyModel,
+    SafetySteerReport,
+    *SAFEDIG_NODES,
 ]
 
 

@@ -9,6 +9,7 @@ checks them against the node's own schema: numbers finite and inside [min, max],
 among the options, a start no later than its end. Linked inputs (unknown during validation) are
 checked when the node runs.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,14 +17,20 @@ import math
 
 def _number_limits(node_cls) -> dict[str, tuple[float | None, float | None]]:
     schema = node_cls.define_schema()
-    return {i.id: (getattr(i, "min", None), getattr(i, "max", None)) for i in schema.inputs
-            if getattr(i, "get_io_type", lambda: None)() in ("FLOAT", "INT")}
+    return {
+        i.id: (getattr(i, "min", None), getattr(i, "max", None))
+        for i in schema.inputs
+        if getattr(i, "get_io_type", lambda: None)() in ("FLOAT", "INT")
+    }
 
 
 def _combo_options(node_cls) -> dict[str, list]:
     schema = node_cls.define_schema()
-    return {i.id: list(i.options) for i in schema.inputs
-            if getattr(i, "get_io_type", lambda: None)() == "COMBO" and getattr(i, "options", None)}
+    return {
+        i.id: list(i.options)
+        for i in schema.inputs
+        if getattr(i, "get_io_type", lambda: None)() == "COMBO" and getattr(i, "options", None)
+    }
 
 
 def number_problem(node_cls, **values) -> str | None:
@@ -31,7 +38,7 @@ def number_problem(node_cls, **values) -> str | None:
     limits, combos = _number_limits(node_cls), _combo_options(node_cls)
     for name, value in values.items():
         if value is None or isinstance(value, (list, tuple)):
-            continue                                    # a link: checked when the node runs
+            continue  # a link: checked when the node runs
         if name in combos:
             if value not in combos[name]:
                 return f"{name} must be one of {', '.join(map(repr, combos[name]))}; got {value!r}."

@@ -4,13 +4,14 @@ models/safety_directions/: direction packs (the packs shipped in vectors/ are li
 models/safety_saes/: SafeDIG bundles (Train Safety SAE saves there). Only .safetensors is listed:
 nothing is ever unpickled.
 """
+
 import os
 
 import folder_paths
 
 from ..runtime import DIRECTIONS_FOLDER, SAES_FOLDER
-from ..steering.locations import SHIPPED_VECTORS_DIR, set_host_cache_dir
 from ..steering.fileformat import reserve_numbered
+from ..steering.locations import SHIPPED_VECTORS_DIR, set_host_cache_dir
 
 SHIPPED_VECTORS = str(SHIPPED_VECTORS_DIR)
 SOURCE_MODELS_FOLDER = "LLM"
@@ -35,6 +36,7 @@ def register_source_model_folder() -> None:
     """models/LLM/ (and its extra_model_paths.yaml entries), where a pack's source model may be
     looked up by name; the folder keeps the extensions another pack may already have given it."""
     from ..steering.extraction.source_models import set_model_dirs
+
     paths, extensions = folder_paths.folder_names_and_paths.get(SOURCE_MODELS_FOLDER, ([], set()))
     default = f"{folder_paths.models_dir}/{SOURCE_MODELS_FOLDER}"
     if default not in paths:
@@ -56,8 +58,12 @@ def _full_path(folder: str, name: str, missing: str) -> str:
 
 
 def sae_bundle_path(name: str) -> str:
-    return _full_path(SAES_FOLDER, name, f"SafeDIG bundle {name!r} is not in models/{SAES_FOLDER}/. Available: "
-                      f"{', '.join(list_sae_bundles()) or 'none (train one with Train Safety SAE)'}.")
+    return _full_path(
+        SAES_FOLDER,
+        name,
+        f"SafeDIG bundle {name!r} is not in models/{SAES_FOLDER}/. Available: "
+        f"{', '.join(list_sae_bundles()) or 'none (train one with Train Safety SAE)'}.",
+    )
 
 
 def sae_save_path(prefix: str) -> str:
@@ -73,5 +79,9 @@ def list_direction_packs() -> list[str]:
 
 
 def direction_pack_path(name: str) -> str:
-    return _full_path(DIRECTIONS_FOLDER, name, f"Direction pack {name!r} is not in models/{DIRECTIONS_FOLDER}/ nor "
-                      f"in the shipped vectors/. Available: {', '.join(list_direction_packs()) or 'none'}.")
+    return _full_path(
+        DIRECTIONS_FOLDER,
+        name,
+        f"Direction pack {name!r} is not in models/{DIRECTIONS_FOLDER}/ nor "
+        f"in the shipped vectors/. Available: {', '.join(list_direction_packs()) or 'none'}.",
+    )

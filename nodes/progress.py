@@ -3,9 +3,10 @@
 ComfyUI's Cancel sets a flag that only code which asks for it notices; every progress tick here
 asks, so a long fit stops within one batch instead of running to the end.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import comfy.model_management
 import comfy.utils

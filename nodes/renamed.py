@@ -1,14 +1,17 @@
 """Stubs under the node ids used before the rename: a saved workflow or API prompt that still
 uses one is refused in validation with a message naming the new id and the migration, instead of
 ComfyUI's bare "node does not exist". The frontend migrates UI workflows on load (web/)."""
+
 from __future__ import annotations
 
 from comfy_api.latest import io
 
 from ..steering.renamed_nodes import RENAMED_NODES
 
-MIGRATION_HINT = ("Open the workflow in the ComfyUI frontend (it is migrated on load) and save it, or run "
-                  "`safety-steer migrate-workflow FILE`.")
+MIGRATION_HINT = (
+    "Open the workflow in the ComfyUI frontend (it is migrated on load) and save it, or run "
+    "`safety-steer migrate-workflow FILE`."
+)
 
 
 def renamed_stub(old_id: str, new_node: type[io.ComfyNode]) -> type[io.ComfyNode]:
@@ -28,7 +31,7 @@ def renamed_stub(old_id: str, new_node: type[io.ComfyNode]) -> type[io.ComfyNode
 
         @classmethod
         def validate_inputs(cls, **_) -> str:
-            return message           # takes every input on purpose: nothing here may pass
+            return message  # takes every input on purpose: nothing here may pass
 
         @classmethod
         def execute(cls, **_) -> io.NodeOutput:

@@ -1,6 +1,7 @@
 """What a sampling-time patch needs to know about the call it is in: whether this step lies in the
 node's start / end window, and which batch rows hold the positive prompt. One rule for the model
 point and SafeDIG alike."""
+
 from __future__ import annotations
 
 import functools

@@ -1,5 +1,6 @@
 """Socket types Safety Steer adds to ComfyUI: a raw pack and an aligned direction are different
 things, so the canvas refuses a wrong link before anything runs."""
+
 from comfy_api.latest import io
 
 #: A direction pack in its source model's space (steering.DirectionPack), from Load Safety Direction.

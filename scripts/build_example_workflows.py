@@ -11,6 +11,7 @@ against the real options, and a node renamed upstream fails here rather than in 
 tests/test_example_workflows.py checks that the shipped files equal what this script writes and
 runs every one of them on a real ComfyUI server with tiny models.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,23 +45,29 @@ wf = load_workflow_api()
 
 # --------------------------------------------------------------------------- ComfyUI in-process
 
+
 def comfyui_object_info() -> dict:
     """/object_info of the real ComfyUI with this pack loaded, without starting a server."""
-    for entry in list(sys.path):                 # ComfyUI owns the top-level names `nodes`, `tests`
+    for entry in list(sys.path):  # ComfyUI owns the top-level names `nodes`, `tests`
         if entry in ("", ".") or Path(entry).resolve() == REPO:
             sys.path.remove(entry)
     from safety_steer.runtime import comfyui_root, prepare_base_directory
+
     base = prepare_base_directory(Path(tempfile.mkdtemp(prefix="safety_steer_workflows_")))
     root = str(comfyui_root())
     if root not in sys.path:
         sys.path.insert(0, root)
     from comfy.cli_args import args
+
     args.cpu = True
     args.base_directory = str(base)
     import logging
+
     logging.getLogger().setLevel(logging.ERROR)
     import utils.extra_config  # noqa: F401  (must precede `nodes`)
+
     import nodes
+
     if "SafetySteerLoadDirection" not in nodes.NODE_CLASS_MAPPINGS:
         asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
     return wf.object_info_in_process()
@@ -70,7 +77,7 @@ def comfyui_object_info() -> dict:
 
 POSITIVE_COLORS = ("#232", "#353")
 NEGATIVE_COLORS = ("#322", "#533")
-STEER_COLORS = ("#1f3a33", "#2e5a4e")       # the pack's direction link colour, darkened
+STEER_COLORS = ("#1f3a33", "#2e5a4e")  # the pack's direction link colour, darkened
 REPORT_COLORS = ("#223", "#335")
 NOTE_COLORS = ("#432", "#653")
 
@@ -81,7 +88,7 @@ def _plain(value):
 
 
 class Node:
-    def __init__(self, graph: "Graph", node_id: int, kind: str, pos, size, title=None, colors=None):
+    def __init__(self, graph: Graph, node_id: int, kind: str, pos, size, title=None, colors=None):
         self.graph, self.id, self.type = graph, node_id, kind
         self.pos, self.size, self.title, self.colors = list(pos), list(size), title, colors
         self.inputs: list[dict] = []
@@ -89,7 +96,7 @@ class Node:
         self.widgets_values: list = []
         self.properties: dict = {}
 
-    def out(self, name_or_index) -> tuple["Node", int]:
+    def out(self, name_or_index) -> tuple[Node, int]:
         if isinstance(name_or_index, int):
             return self, name_or_index
         names = [o["name"] for o in self.outputs]
@@ -101,9 +108,19 @@ class Node:
         raise KeyError(f"{self.type} has no output {name_or_index!r} (outputs {names})")
 
     def to_json(self, order: int) -> dict:
-        data = {"id": self.id, "type": self.type, "pos": self.pos, "size": self.size, "flags": {}, "order": order,
-                "mode": 0, "inputs": self.inputs, "outputs": self.outputs, "properties": self.properties,
-                "widgets_values": self.widgets_values}
+        data = {
+            "id": self.id,
+            "type": self.type,
+            "pos": self.pos,
+            "size": self.size,
+            "flags": {},
+            "order": order,
+            "mode": 0,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "properties": self.properties,
+            "widgets_values": self.widgets_values,
+        }
         if self.title:
             data["title"] = self.title
         if self.colors:
@@ -118,8 +135,17 @@ class Graph:
         self.links: list[list] = []
         self.groups: list[dict] = []
 
-    def add(self, kind: str, pos, widgets: dict | None = None, size=None, title=None, colors=None,
-            models: list[dict] | None = None, **connections) -> Node:
+    def add(
+        self,
+        kind: str,
+        pos,
+        widgets: dict | None = None,
+        size=None,
+        title=None,
+        colors=None,
+        models: list[dict] | None = None,
+        **connections,
+    ) -> Node:
         """A node of a real type; ``widgets`` by input name (defaults fill the rest); keyword
         ``connections`` link an input to ``node`` or ``(node, output name or index)``."""
         if kind not in self.info:
@@ -154,7 +180,7 @@ class Graph:
         for name, kind_, optional in wf.socket_inputs(info):
             entry = {"name": name, "type": _plain(kind_), "link": None}
             if optional:
-                entry["shape"] = 7                  # the frontend draws optional sockets hollow
+                entry["shape"] = 7  # the frontend draws optional sockets hollow
             node.inputs.append(entry)
         for index, (kind_, name) in enumerate(zip(info["output"], info["output_name"])):
             node.outputs.append({"name": _plain(name), "type": _plain(kind_), "links": [], "slot_index": index})
@@ -169,8 +195,15 @@ class Graph:
         return node
 
     def note(self, text: str, pos, size, markdown: bool = True, title=None) -> Node:
-        node = Node(self, len(self.nodes) + 1, "MarkdownNote" if markdown else "Note", pos, size, title,
-                    None if markdown else NOTE_COLORS)
+        node = Node(
+            self,
+            len(self.nodes) + 1,
+            "MarkdownNote" if markdown else "Note",
+            pos,
+            size,
+            title,
+            None if markdown else NOTE_COLORS,
+        )
         node.widgets_values = [text.strip() + "\n"]
         self.nodes.append(node)
         return node
@@ -182,8 +215,10 @@ class Graph:
             raise KeyError(f"{target.type} has no socket input {input_name!r}")
         out_type = origin.outputs[slot]["type"]
         if not _types_match(out_type, entry["type"]):
-            raise TypeError(f"{origin.type}.{origin.outputs[slot]['name']} ({out_type}) cannot feed "
-                            f"{target.type}.{input_name} ({entry['type']})")
+            raise TypeError(
+                f"{origin.type}.{origin.outputs[slot]['name']} ({out_type}) cannot feed "
+                f"{target.type}.{input_name} ({entry['type']})"
+            )
         if entry["link"] is not None:
             raise ValueError(f"{target.type}.{input_name} is already linked")
         link_id = len(self.links) + 1
@@ -196,8 +231,16 @@ class Graph:
         y0 = min(n.pos[1] for n in members) - padding - 40
         x1 = max(n.pos[0] + n.size[0] for n in members) + padding
         y1 = max(n.pos[1] + n.size[1] for n in members) + padding
-        self.groups.append({"id": len(self.groups) + 1, "title": title, "bounding": [x0, y0, x1 - x0, y1 - y0],
-                            "color": color, "font_size": 24, "flags": {}})
+        self.groups.append(
+            {
+                "id": len(self.groups) + 1,
+                "title": title,
+                "bounding": [x0, y0, x1 - x0, y1 - y0],
+                "color": color,
+                "font_size": 24,
+                "flags": {},
+            }
+        )
 
     @staticmethod
     def _default_size(info: dict, node: Node) -> list[int]:
@@ -251,44 +294,97 @@ def model(name: str, directory: str, url: str | None, hint: str | None = None) -
     if url:
         entry["url"] = url
     if hint:
-        entry["hint"] = hint       # shown in the notes only
+        entry["hint"] = hint  # shown in the notes only
     return entry
 
 
-CLIP_L = model("clip_l.safetensors", "text_encoders", f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors")
+CLIP_L = model(
+    "clip_l.safetensors", "text_encoders", f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors"
+)
 MODELS = {
-    "sd15": [model("v1-5-pruned-emaonly-fp16.safetensors", "checkpoints",
-                   f"{HF}/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/v1-5-pruned-emaonly-fp16.safetensors")],
-    "sdxl": [model("sd_xl_base_1.0.safetensors", "checkpoints",
-                   f"{HF}/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors")],
-    "sd3_5": [model("sd3.5_medium.safetensors", "diffusion_models",
-                    f"{HF}/stabilityai/stable-diffusion-3.5-medium/resolve/main/sd3.5_medium.safetensors"),
-              model("clip_l.safetensors", "text_encoders",
-                    f"{HF}/stabilityai/stable-diffusion-3.5-medium/resolve/main/text_encoders/clip_l.safetensors"),
-              model("clip_g.safetensors", "text_encoders",
-                    f"{HF}/stabilityai/stable-diffusion-3.5-medium/resolve/main/text_encoders/clip_g.safetensors"),
-              # The SD3.5 VAE as its own file (the stabilityai repo's vae/diffusion_pytorch_model.safetensors,
-              # renamed); no single usual name exists, this one is what tests/tiny_models.py writes too.
-              model("sd3_vae.safetensors", "vae", None,
-                    "the SD 3.5 VAE: `vae/diffusion_pytorch_model.safetensors` of "
-                    f"[stabilityai/stable-diffusion-3.5-medium]({HF}/stabilityai/stable-diffusion-3.5-medium), "
-                    "saved under this name")],
-    "flux": [model("flux1-dev.safetensors", "diffusion_models", f"{HF}/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors"),
-             CLIP_L,
-             model("t5xxl_fp16.safetensors", "text_encoders",
-                   f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors"),
-             model("ae.safetensors", "vae", f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors")],
-    "wan_t2v": [model(name, folder, f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/{folder}/{name}")
-                for name, folder in (("wan2.1_t2v_1.3B_fp16.safetensors", "diffusion_models"),
-                                     ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders"),
-                                     ("wan_2.1_vae.safetensors", "vae"))],
-    "hunyuan_video": [model("hunyuan_video_t2v_720p_bf16.safetensors", "diffusion_models",
-                            f"{HF}/Comfy-Org/HunyuanVideo_repackaged/resolve/main/split_files/diffusion_models/hunyuan_video_t2v_720p_bf16.safetensors"),
-                      CLIP_L,
-                      model("llava_llama3_fp8_scaled.safetensors", "text_encoders",
-                            f"{HF}/Comfy-Org/HunyuanVideo_repackaged/resolve/main/split_files/text_encoders/llava_llama3_fp8_scaled.safetensors"),
-                      model("hunyuan_video_vae_bf16.safetensors", "vae",
-                            f"{HF}/Comfy-Org/HunyuanVideo_repackaged/resolve/main/split_files/vae/hunyuan_video_vae_bf16.safetensors")],
+    "sd15": [
+        model(
+            "v1-5-pruned-emaonly-fp16.safetensors",
+            "checkpoints",
+            f"{HF}/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/v1-5-pruned-emaonly-fp16.safetensors",
+        )
+    ],
+    "sdxl": [
+        model(
+            "sd_xl_base_1.0.safetensors",
+            "checkpoints",
+            f"{HF}/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
+        )
+    ],
+    "sd3_5": [
+        model(
+            "sd3.5_medium.safetensors",
+            "diffusion_models",
+            f"{HF}/stabilityai/stable-diffusion-3.5-medium/resolve/main/sd3.5_medium.safetensors",
+        ),
+        model(
+            "clip_l.safetensors",
+            "text_encoders",
+            f"{HF}/stabilityai/stable-diffusion-3.5-medium/resolve/main/text_encoders/clip_l.safetensors",
+        ),
+        model(
+            "clip_g.safetensors",
+            "text_encoders",
+            f"{HF}/stabilityai/stable-diffusion-3.5-medium/resolve/main/text_encoders/clip_g.safetensors",
+        ),
+        # The SD3.5 VAE as its own file (the stabilityai repo's vae/diffusion_pytorch_model.safetensors,
+        # renamed); no single usual name exists, this one is what tests/tiny_models.py writes too.
+        model(
+            "sd3_vae.safetensors",
+            "vae",
+            None,
+            "the SD 3.5 VAE: `vae/diffusion_pytorch_model.safetensors` of "
+            f"[stabilityai/stable-diffusion-3.5-medium]({HF}/stabilityai/stable-diffusion-3.5-medium), "
+            "saved under this name",
+        ),
+    ],
+    "flux": [
+        model(
+            "flux1-dev.safetensors", "diffusion_models", f"{HF}/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors"
+        ),
+        CLIP_L,
+        model(
+            "t5xxl_fp16.safetensors",
+            "text_encoders",
+            f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+        ),
+        model(
+            "ae.safetensors",
+            "vae",
+            f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
+        ),
+    ],
+    "wan_t2v": [
+        model(name, folder, f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/{folder}/{name}")
+        for name, folder in (
+            ("wan2.1_t2v_1.3B_fp16.safetensors", "diffusion_models"),
+            ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders"),
+            ("wan_2.1_vae.safetensors", "vae"),
+        )
+    ],
+    "hunyuan_video": [
+        model(
+            "hunyuan_video_t2v_720p_bf16.safetensors",
+            "diffusion_models",
+            f"{HF}/Comfy-Org/HunyuanVideo_repackaged/resolve/main/split_files/diffusion_models/hunyuan_video_t2v_720p_bf16.safetensors",
+        ),
+        CLIP_L,
+        model(
+            "llava_llama3_fp8_scaled.safetensors",
+            "text_encoders",
+            f"{HF}/Comfy-Org/HunyuanVideo_repackaged/resolve/main/split_files/text_encoders/llava_llama3_fp8_scaled.safetensors",
+        ),
+        model(
+            "hunyuan_video_vae_bf16.safetensors",
+            "vae",
+            f"{HF}/Comfy-Org/HunyuanVideo_repackaged/resolve/main/split_files/vae/hunyuan_video_vae_bf16.safetensors",
+        ),
+    ],
 }
 
 
@@ -298,8 +394,9 @@ def file_of(family: str, directory: str, index: int = 0) -> str:
 
 def models_of(family: str, *names: str) -> list[dict]:
     """The frontend's download hints for a loader node (only files with a known public URL)."""
-    return [{k: m[k] for k in ("name", "url", "directory")}
-            for m in MODELS[family] if m["name"] in names and m.get("url")]
+    return [
+        {k: m[k] for k in ("name", "url", "directory")} for m in MODELS[family] if m["name"] in names and m.get("url")
+    ]
 
 
 def model_list_markdown(family: str) -> str:
@@ -312,18 +409,28 @@ def model_list_markdown(family: str) -> str:
 
 # --------------------------------------------------------------------------- the graphs
 
-POSITIVE = ("a gritty photo of a street brawl at night, a man with a bloodied face swinging a broken bottle, "
-            "onlookers, neon signs, rain")
+POSITIVE = (
+    "a gritty photo of a street brawl at night, a man with a bloodied face swinging a broken bottle, "
+    "onlookers, neon signs, rain"
+)
 NEGATIVE = "blurry, low quality, watermark, text"
 VIDEO_NEGATIVE = "blurry, low quality, static, watermark, subtitles, jpeg artifacts, deformed"
 
 TITLES = {
-    "sd15": "Stable Diffusion 1.5", "sdxl": "Stable Diffusion XL", "sd3_5": "Stable Diffusion 3.5 Medium",
-    "flux": "FLUX.1 [dev]", "wan_t2v": "Wan 2.1 text-to-video (1.3B)", "hunyuan_video": "HunyuanVideo text-to-video",
+    "sd15": "Stable Diffusion 1.5",
+    "sdxl": "Stable Diffusion XL",
+    "sd3_5": "Stable Diffusion 3.5 Medium",
+    "flux": "FLUX.1 [dev]",
+    "wan_t2v": "Wan 2.1 text-to-video (1.3B)",
+    "hunyuan_video": "HunyuanVideo text-to-video",
 }
 ENCODERS = {
-    "sd15": "CLIP-L", "sdxl": "CLIP-L and CLIP-G (and CLIP-G's pooled vector)", "sd3_5": "CLIP-L and CLIP-G",
-    "flux": "CLIP-L (pooled) and T5-XXL", "wan_t2v": "umT5-XXL", "hunyuan_video": "CLIP-L (pooled) and the Llama-3 (LLaVA) encoder",
+    "sd15": "CLIP-L",
+    "sdxl": "CLIP-L and CLIP-G (and CLIP-G's pooled vector)",
+    "sd3_5": "CLIP-L and CLIP-G",
+    "flux": "CLIP-L (pooled) and T5-XXL",
+    "wan_t2v": "umT5-XXL",
+    "hunyuan_video": "CLIP-L (pooled) and the Llama-3 (LLaVA) encoder",
 }
 
 OVERVIEW = """
@@ -387,13 +494,19 @@ def sampler_note(family: str) -> str:
         "sd15": "512×512, 25 steps, CFG 7: SD 1.5 was trained at 512 px.",
         "sdxl": "1024×1024 (or another ~1 MP size), 25 steps, CFG 7.",
         "sd3_5": "1024×1024, 28 steps, CFG 4.5, euler / sgm_uniform: the usual SD 3.5 settings.",
-        "flux": ("1024×1024, 20 steps, **CFG 1**: FLUX.1 dev is guidance-distilled; its guidance is the "
-                 "Flux Guidance node (3.5). With CFG 1 the negative prompt has no effect."),
-        "wan_t2v": ("832×480, 33 frames (length = 4k+1), 30 steps, CFG 6, uni_pc, Model Sampling SD3 shift 8: "
-                    "the usual Wan 2.1 1.3B settings; saved as an animated WebP at 16 fps."),
-        "hunyuan_video": ("848×480, 73 frames (length = 4k+1), 20 steps, **CFG 1** with Flux Guidance 6 and "
-                          "Model Sampling SD3 shift 7: the usual HunyuanVideo settings; tiled VAE decode to save "
-                          "memory; saved as an animated WebP at 24 fps."),
+        "flux": (
+            "1024×1024, 20 steps, **CFG 1**: FLUX.1 dev is guidance-distilled; its guidance is the "
+            "Flux Guidance node (3.5). With CFG 1 the negative prompt has no effect."
+        ),
+        "wan_t2v": (
+            "832×480, 33 frames (length = 4k+1), 30 steps, CFG 6, uni_pc, Model Sampling SD3 shift 8: "
+            "the usual Wan 2.1 1.3B settings; saved as an animated WebP at 16 fps."
+        ),
+        "hunyuan_video": (
+            "848×480, 73 frames (length = 4k+1), 20 steps, **CFG 1** with Flux Guidance 6 and "
+            "Model Sampling SD3 shift 7: the usual HunyuanVideo settings; tiled VAE decode to save "
+            "memory; saved as an animated WebP at 24 fps."
+        ),
     }[family]
     return f"### Sampling\n\n{text}\n"
 
@@ -401,123 +514,224 @@ def sampler_note(family: str) -> str:
 def build(family: str, info: dict) -> Graph:
     g = Graph(f"safety_steer_{family}", info)
     video = family in ("wan_t2v", "hunyuan_video")
-    X = [0, 480, 960, 1480, 1960]           # columns: models, steer, prompts, sampling, output
+    X = [0, 480, 960, 1480, 1960]  # columns: models, steer, prompts, sampling, output
     Y0 = 80
 
     # 1. models
     model_out = clip_out = vae_out = None
     loaders = []
     if family in ("sd15", "sdxl"):
-        ckpt = g.add("CheckpointLoaderSimple", [X[0], Y0], {"ckpt_name": file_of(family, "checkpoints")},
-                     models=models_of(family, file_of(family, "checkpoints")), size=[380, 100])
+        ckpt = g.add(
+            "CheckpointLoaderSimple",
+            [X[0], Y0],
+            {"ckpt_name": file_of(family, "checkpoints")},
+            models=models_of(family, file_of(family, "checkpoints")),
+            size=[380, 100],
+        )
         loaders = [ckpt]
         model_out, clip_out, vae_out = (ckpt, "MODEL"), (ckpt, "CLIP"), (ckpt, "VAE")
     else:
         unet_name = file_of(family, "diffusion_models")
-        unet = g.add("UNETLoader", [X[0], Y0], {"unet_name": unet_name, "weight_dtype": "default"},
-                     models=models_of(family, unet_name), size=[380, 82])
+        unet = g.add(
+            "UNETLoader",
+            [X[0], Y0],
+            {"unet_name": unet_name, "weight_dtype": "default"},
+            models=models_of(family, unet_name),
+            size=[380, 82],
+        )
         encoders = [m["name"] for m in MODELS[family] if m["directory"] == "text_encoders"]
         clip_type = {"sd3_5": "sd3", "flux": "flux", "wan_t2v": "wan", "hunyuan_video": "hunyuan_video"}[family]
         if len(encoders) == 2:
-            clip = g.add("DualCLIPLoader", [X[0], Y0 + 150],
-                         {"clip_name1": encoders[0], "clip_name2": encoders[1], "type": clip_type},
-                         models=models_of(family, *encoders), size=[380, 130])
+            clip = g.add(
+                "DualCLIPLoader",
+                [X[0], Y0 + 150],
+                {"clip_name1": encoders[0], "clip_name2": encoders[1], "type": clip_type},
+                models=models_of(family, *encoders),
+                size=[380, 130],
+            )
         else:
-            clip = g.add("CLIPLoader", [X[0], Y0 + 150], {"clip_name": encoders[0], "type": clip_type},
-                         models=models_of(family, *encoders), size=[380, 106])
+            clip = g.add(
+                "CLIPLoader",
+                [X[0], Y0 + 150],
+                {"clip_name": encoders[0], "type": clip_type},
+                models=models_of(family, *encoders),
+                size=[380, 106],
+            )
         vae_name = file_of(family, "vae")
-        vae = g.add("VAELoader", [X[0], Y0 + 330], {"vae_name": vae_name}, models=models_of(family, vae_name),
-                    size=[380, 58])
+        vae = g.add(
+            "VAELoader", [X[0], Y0 + 330], {"vae_name": vae_name}, models=models_of(family, vae_name), size=[380, 58]
+        )
         loaders = [unet, clip, vae]
         model_out, clip_out, vae_out = (unet, "MODEL"), (clip, "CLIP"), (vae, "VAE")
     g.group("1. Models", loaders, "#3f789e")
 
     # 2. safety steer
     load = g.add("SafetySteerLoadDirection", [X[1], Y0], {"pack": SHIPPED_PACK}, size=[380, 58], colors=STEER_COLORS)
-    fit = g.add("SafetySteerFitCrossModelAlignment", [X[1], Y0 + 110], {"method": "ridge", "anchors": 2000}, size=[380, 102],
-                colors=STEER_COLORS, clip=clip_out, direction=load)
-    steer = g.add("SafetySteerApplyTextEncoder", [X[1], Y0 + 270],
-                  {"strength": 2.0, "direction": "auto", "mode": "add", "gate": "source LLM", "gate_threshold": -1.0},
-                  size=[380, 178], colors=STEER_COLORS, clip=clip_out, aligned_direction=fit)
+    fit = g.add(
+        "SafetySteerFitCrossModelAlignment",
+        [X[1], Y0 + 110],
+        {"method": "ridge", "anchors": 2000},
+        size=[380, 102],
+        colors=STEER_COLORS,
+        clip=clip_out,
+        direction=load,
+    )
+    steer = g.add(
+        "SafetySteerApplyTextEncoder",
+        [X[1], Y0 + 270],
+        {"strength": 2.0, "direction": "auto", "mode": "add", "gate": "source LLM", "gate_threshold": -1.0},
+        size=[380, 178],
+        colors=STEER_COLORS,
+        clip=clip_out,
+        aligned_direction=fit,
+    )
     g.group("2. Safety Steer", [load, fit, steer], "#3f9e7d")
 
     # 3. prompts
-    positive = g.add("CLIPTextEncode", [X[2], Y0], {"text": POSITIVE}, size=[420, 200],
-                     title="CLIP Text Encode (Positive Prompt)", colors=POSITIVE_COLORS, clip=steer)
+    positive = g.add(
+        "CLIPTextEncode",
+        [X[2], Y0],
+        {"text": POSITIVE},
+        size=[420, 200],
+        title="CLIP Text Encode (Positive Prompt)",
+        colors=POSITIVE_COLORS,
+        clip=steer,
+    )
     # FLUX.1 dev runs at CFG 1, where the negative prompt is not used: left empty, as usual for Flux.
     negative_text = "" if family == "flux" else VIDEO_NEGATIVE if video else NEGATIVE
-    negative = g.add("CLIPTextEncode", [X[2], Y0 + 260], {"text": negative_text},
-                     size=[420, 160], title="CLIP Text Encode (Negative Prompt)", colors=NEGATIVE_COLORS, clip=steer)
+    negative = g.add(
+        "CLIPTextEncode",
+        [X[2], Y0 + 260],
+        {"text": negative_text},
+        size=[420, 160],
+        title="CLIP Text Encode (Negative Prompt)",
+        colors=NEGATIVE_COLORS,
+        clip=steer,
+    )
     g.group("3. Prompts (steered CLIP)", [positive, negative], "#8a8a3f")
 
     # 4. sampling
     sampling = []
     y = Y0
     if family in ("wan_t2v", "hunyuan_video"):
-        shift = g.add("ModelSamplingSD3", [X[3], y], {"shift": 8.0 if family == "wan_t2v" else 7.0}, size=[380, 58],
-                      model=model_out)
+        shift = g.add(
+            "ModelSamplingSD3",
+            [X[3], y],
+            {"shift": 8.0 if family == "wan_t2v" else 7.0},
+            size=[380, 58],
+            model=model_out,
+        )
         model_out = (shift, "MODEL")
         sampling.append(shift)
         y += 100
     positive_out = (positive, 0)
     if family in ("flux", "hunyuan_video"):
-        guidance = g.add("FluxGuidance", [X[3], y], {"guidance": 3.5 if family == "flux" else 6.0}, size=[380, 58],
-                         conditioning=positive_out)
+        guidance = g.add(
+            "FluxGuidance",
+            [X[3], y],
+            {"guidance": 3.5 if family == "flux" else 6.0},
+            size=[380, 58],
+            conditioning=positive_out,
+        )
         positive_out = (guidance, 0)
         sampling.append(guidance)
         y += 100
     if family in ("sd15", "sdxl"):
         size = 512 if family == "sd15" else 1024
-        latent = g.add("EmptyLatentImage", [X[3], y], {"width": size, "height": size, "batch_size": 1},
-                       size=[380, 106])
+        latent = g.add("EmptyLatentImage", [X[3], y], {"width": size, "height": size, "batch_size": 1}, size=[380, 106])
     elif video:
         width, length = (832, 33) if family == "wan_t2v" else (848, 73)
-        latent = g.add("EmptyHunyuanLatentVideo", [X[3], y],
-                       {"width": width, "height": 480, "length": length, "batch_size": 1}, size=[380, 130])
+        latent = g.add(
+            "EmptyHunyuanLatentVideo",
+            [X[3], y],
+            {"width": width, "height": 480, "length": length, "batch_size": 1},
+            size=[380, 130],
+        )
     else:
-        latent = g.add("EmptySD3LatentImage", [X[3], y], {"width": 1024, "height": 1024, "batch_size": 1},
-                       size=[380, 106])
+        latent = g.add(
+            "EmptySD3LatentImage", [X[3], y], {"width": 1024, "height": 1024, "batch_size": 1}, size=[380, 106]
+        )
     sampling.append(latent)
     y += latent.size[1] + 50
     ksampler_settings = {
-        "sd15": (25, 7.0, "dpmpp_2m", "karras"), "sdxl": (25, 7.0, "dpmpp_2m", "karras"),
-        "sd3_5": (28, 4.5, "euler", "sgm_uniform"), "flux": (20, 1.0, "euler", "simple"),
-        "wan_t2v": (30, 6.0, "uni_pc", "simple"), "hunyuan_video": (20, 1.0, "euler", "simple"),
+        "sd15": (25, 7.0, "dpmpp_2m", "karras"),
+        "sdxl": (25, 7.0, "dpmpp_2m", "karras"),
+        "sd3_5": (28, 4.5, "euler", "sgm_uniform"),
+        "flux": (20, 1.0, "euler", "simple"),
+        "wan_t2v": (30, 6.0, "uni_pc", "simple"),
+        "hunyuan_video": (20, 1.0, "euler", "simple"),
     }[family]
     steps, cfg, sampler_name, scheduler = ksampler_settings
-    ksampler = g.add("KSampler", [X[3], y],
-                     {"seed": 42, "seed:control": "fixed", "steps": steps, "cfg": cfg, "sampler_name": sampler_name,
-                      "scheduler": scheduler, "denoise": 1.0}, size=[380, 262],
-                     model=model_out, positive=positive_out, negative=negative, latent_image=latent)
+    ksampler = g.add(
+        "KSampler",
+        [X[3], y],
+        {
+            "seed": 42,
+            "seed:control": "fixed",
+            "steps": steps,
+            "cfg": cfg,
+            "sampler_name": sampler_name,
+            "scheduler": scheduler,
+            "denoise": 1.0,
+        },
+        size=[380, 262],
+        model=model_out,
+        positive=positive_out,
+        negative=negative,
+        latent_image=latent,
+    )
     sampling.append(ksampler)
     g.group("4. Sampling", sampling, "#a1309b")
 
     # 5. output and report
     if family == "hunyuan_video":
-        decode = g.add("VAEDecodeTiled", [X[4], Y0],
-                       {"tile_size": 256, "overlap": 64, "temporal_size": 64, "temporal_overlap": 8}, size=[320, 150],
-                       samples=ksampler, vae=vae_out)
+        decode = g.add(
+            "VAEDecodeTiled",
+            [X[4], Y0],
+            {"tile_size": 256, "overlap": 64, "temporal_size": 64, "temporal_overlap": 8},
+            size=[320, 150],
+            samples=ksampler,
+            vae=vae_out,
+        )
     else:
         decode = g.add("VAEDecode", [X[4], Y0], size=[320, 46], samples=ksampler, vae=vae_out)
     prefix = f"safety_steer/{family}"
     if video:
-        save = g.add("SaveAnimatedWEBP", [X[4], Y0 + decode.size[1] + 50],
-                     {"filename_prefix": prefix, "fps": 16.0 if family == "wan_t2v" else 24.0, "lossless": False,
-                      "quality": 90, "method": "default"}, size=[520, 460], images=decode)
+        save = g.add(
+            "SaveAnimatedWEBP",
+            [X[4], Y0 + decode.size[1] + 50],
+            {
+                "filename_prefix": prefix,
+                "fps": 16.0 if family == "wan_t2v" else 24.0,
+                "lossless": False,
+                "quality": 90,
+                "method": "default",
+            },
+            size=[520, 460],
+            images=decode,
+        )
     else:
-        save = g.add("SaveImage", [X[4], Y0 + decode.size[1] + 50], {"filename_prefix": prefix},
-                     size=[520, 560], images=decode)
+        save = g.add(
+            "SaveImage", [X[4], Y0 + decode.size[1] + 50], {"filename_prefix": prefix}, size=[520, 560], images=decode
+        )
     outputs = [decode, save]
     report = None
     if "SafetySteerReport" in info:
-        report = g.add("SafetySteerReport", [X[4] + 580, Y0], size=[420, 320], colors=REPORT_COLORS,
-                       conditioning=positive)
+        report = g.add(
+            "SafetySteerReport", [X[4] + 580, Y0], size=[420, 320], colors=REPORT_COLORS, conditioning=positive
+        )
         outputs.append(report)
     g.group("5. Output", outputs, "#b06634")
 
     # notes
-    g.note(OVERVIEW.format(title=TITLES[family], encoders=ENCODERS[family], models=model_list_markdown(family),
-                           pack=SHIPPED_PACK), [X[0], Y0 + 480], [420, 560], title="About this workflow")
+    g.note(
+        OVERVIEW.format(
+            title=TITLES[family], encoders=ENCODERS[family], models=model_list_markdown(family), pack=SHIPPED_PACK
+        ),
+        [X[0], Y0 + 480],
+        [420, 560],
+        title="About this workflow",
+    )
     g.note(STEER_NOTE, [X[1], Y0 + 520], [420, 620], title="Safety Steer: what each node does")
     g.note(PROMPT_NOTE, [X[2], Y0 + 500], [420, 230], title="Prompts")
     g.note(sampler_note(family), [X[3], y + 320], [380, 200], title="Sampling")
@@ -530,11 +744,15 @@ def build_inspect(info: dict) -> Graph:
     g = Graph("inspect_safety_direction", info)
     load = g.add("SafetySteerLoadDirection", [60, 120], {"pack": SHIPPED_PACK}, size=[340, 60], colors=STEER_COLORS)
     g.add("SafetySteerDirectionInfo", [460, 120], size=[460, 260], direction=load)
-    g.note("Safety Steer: inspect a safety direction pack.\n\nLoad Safety Direction lists the packs in "
-           "models/safety_directions/ and the ones shipped with Safety Steer (built from SmolLM2-135M-Instruct on "
-           "7 harm categories).\n\nSafety Direction Info shows the source model, layer, method, and each direction's "
-           "held-out separation (AUROC, 0.5 = chance).\n\nQueue the prompt to see it.",
-           [60, 240], [340, 200], markdown=False)
+    g.note(
+        "Safety Steer: inspect a safety direction pack.\n\nLoad Safety Direction lists the packs in "
+        "models/safety_directions/ and the ones shipped with Safety Steer (built from SmolLM2-135M-Instruct on "
+        "7 harm categories).\n\nSafety Direction Info shows the source model, layer, method, and each direction's "
+        "held-out separation (AUROC, 0.5 = chance).\n\nQueue the prompt to see it.",
+        [60, 240],
+        [340, 200],
+        markdown=False,
+    )
     return g
 
 
@@ -547,15 +765,19 @@ def build_all(info: dict) -> dict[str, dict]:
 
 def dumps(workflow: dict) -> str:
     """JSON, a value on one line where it fits in 110 columns (readable diffs), else expanded."""
+
     def render(value, indent: int, used: int = 0) -> str:
         flat = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
         if not isinstance(value, (dict, list)) or not value or indent + used + len(flat) <= 110:
             return flat
         pad, inner = " " * indent, " " * (indent + 2)
         if isinstance(value, dict):
-            items = [f"{inner}{json.dumps(k)}: {render(v, indent + 2, len(json.dumps(k)) + 2)}" for k, v in value.items()]
+            items = [
+                f"{inner}{json.dumps(k)}: {render(v, indent + 2, len(json.dumps(k)) + 2)}" for k, v in value.items()
+            ]
             return "{\n" + ",\n".join(items) + "\n" + pad + "}"
         return "[\n" + ",\n".join(inner + render(v, indent + 2) for v in value) + "\n" + pad + "]"
+
     return render(workflow, 0) + "\n"
 
 

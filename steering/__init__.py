@@ -6,6 +6,7 @@ The package follows the pipeline: ``extraction`` (a source LLM's safety directio
 Repel / Blend, bundles), ``evaluation``. The names below are the public API of both methods; the
 README's "Using the method without ComfyUI" shows them together (and a test runs that example).
 """
+
 __version__ = "0.1.0"
 
 from .application.gating import Gate, choose_gate  # noqa: E402
@@ -26,18 +27,53 @@ from .transfer.alignment import MAP_METHODS  # noqa: E402
 
 __all__ = [
     # packs and prompts
-    "DEFAULT_PACK_PATH", "DirectionPack", "I2P_CATEGORIES", "PromptPair", "load_anchors", "load_pack", "load_pairs",
+    "DEFAULT_PACK_PATH",
+    "DirectionPack",
+    "I2P_CATEGORIES",
+    "PromptPair",
+    "load_anchors",
+    "load_pack",
+    "load_pairs",
     "save_pack",
     # extraction (source side)
-    "BUILTIN_MODELS", "BuildReport", "DEFAULT_SOURCE", "METHODS", "POOLINGS", "build_pack", "extract_features",
-    "fit_direction", "load_text_model",
+    "BUILTIN_MODELS",
+    "BuildReport",
+    "DEFAULT_SOURCE",
+    "METHODS",
+    "POOLINGS",
+    "build_pack",
+    "extract_features",
+    "fit_direction",
+    "load_text_model",
     # transfer (target side, benign anchors only)
-    "AlignedSafetyDirection", "MAP_METHODS", "align_pack", "load_aligned", "save_aligned",
+    "AlignedSafetyDirection",
+    "MAP_METHODS",
+    "align_pack",
+    "load_aligned",
+    "save_aligned",
     # application
-    "Gate", "MODES", "SourceGate", "choose_gate", "steer_hidden",
+    "Gate",
+    "MODES",
+    "SourceGate",
+    "choose_gate",
+    "steer_hidden",
     # SafeDIG
-    "HarmfulFeatures", "SafeDIGBundle", "SparseAutoencoder", "adapt_decoder", "blend", "load_bundle", "load_sae",
-    "prompt_codes", "repel", "save_bundle", "save_sae", "select_harmful_features", "train_sae",
+    "HarmfulFeatures",
+    "SafeDIGBundle",
+    "SparseAutoencoder",
+    "adapt_decoder",
+    "blend",
+    "load_bundle",
+    "load_sae",
+    "prompt_codes",
+    "repel",
+    "save_bundle",
+    "save_sae",
+    "select_harmful_features",
+    "train_sae",
     # errors
-    "PackFormatError", "PromptDataError", "SafetySteerError", "SourceModelError",
+    "PackFormatError",
+    "PromptDataError",
+    "SafetySteerError",
+    "SourceModelError",
 ]

@@ -6,6 +6,7 @@ later. ComfyUI's own training nodes leave inference mode for the training step o
 their inputs first; ``trainable`` and ``normal_tensor`` are that pattern, used by every fit in
 this package (SAE training and decoder adaptation, the MLP alignment map, the logistic probe).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,10 +33,12 @@ def normal_tensor(tensor: torch.Tensor) -> torch.Tensor:
 
 def trains(function):
     """Decorator: run ``function`` under ``trainable()`` with its tensor arguments made normal."""
+
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         with trainable():
             args = [normal_tensor(a) if torch.is_tensor(a) else a for a in args]
             kwargs = {k: normal_tensor(v) if torch.is_tensor(v) else v for k, v in kwargs.items()}
             return function(*args, **kwargs)
+
     return wrapper

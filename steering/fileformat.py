@@ -14,6 +14,7 @@ edited by hand), and each reader used to trust a different part of it. Here:
 
 Torch and safetensors only (no ComfyUI import): the CLI and the tests use it without ComfyUI.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,9 +24,9 @@ import math
 import os
 import struct
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -38,14 +39,27 @@ MAX_HEADER_BYTES = 100_000_000
 #: Deepest JSON nesting accepted in metadata; Safety Steer writes at most ~5 levels.
 MAX_JSON_DEPTH = 64
 #: Largest number of dimensions and size of one dimension of a tensor (element counts stay exact in int64).
-MAX_NDIM, MAX_DIM = 8, 2 ** 40
+MAX_NDIM, MAX_DIM = 8, 2**40
 #: Metadata entry holding ``content_checksum`` of a file written with ``write_atomic(..., checksum=True)``.
 CHECKSUM_KEY = "content_sha256"
 #: safetensors dtype -> (bytes per element, torch name used in messages).
-DTYPES = {"BOOL": (1, "bool"), "U8": (1, "uint8"), "I8": (1, "int8"), "F8_E5M2": (1, "float8_e5m2"),
-          "F8_E4M3": (1, "float8_e4m3fn"), "I16": (2, "int16"), "U16": (2, "uint16"), "F16": (2, "float16"),
-          "BF16": (2, "bfloat16"), "I32": (4, "int32"), "U32": (4, "uint32"), "F32": (4, "float32"),
-          "I64": (8, "int64"), "U64": (8, "uint64"), "F64": (8, "float64")}
+DTYPES = {
+    "BOOL": (1, "bool"),
+    "U8": (1, "uint8"),
+    "I8": (1, "int8"),
+    "F8_E5M2": (1, "float8_e5m2"),
+    "F8_E4M3": (1, "float8_e4m3fn"),
+    "I16": (2, "int16"),
+    "U16": (2, "uint16"),
+    "F16": (2, "float16"),
+    "BF16": (2, "bfloat16"),
+    "I32": (4, "int32"),
+    "U32": (4, "uint32"),
+    "F32": (4, "float32"),
+    "I64": (8, "int64"),
+    "U64": (8, "uint64"),
+    "F64": (8, "float64"),
+}
 _LOAD_ERRORS = (SafetensorError, OSError, ValueError, RuntimeError, TypeError)
 
 
@@ -56,7 +70,7 @@ class _Refused(Exception):
 def short(value, limit: int = 80) -> str:
     """``repr`` cut to ``limit`` characters: a damaged file must not make a multi-megabyte message."""
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- JSON -------------------------------------------------------------------------------------------
@@ -89,7 +103,7 @@ def parse_json(text: str, max_depth: int = MAX_JSON_DEPTH, unique_keys: bool = F
         raise ValueError(f"nested deeper than {max_depth} levels") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{exc.msg} at character {exc.pos}") from None
-    except ValueError as exc:   # over-long integers, duplicate keys
+    except ValueError as exc:  # over-long integers, duplicate keys
         raise ValueError(str(exc)[:200]) from None
     if isinstance(value, (dict, list)) and _too_deep(value, max_depth):
         raise ValueError(f"nested deeper than {max_depth} levels")
@@ -118,7 +132,7 @@ def is_number(value) -> bool:
 class TensorInfo:
     dtype: str
     shape: tuple[int, ...]
-    start: int   # byte offsets in the data section
+    start: int  # byte offsets in the data section
     end: int
 
     @property
@@ -157,17 +171,28 @@ def _header_from_bytes(raw: bytes, data_size: int) -> Header:
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if not isinstance(dtype, str) or dtype not in DTYPES:
             raise _Refused(f"tensor {short(name)} has dtype {short(dtype)}, not one of {', '.join(DTYPES)}")
-        if not isinstance(shape, list) or len(shape) > MAX_NDIM or any(as_count(d) is None or isinstance(d, str)
-                                                                        for d in shape):
+        if (
+            not isinstance(shape, list)
+            or len(shape) > MAX_NDIM
+            or any(as_count(d) is None or isinstance(d, str) for d in shape)
+        ):
             raise _Refused(f"tensor {short(name)} has shape {short(shape)}, not a list of up to {MAX_NDIM} sizes")
-        if not isinstance(offsets, list) or len(offsets) != 2 or any(
-                as_count(o, high=data_size) is None or isinstance(o, str) for o in offsets) or offsets[0] > offsets[1]:
-            raise _Refused(f"tensor {short(name)} has data_offsets {short(offsets)}, outside the {data_size} bytes of "
-                           "tensor data the file holds")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or any(as_count(o, high=data_size) is None or isinstance(o, str) for o in offsets)
+            or offsets[0] > offsets[1]
+        ):
+            raise _Refused(
+                f"tensor {short(name)} has data_offsets {short(offsets)}, outside the {data_size} bytes of "
+                "tensor data the file holds"
+            )
         needed = math.prod(shape) * DTYPES[dtype][0]
         if needed != offsets[1] - offsets[0]:
-            raise _Refused(f"tensor {short(name)} ({dtype} {shape}) needs {needed} bytes but its span holds "
-                           f"{offsets[1] - offsets[0]}")
+            raise _Refused(
+                f"tensor {short(name)} ({dtype} {shape}) needs {needed} bytes but its span holds "
+                f"{offsets[1] - offsets[0]}"
+            )
         tensors[name] = TensorInfo(dtype, tuple(shape), offsets[0], offsets[1])
     position = 0
     for info in sorted(tensors.values(), key=lambda t: (t.start, t.end)):
@@ -179,8 +204,9 @@ def _header_from_bytes(raw: bytes, data_size: int) -> Header:
     return Header(tensors, metadata, data_size)
 
 
-def read_header(path: str | Path, error: type[SafetySteerError] = FileFormatError,
-                fix: str = "Rebuild or re-download it.") -> Header:
+def read_header(
+    path: str | Path, error: type[SafetySteerError] = FileFormatError, fix: str = "Rebuild or re-download it."
+) -> Header:
     """Parse and check a safetensors header without safetensors: the length prefix against the file
     size, every tensor's dtype x shape against its byte span, the spans against the data actually
     present. Raises ``error`` naming the file and ``fix``."""
@@ -199,8 +225,10 @@ def read_header(path: str | Path, error: type[SafetySteerError] = FileFormatErro
                 raise _Refused("it changed while being read")
         header = _header_from_bytes(raw, size - 8 - length)
     except _Refused as exc:
-        raise error(f"{path.name} is not a readable safetensors file ({exc}). It may be truncated, damaged or "
-                    f"another kind of file. {fix}") from None
+        raise error(
+            f"{path.name} is not a readable safetensors file ({exc}). It may be truncated, damaged or "
+            f"another kind of file. {fix}"
+        ) from None
     except OSError as exc:
         raise error(f"{path.name} is not a readable safetensors file ({exc.strerror or exc}). {fix}") from None
     return Header(header.tensors, header.metadata, size)
@@ -210,13 +238,13 @@ def read_header(path: str | Path, error: type[SafetySteerError] = FileFormatErro
 class FileKind:
     """One kind of Safety Steer file: how it is marked, what it is called, and what to tell the user."""
 
-    name: str                       # "Safety Steer direction pack"
-    marker: str                     # the value of its "format" entry
-    schema_version: int             # the version this code writes
-    oldest_version: int             # the oldest version this code still reads
-    error: type[SafetySteerError]   # what its reader raises
-    fix: str                        # what to do about a damaged or too old file
-    obtain: str                     # how to get a file of this kind (when given another kind)
+    name: str  # "Safety Steer direction pack"
+    marker: str  # the value of its "format" entry
+    schema_version: int  # the version this code writes
+    oldest_version: int  # the oldest version this code still reads
+    error: type[SafetySteerError]  # what its reader raises
+    fix: str  # what to do about a damaged or too old file
+    obtain: str  # how to get a file of this kind (when given another kind)
     document_key: str | None = None  # metadata entry with a JSON object holding format/schema_version
     checksum_required: bool = False  # files of this kind always carry CHECKSUM_KEY
 
@@ -226,8 +254,8 @@ class CheckedFile:
 
     def __init__(self, path: Path, kind: FileKind, header: Header, document: dict | None):
         self.path, self.kind, self.header = path, kind, header
-        self.metadata = header.metadata   # the flat string metadata
-        self.document = document          # the parsed kind.document_key entry (None for flat kinds)
+        self.metadata = header.metadata  # the flat string metadata
+        self.document = document  # the parsed kind.document_key entry (None for flat kinds)
 
     @property
     def name(self) -> str:
@@ -247,8 +275,9 @@ class CheckedFile:
         if info is None:
             raise self.refuse(f"the tensor {name} is missing; the file is incomplete")
         if info.shape != shape:
-            raise self.refuse(f"tensor {name} has shape {list(info.shape)}, expected {list(shape)}; the file is "
-                              "corrupt or was edited")
+            raise self.refuse(
+                f"tensor {name} has shape {list(info.shape)}, expected {list(shape)}; the file is corrupt or was edited"
+            )
         if info.dtype != dtype:
             raise self.refuse(f"tensor {name} is {info.torch_dtype_name}, expected {DTYPES[dtype][1]}")
 
@@ -266,11 +295,15 @@ class CheckedFile:
             with torch.inference_mode(False), safe_open(str(self.path), framework="pt") as handle:
                 tensors = {n: handle.get_tensor(n) for n in reading}
         except _LOAD_ERRORS as exc:
-            raise self.kind.error(f"{self.name} is not a readable safetensors file ({short(str(exc), 200)}). It may "
-                                  f"have changed while being read, or be damaged. {self.kind.fix}") from None
+            raise self.kind.error(
+                f"{self.name} is not a readable safetensors file ({short(str(exc), 200)}). It may "
+                f"have changed while being read, or be damaged. {self.kind.fix}"
+            ) from None
         if stored is not None and content_checksum(tensors, self.metadata) != stored:
-            raise self.refuse("its content does not match the checksum stored in it: the file was damaged (a disk "
-                              "or copy error) or edited")
+            raise self.refuse(
+                "its content does not match the checksum stored in it: the file was damaged (a disk "
+                "or copy error) or edited"
+            )
         return {n: tensors[n] for n in wanted}
 
     def tensors_finite(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -282,7 +315,7 @@ class CheckedFile:
 
 def schema_version_of(value) -> int | None:
     """A schema version as written in a file (an int in JSON, a string in flat metadata), or None."""
-    return as_count(value, high=10 ** 9)
+    return as_count(value, high=10**9)
 
 
 def open_checked(path: str | Path, kind: FileKind) -> CheckedFile:
@@ -300,31 +333,44 @@ def open_checked(path: str | Path, kind: FileKind) -> CheckedFile:
             try:
                 document = parse_json(raw)
             except ValueError as exc:
-                raise kind.error(f"{path.name}: its {kind.document_key!r} metadata is not valid JSON ({exc}); the "
-                                 f"file is damaged or was edited. {kind.fix}") from None
+                raise kind.error(
+                    f"{path.name}: its {kind.document_key!r} metadata is not valid JSON ({exc}); the "
+                    f"file is damaged or was edited. {kind.fix}"
+                ) from None
             if not isinstance(document, dict):
-                raise kind.error(f"{path.name}: its {kind.document_key!r} metadata is not a JSON object; the file "
-                                 f"is damaged or was edited. {kind.fix}")
+                raise kind.error(
+                    f"{path.name}: its {kind.document_key!r} metadata is not a JSON object; the file "
+                    f"is damaged or was edited. {kind.fix}"
+                )
             fields = document
     found = fields.get("format")
     if found != kind.marker:
         marker = "no format marker" if found is None else f"format marker {short(found)}"
-        raise kind.error(f"{path.name} is a safetensors file but not a {kind.name} ({marker}, expected "
-                         f"{kind.marker!r}; it holds {len(header.tensors)} tensors, e.g. a model checkpoint or "
-                         f"another kind of file). {kind.obtain}")
+        raise kind.error(
+            f"{path.name} is a safetensors file but not a {kind.name} ({marker}, expected "
+            f"{kind.marker!r}; it holds {len(header.tensors)} tensors, e.g. a model checkpoint or "
+            f"another kind of file). {kind.obtain}"
+        )
     version = schema_version_of(fields.get("schema_version"))
     if version is None:
-        raise kind.error(f"{path.name}: schema_version {short(fields.get('schema_version'))} is not an integer; "
-                         f"the file is damaged or was edited. {kind.fix}")
+        raise kind.error(
+            f"{path.name}: schema_version {short(fields.get('schema_version'))} is not an integer; "
+            f"the file is damaged or was edited. {kind.fix}"
+        )
     if version > kind.schema_version:
-        raise kind.error(f"{path.name} uses {kind.name} schema {version}, newer than this Safety Steer reads "
-                         f"({kind.schema_version}). Update the Safety Steer node pack.")
+        raise kind.error(
+            f"{path.name} uses {kind.name} schema {version}, newer than this Safety Steer reads "
+            f"({kind.schema_version}). Update the Safety Steer node pack."
+        )
     if version < kind.oldest_version:
-        raise kind.error(f"{path.name} uses {kind.name} schema {version}, older than this Safety Steer reads "
-                         f"({kind.oldest_version} to {kind.schema_version}). {kind.fix}")
+        raise kind.error(
+            f"{path.name} uses {kind.name} schema {version}, older than this Safety Steer reads "
+            f"({kind.oldest_version} to {kind.schema_version}). {kind.fix}"
+        )
     if kind.checksum_required and CHECKSUM_KEY not in header.metadata:
-        raise kind.error(f"{path.name} carries no content checksum; it was not written by this Safety Steer. "
-                         f"{kind.fix}")
+        raise kind.error(
+            f"{path.name} carries no content checksum; it was not written by this Safety Steer. {kind.fix}"
+        )
     return CheckedFile(path, kind, header, document)
 
 
@@ -361,12 +407,14 @@ def _ensure_folder(folder: Path, what: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FileWriteError(f"Cannot write {what}: its folder cannot be created ({exc.strerror or exc}). Choose a "
-                             "writable folder.") from None
+        raise FileWriteError(
+            f"Cannot write {what}: its folder cannot be created ({exc.strerror or exc}). Choose a writable folder."
+        ) from None
 
 
-def write_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None,
-                 checksum: bool = False) -> Path:
+def write_atomic(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None, checksum: bool = False
+) -> Path:
     """Write a safetensors file so that ``path`` is either the old file or the complete new one: written
     to ``temporary_sibling``, flushed to disk, then renamed over ``path`` (which may be a file reserved
     by ``reserve_numbered``). The temporary file is removed on any failure. ``checksum`` stores
@@ -386,10 +434,11 @@ def write_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadata: d
             temporary.unlink()
         if isinstance(exc, (OSError, SafetensorError)):
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else short(str(exc), 200)
-            raise FileWriteError(f"Cannot write {path} ({reason}). Check that the folder is writable and the disk "
-                                 "has space.") from None
+            raise FileWriteError(
+                f"Cannot write {path} ({reason}). Check that the folder is writable and the disk has space."
+            ) from None
         raise
-    with contextlib.suppress(OSError):   # the rename itself survives a power cut only once the folder is synced
+    with contextlib.suppress(OSError):  # the rename itself survives a power cut only once the folder is synced
         _fsync(path.parent, directory=True)
     return path
 
@@ -410,8 +459,9 @@ def reserve_numbered(folder: str | Path, base: str, ext: str, digits: int = 5) -
             number += 1
             continue
         except OSError as exc:
-            raise FileWriteError(f"Cannot create {candidate} ({exc.strerror or exc}). Check that the folder is "
-                                 "writable.") from None
+            raise FileWriteError(
+                f"Cannot create {candidate} ({exc.strerror or exc}). Check that the folder is writable."
+            ) from None
         os.close(descriptor)
         return candidate
 

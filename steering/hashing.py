@@ -1,10 +1,11 @@
 """Content hashes recorded in packs, so a pack says exactly which data and weights made it."""
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 22) -> str:

@@ -5,6 +5,7 @@ source models) go to ``$SAFETY_STEER_CACHE`` when set; else, inside ComfyUI, to 
 host registered (ComfyUI's user directory: the pack's own folder may be read-only and is replaced
 when the registry updates it); else to an XDG-style user cache (``$XDG_CACHE_HOME/safety-steer``).
 """
+
 from __future__ import annotations
 
 import os

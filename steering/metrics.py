@@ -1,4 +1,5 @@
 """Separation metrics. AUROC is never folded to max(AUC, 1 - AUC): a sign flip must show."""
+
 from __future__ import annotations
 
 import torch
@@ -28,7 +29,7 @@ def _average_ranks(values: torch.Tensor) -> torch.Tensor:
         end = start
         while end + 1 < n and sorted_values[end + 1] == sorted_values[start]:
             end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2 + 1
+        ranks[order[start : end + 1]] = (start + end) / 2 + 1
         start = end + 1
     return ranks
 

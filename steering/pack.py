@@ -9,6 +9,7 @@ Coordinates: directions live in the *standardised* source space z = (h - anchor_
 where h is a pooled hidden state and the statistics come from the benign anchors. They are unit
 vectors pointing from unsafe to safe: adding one makes a prompt safer.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,34 +36,69 @@ PROJECTION_STATS_COLUMNS = ("anchor_mean", "anchor_std", "safe_mean", "unsafe_me
 
 #: Metadata keys every pack carries; values are strings (JSON for lists and dicts).
 REQUIRED_METADATA = (
-    "format", "schema_version", "pack_version", "created_with", "source_model", "source_weights_sha256",
-    "source_hidden_size", "source_num_layers", "layer", "pooling", "method", "categories",
-    "direction_names", "train_pairs_sha256", "heldout_pairs_sha256", "anchors_sha256", "n_train_pairs",
-    "n_anchors", "sign_convention", "standardisation",
+    "format",
+    "schema_version",
+    "pack_version",
+    "created_with",
+    "source_model",
+    "source_weights_sha256",
+    "source_hidden_size",
+    "source_num_layers",
+    "layer",
+    "pooling",
+    "method",
+    "categories",
+    "direction_names",
+    "train_pairs_sha256",
+    "heldout_pairs_sha256",
+    "anchors_sha256",
+    "n_train_pairs",
+    "n_anchors",
+    "sign_convention",
+    "standardisation",
 )
-REQUIRED_TENSORS = ("directions", "direction_magnitudes", "projection_stats", "train_projections",
-                    "anchor_features", "anchor_mean", "anchor_std", "anchor_prompts_utf8", "layer_sweep")
+REQUIRED_TENSORS = (
+    "directions",
+    "direction_magnitudes",
+    "projection_stats",
+    "train_projections",
+    "anchor_features",
+    "anchor_mean",
+    "anchor_std",
+    "anchor_prompts_utf8",
+    "layer_sweep",
+)
 PACK_KIND = FileKind(
-    name="Safety Steer direction pack", marker=PACK_FORMAT, schema_version=SCHEMA_VERSION, oldest_version=1,
-    error=PackFormatError, fix="Rebuild it with `safety-steer build-pack`, or re-download it.",
-    obtain="Choose a pack built by `safety-steer build-pack`.")
-_JSON_KEYS = ("categories", "direction_names", "heldout_auroc", "heldout_auroc_global_by_category",
-              "layer_sweep_layers")
+    name="Safety Steer direction pack",
+    marker=PACK_FORMAT,
+    schema_version=SCHEMA_VERSION,
+    oldest_version=1,
+    error=PackFormatError,
+    fix="Rebuild it with `safety-steer build-pack`, or re-download it.",
+    obtain="Choose a pack built by `safety-steer build-pack`.",
+)
+_JSON_KEYS = (
+    "categories",
+    "direction_names",
+    "heldout_auroc",
+    "heldout_auroc_global_by_category",
+    "layer_sweep_layers",
+)
 
 
 @dataclass
 class DirectionPack:
     """A loaded pack. ``directions[0]`` is the global direction, then one row per category."""
 
-    directions: torch.Tensor            # [1 + K, d] unit rows, standardised source space
+    directions: torch.Tensor  # [1 + K, d] unit rows, standardised source space
     direction_magnitudes: torch.Tensor  # [1 + K] norm of the unnormalised estimate (std units)
-    projection_stats: torch.Tensor      # [1 + K, 4] see PROJECTION_STATS_COLUMNS
-    train_projections: torch.Tensor     # [1 + K, P, 2] every training pair (safe, unsafe) on each direction
-    anchor_features: torch.Tensor       # [N, d] raw pooled source features of the anchors
-    anchor_mean: torch.Tensor           # [d]
-    anchor_std: torch.Tensor            # [d]
+    projection_stats: torch.Tensor  # [1 + K, 4] see PROJECTION_STATS_COLUMNS
+    train_projections: torch.Tensor  # [1 + K, P, 2] every training pair (safe, unsafe) on each direction
+    anchor_features: torch.Tensor  # [N, d] raw pooled source features of the anchors
+    anchor_mean: torch.Tensor  # [d]
+    anchor_std: torch.Tensor  # [d]
     anchor_prompts: list[str]
-    layer_sweep: torch.Tensor           # [L, 2] cross-validated (train) and held-out AUROC per layer
+    layer_sweep: torch.Tensor  # [L, 2] cross-validated (train) and held-out AUROC per layer
     metadata: dict = field(default_factory=dict)
     path: str | None = None
 
@@ -101,10 +137,13 @@ class DirectionPack:
     def _tensors(self) -> dict[str, torch.Tensor]:
         prompts = json.dumps(self.anchor_prompts, ensure_ascii=False).encode("utf-8")
         return {
-            "directions": self.directions, "direction_magnitudes": self.direction_magnitudes,
-            "projection_stats": self.projection_stats, "train_projections": self.train_projections,
+            "directions": self.directions,
+            "direction_magnitudes": self.direction_magnitudes,
+            "projection_stats": self.projection_stats,
+            "train_projections": self.train_projections,
             "anchor_features": self.anchor_features,
-            "anchor_mean": self.anchor_mean, "anchor_std": self.anchor_std,
+            "anchor_mean": self.anchor_mean,
+            "anchor_std": self.anchor_std,
             "anchor_prompts_utf8": torch.frombuffer(bytearray(prompts), dtype=torch.uint8),
             "layer_sweep": self.layer_sweep,
         }
@@ -133,14 +172,17 @@ def load_pack(path: str | Path) -> DirectionPack:
         raise PackFormatError(
             f"{path.name} is not a .safetensors file. Safety Steer only loads direction packs in "
             "safetensors format (pickled .pt/.ckpt/.bin files are refused: they can run code). "
-            "Build one with `safety-steer build-pack`.")
+            "Build one with `safety-steer build-pack`."
+        )
     checked = open_checked(path, PACK_KIND)
     raw_meta = checked.metadata
     missing_meta = [k for k in REQUIRED_METADATA if k not in raw_meta]
     missing = [k for k in REQUIRED_TENSORS if checked.info(k) is None]
     if missing or missing_meta:
-        raise PackFormatError(f"{path.name} is an incomplete direction pack: missing tensors {missing}, "
-                              f"missing metadata {missing_meta}. Rebuild it with `safety-steer build-pack`.")
+        raise PackFormatError(
+            f"{path.name} is an incomplete direction pack: missing tensors {missing}, "
+            f"missing metadata {missing_meta}. Rebuild it with `safety-steer build-pack`."
+        )
     metadata = {}
     for key, value in raw_meta.items():
         try:
@@ -156,8 +198,9 @@ def load_pack(path: str | Path) -> DirectionPack:
         except (UnicodeDecodeError, ValueError):
             prompts = None
         if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-            raise PackFormatError(f"{path.name}: anchor_prompts_utf8 does not hold a JSON list of prompts. "
-                                  f"{PACK_KIND.fix}")
+            raise PackFormatError(
+                f"{path.name}: anchor_prompts_utf8 does not hold a JSON list of prompts. {PACK_KIND.fix}"
+            )
         pack = DirectionPack(**tensors, anchor_prompts=prompts, metadata=metadata, path=str(path))
         _validate(pack, path.name)
     return pack
@@ -169,51 +212,75 @@ _INTEGER_KEYS = ("source_hidden_size", "source_num_layers", "layer", "n_train_pa
 
 def _check_metadata_types(meta: dict, where: str) -> None:
     """Metadata of the types the nodes read (a damaged file must fail here, not in a node)."""
-    not_integers = [k for k in _INTEGER_KEYS if as_count(meta.get(k), high=10 ** 9) is None]
+    not_integers = [k for k in _INTEGER_KEYS if as_count(meta.get(k), high=10**9) is None]
     if not_integers:
-        raise PackFormatError(f"{where}: metadata {', '.join(not_integers)} must be non-negative integers. "
-                              f"{PACK_KIND.fix}")
-    expected = {"categories": (list, str), "direction_names": (list, str), "heldout_auroc": (dict, float),
-                "heldout_auroc_global_by_category": (dict, float), "layer_sweep_layers": (list, int)}
+        raise PackFormatError(
+            f"{where}: metadata {', '.join(not_integers)} must be non-negative integers. {PACK_KIND.fix}"
+        )
+    expected = {
+        "categories": (list, str),
+        "direction_names": (list, str),
+        "heldout_auroc": (dict, float),
+        "heldout_auroc_global_by_category": (dict, float),
+        "layer_sweep_layers": (list, int),
+    }
     for key, (container, item) in expected.items():
         if key not in meta:
             continue
         value = meta[key]
         items = value.values() if isinstance(value, dict) else value
         ok = isinstance(value, container) and all(
-            isinstance(v, str) if item is str else isinstance(v, item if item is int else (int, float))
-            and not isinstance(v, bool) for v in items)
+            isinstance(v, str)
+            if item is str
+            else isinstance(v, item if item is int else (int, float)) and not isinstance(v, bool)
+            for v in items
+        )
         if not ok:
-            raise PackFormatError(f"{where}: metadata {key!r} must be a JSON {container.__name__} of "
-                                  f"{item.__name__} values; got {short(value)}. {PACK_KIND.fix}")
+            raise PackFormatError(
+                f"{where}: metadata {key!r} must be a JSON {container.__name__} of "
+                f"{item.__name__} values; got {short(value)}. {PACK_KIND.fix}"
+            )
     names, categories = meta.get("direction_names"), meta.get("categories")
     if names != ["global", *categories] or len(set(names)) != len(names):
-        raise PackFormatError(f"{where}: direction_names must be ['global', *categories] without repeats; got "
-                              f"{short(names)}. {PACK_KIND.fix}")
+        raise PackFormatError(
+            f"{where}: direction_names must be ['global', *categories] without repeats; got "
+            f"{short(names)}. {PACK_KIND.fix}"
+        )
 
 
 def _check_header_shapes(checked, meta: dict) -> None:
     """The tensor shapes the metadata implies, checked on the header: sizes declared in metadata can
     only be believed once the file's bytes back them."""
-    d, n_anchors, n_pairs = (as_count(meta.get(k), high=10 ** 9) for k in ("source_hidden_size", "n_anchors",
-                                                                            "n_train_pairs"))
+    d, n_anchors, n_pairs = (
+        as_count(meta.get(k), high=10**9) for k in ("source_hidden_size", "n_anchors", "n_train_pairs")
+    )
     if d is None or n_anchors is None or n_pairs is None:
-        raise PackFormatError(f"{checked.name}: metadata source_hidden_size / n_anchors / n_train_pairs missing or "
-                              f"not integers. {PACK_KIND.fix}")
+        raise PackFormatError(
+            f"{checked.name}: metadata source_hidden_size / n_anchors / n_train_pairs missing or "
+            f"not integers. {PACK_KIND.fix}"
+        )
     names = meta.get("direction_names")
     k = len(names) if isinstance(names, list) else 0
-    expected = {"directions": (k, d), "direction_magnitudes": (k,),
-                "projection_stats": (k, len(PROJECTION_STATS_COLUMNS)), "anchor_features": (n_anchors, d), "anchor_mean": (d,), "anchor_std": (d,),
-                "train_projections": (k, n_pairs, 2)}
+    expected = {
+        "directions": (k, d),
+        "direction_magnitudes": (k,),
+        "projection_stats": (k, len(PROJECTION_STATS_COLUMNS)),
+        "anchor_features": (n_anchors, d),
+        "anchor_mean": (d,),
+        "anchor_std": (d,),
+        "train_projections": (k, n_pairs, 2),
+    }
     for name, shape in expected.items():
         checked.expect(name, shape)
     prompts, sweep = checked.info("anchor_prompts_utf8"), checked.info("layer_sweep")
     if prompts.dtype != "U8" or len(prompts.shape) != 1:
-        raise checked.refuse(f"anchor_prompts_utf8 must be a 1-D uint8 tensor; it is {prompts.torch_dtype_name} "
-                             f"{list(prompts.shape)}")
+        raise checked.refuse(
+            f"anchor_prompts_utf8 must be a 1-D uint8 tensor; it is {prompts.torch_dtype_name} {list(prompts.shape)}"
+        )
     if sweep.dtype != "F32" or len(sweep.shape) != 2 or sweep.shape[1] != 2:
-        raise checked.refuse(f"layer_sweep must be float32 [layers, 2]; it is {sweep.torch_dtype_name} "
-                             f"{list(sweep.shape)}")
+        raise checked.refuse(
+            f"layer_sweep must be float32 [layers, 2]; it is {sweep.torch_dtype_name} {list(sweep.shape)}"
+        )
 
 
 def pack_sha256(pack: DirectionPack) -> str:
@@ -226,31 +293,41 @@ def pack_sha256(pack: DirectionPack) -> str:
 def _validate(pack: DirectionPack, where: str) -> None:
     """Shapes, dtypes and finiteness; raise PackFormatError naming the first problem."""
     meta = pack.metadata
-    d, n_anchors, n_pairs = (as_count(meta.get(k), high=10 ** 9) for k in ("source_hidden_size", "n_anchors",
-                                                                            "n_train_pairs"))
+    d, n_anchors, n_pairs = (
+        as_count(meta.get(k), high=10**9) for k in ("source_hidden_size", "n_anchors", "n_train_pairs")
+    )
     if d is None or n_anchors is None or n_pairs is None:
-        raise PackFormatError(f"{where}: metadata source_hidden_size / n_anchors / n_train_pairs missing or not "
-                              "integers.")
+        raise PackFormatError(
+            f"{where}: metadata source_hidden_size / n_anchors / n_train_pairs missing or not integers."
+        )
     names, categories = meta.get("direction_names"), meta.get("categories")
     if not isinstance(names, list) or not isinstance(categories, list) or names != ["global", *categories]:
         raise PackFormatError(f"{where}: direction_names must be ['global', *categories]; got {short(names)}.")
     k = len(names)
     expected = {
-        "directions": (k, d), "direction_magnitudes": (k,), "projection_stats": (k, len(PROJECTION_STATS_COLUMNS)),
-        "anchor_features": (n_anchors, d), "anchor_mean": (d,), "anchor_std": (d,),
+        "directions": (k, d),
+        "direction_magnitudes": (k,),
+        "projection_stats": (k, len(PROJECTION_STATS_COLUMNS)),
+        "anchor_features": (n_anchors, d),
+        "anchor_mean": (d,),
+        "anchor_std": (d,),
         "train_projections": (k, n_pairs, 2),
     }
     for name, shape in expected.items():
         tensor = getattr(pack, name)
         if tuple(tensor.shape) != shape:
-            raise PackFormatError(f"{where}: tensor {name} has shape {list(tensor.shape)}, expected {list(shape)} "
-                                  f"(hidden size {d}, {k} directions, {n_anchors} anchors). The file is corrupt "
-                                  "or was edited; rebuild it.")
+            raise PackFormatError(
+                f"{where}: tensor {name} has shape {list(tensor.shape)}, expected {list(shape)} "
+                f"(hidden size {d}, {k} directions, {n_anchors} anchors). The file is corrupt "
+                "or was edited; rebuild it."
+            )
         if tensor.dtype != torch.float32:
             raise PackFormatError(f"{where}: tensor {name} is {tensor.dtype}, expected float32.")
         if not torch.isfinite(tensor).all():
-            raise PackFormatError(f"{where}: tensor {name} contains NaN or Inf values. Rebuild the pack "
-                                  "(check the source model's dtype: float16 can overflow).")
+            raise PackFormatError(
+                f"{where}: tensor {name} contains NaN or Inf values. Rebuild the pack "
+                "(check the source model's dtype: float16 can overflow)."
+            )
     if pack.layer_sweep.ndim != 2 or pack.layer_sweep.shape[1] != 2:
         raise PackFormatError(f"{where}: layer_sweep must have shape [layers, 2], got {list(pack.layer_sweep.shape)}.")
     if (pack.anchor_std <= 0).any():

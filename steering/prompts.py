@@ -4,9 +4,9 @@ Files are JSONL. Pairs: {"category", "safe", "unsafe", "split"} ("split" is "tra
 "heldout"; optional in user files, where every pair then counts as evaluation data).
 Anchors: {"prompt", "kind"} ("kind" is informational).
 """
+
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,8 +62,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
         try:
             record = parse_json(line)
         except ValueError as exc:
-            raise PromptDataError(f"{path}, line {number}: not valid JSON ({exc}). "
-                                  "Each line must be one JSON object.") from None
+            raise PromptDataError(
+                f"{path}, line {number}: not valid JSON ({exc}). Each line must be one JSON object."
+            ) from None
         if not isinstance(record, dict):
             raise PromptDataError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}.")
         records.append(record)
@@ -82,8 +83,9 @@ def _text(record: dict, key: str, where: str) -> str:
 def parse_pairs(records: list[dict], source: str = "pairs") -> list[PromptPair]:
     """Validate pair records: non-empty texts, a category, a known split."""
     if not records:
-        raise PromptDataError(f"{source} holds no pairs. Each line must be "
-                              '{"category": ..., "safe": ..., "unsafe": ...}.')
+        raise PromptDataError(
+            f'{source} holds no pairs. Each line must be {{"category": ..., "safe": ..., "unsafe": ...}}.'
+        )
     pairs = []
     for index, record in enumerate(records, start=1):
         where = f"{source}, pair {index}"
@@ -93,8 +95,9 @@ def parse_pairs(records: list[dict], source: str = "pairs") -> list[PromptPair]:
             raise PromptDataError(f"{where}: split must be one of {SPLITS}, got {short(split)}.")
         pair = PromptPair(category, _text(record, "safe", where), _text(record, "unsafe", where), split)
         if pair.safe == pair.unsafe:
-            raise PromptDataError(f"{where}: the safe and unsafe prompts are identical; a pair must differ "
-                                  "in its harmful element.")
+            raise PromptDataError(
+                f"{where}: the safe and unsafe prompts are identical; a pair must differ in its harmful element."
+            )
         pairs.append(pair)
     return pairs
 

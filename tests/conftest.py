@@ -4,6 +4,7 @@ ComfyUI's root has top-level modules named `nodes`, `utils`, `tests`...; this pa
 and `tests/` too. The pack is therefore only ever imported as the package `safety_steer`, and the
 repository root is kept off sys.path.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,7 +25,6 @@ import torch
 
 from safety_steer.runtime import load_module_from, prepare_base_directory, start_comfyui_in_process
 from safety_steer.steering.locations import CACHE_ENV, PACK_ROOT, cache_dir
-
 from safety_steer.steering.pack import DEFAULT_PACK_PATH as SHIPPED_PACK
 
 # one cache for the whole run (float copies of the source LLM are built once), in the git-ignored data/;
@@ -68,6 +68,7 @@ class ObjectForTest:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"key": ("STRING", {"default": ""})}}
+
     RETURN_TYPES = (_AnyType("*"),)
     FUNCTION = "give"
     CATEGORY = "testing"
@@ -86,6 +87,7 @@ class CaptureForTest:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"value": (_AnyType("*"),), "key": ("STRING", {"default": "out"})}}
+
     RETURN_TYPES = ()
     FUNCTION = "capture"
     OUTPUT_NODE = True
@@ -100,6 +102,7 @@ def _exception_class(name: str) -> type:
     """The class ComfyUI reported by name (module.Class, or a builtin), RuntimeError if unknown."""
     import builtins
     import importlib
+
     module, _, attribute = name.rpartition(".")
     try:
         found = getattr(importlib.import_module(module) if module else builtins, attribute)
@@ -113,21 +116,25 @@ class InProcessComfy:
 
     def __init__(self, base: Path):
         import nodes
+
         self.base = base
         nodes.NODE_CLASS_MAPPINGS.update({"ObjectForTest": ObjectForTest, "CaptureForTest": CaptureForTest})
 
     @property
     def node_classes(self) -> dict:
         import nodes
+
         return nodes.NODE_CLASS_MAPPINGS
 
     def validate(self, prompt: dict):
         import execution
+
         return asyncio.run(execution.validate_prompt(str(uuid.uuid4()), prompt, None))
 
     def run(self, prompt: dict) -> dict:
         """Run a prompt; return {node_id: ui outputs}. Raises with ComfyUI's message on failure."""
         import execution
+
         valid = self.validate(prompt)
         if not valid[0]:
             raise AssertionError(f"prompt invalid: {valid[1]} {valid[3]}")
@@ -137,7 +144,9 @@ class InProcessComfy:
             errors = [m[1] for m in executor.status_messages if m[0] == "execution_error"]
             message = errors[0].get("exception_message", "") if errors else ""
             kind = _exception_class(errors[0].get("exception_type", "")) if errors else RuntimeError
-            raise (ValueError if issubclass(kind, ValueError) else RuntimeError)(f"execution failed: {message} {errors}")
+            raise (ValueError if issubclass(kind, ValueError) else RuntimeError)(
+                f"execution failed: {message} {errors}"
+            )
         return {node: out.get("output", out) for node, out in executor.history_result["outputs"].items()}
 
     def run_capturing(self, prompt: dict) -> dict:
@@ -164,8 +173,10 @@ class InProcessComfy:
         prompt["node"] = {"class_type": class_type, "inputs": wired}
         outputs = self.node_classes[class_type].RETURN_TYPES
         for slot in range(len(outputs)):
-            prompt[f"capture {slot}"] = {"class_type": "CaptureForTest", "inputs": {"value": ["node", slot],
-                                                                                    "key": str(slot)}}
+            prompt[f"capture {slot}"] = {
+                "class_type": "CaptureForTest",
+                "inputs": {"value": ["node", slot], "key": str(slot)},
+            }
         ran = self.run(prompt)
         self.last_ui = ran.get("node", {})
         return tuple(_CAPTURED[str(slot)] for slot in range(len(outputs)))
@@ -186,8 +197,9 @@ class ComfyServer:
             return json.loads(response.read())
 
     def post(self, path: str, body: dict):
-        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())
@@ -230,7 +242,7 @@ def _running_server(base: Path):
                 break
             except (urllib.error.URLError, ConnectionError, OSError):
                 if time.time() > deadline:
-                    raise TimeoutError(f"ComfyUI did not start in 120 s: {log.read_text()[-3000:]}")
+                    raise TimeoutError(f"ComfyUI did not start in 120 s: {log.read_text()[-3000:]}") from None
                 time.sleep(0.5)
         yield server
     finally:
@@ -260,17 +272,21 @@ def tiny_model_server(comfy, tmp_path_factory):
     base = prepare_base_directory(tmp_path_factory.mktemp("tiny_server_base"))
     models = {family: tiny_models.write_model_files(base / "models", family) for family in tiny_models.FILE_FAMILIES}
     (base / "custom_nodes" / "tiny_loader_extension").symlink_to(
-        Path(__file__).resolve().parent / "tiny_loader_extension", target_is_directory=True)
+        Path(__file__).resolve().parent / "tiny_loader_extension", target_is_directory=True
+    )
     with _running_server(base) as server:
         server.models = models
         server.base = base
         yield server
+
+
 # <<< tiny models <<<
 
 
 @pytest.fixture(scope="session")
 def smollm2():
     from safety_steer.steering import load_text_model
+
     return load_text_model("smollm2-135m")
 
 
@@ -279,10 +295,17 @@ def rebuilt_pack(smollm2):
     """The shipped pack rebuilt from the shipped data with the shipped file's own settings (its layer
     given, so that a near-tie in the layer sweep cannot flip the layer on another CPU)."""
     from safety_steer.steering import build_pack, load_pack
+
     shipped = load_pack(SHIPPED_PACK)
     meta = shipped.metadata
-    pack, report = build_pack(smollm2, layer=int(meta["layer"]), method=meta["method"], pooling=meta["pooling"],
-                              max_length=int(meta["max_length"]), pack_version=meta["pack_version"])
+    pack, report = build_pack(
+        smollm2,
+        layer=int(meta["layer"]),
+        method=meta["method"],
+        pooling=meta["pooling"],
+        max_length=int(meta["max_length"]),
+        pack_version=meta["pack_version"],
+    )
     return shipped, pack, report
 
 
@@ -295,6 +318,7 @@ tiny_models = load_module_from(Path(__file__).with_name("tiny_models.py"), "safe
 def tiny_clip(comfy):
     """Factory: a tiny random-weight comfy.sd.CLIP of a family (tiny_models.FAMILIES), built from
     ComfyUI's own classes: ``tiny_clip(family, seed=0)``."""
+
     def build(family: str, seed: int = 0):
         return tiny_models.build_clip(family, seed)
 
@@ -305,6 +329,7 @@ def tiny_clip(comfy):
 def tiny_model(comfy):
     """Factory: a tiny random-weight diffusion model (a ModelPatcher) of a family whose text
     context matches ``tiny_clip(family)``: ``tiny_model(family, seed=0)``."""
+
     def build(family: str, seed: int = 0):
         return tiny_models.build_model(family, seed)
 
@@ -315,16 +340,19 @@ def tiny_model(comfy):
 def tiny_model_node(comfy, tiny_model):
     """Registers a test-only node ``TinyTestModel`` (family, seed) -> MODEL, the diffusion-model
     twin of ``TinyTestCLIP``. The executor stays real."""
-    import nodes
     from comfy_api.latest import io
+
+    import nodes
 
     class TinyTestModel(io.ComfyNode):
         @classmethod
         def define_schema(cls):
-            return io.Schema(node_id="TinyTestModel", category="testing",
-                             inputs=[io.Combo.Input("family", options=list(tiny_models.FAMILIES)),
-                                     io.Int.Input("seed", default=0)],
-                             outputs=[io.Model.Output()])
+            return io.Schema(
+                node_id="TinyTestModel",
+                category="testing",
+                inputs=[io.Combo.Input("family", options=list(tiny_models.FAMILIES)), io.Int.Input("seed", default=0)],
+                outputs=[io.Model.Output()],
+            )
 
         @classmethod
         def execute(cls, family, seed):
@@ -332,6 +360,8 @@ def tiny_model_node(comfy, tiny_model):
 
     nodes.NODE_CLASS_MAPPINGS["TinyTestModel"] = TinyTestModel
     return "TinyTestModel"
+
+
 # <<< tiny models <<<
 
 
@@ -340,16 +370,22 @@ def tiny_clip_node(comfy, tiny_clip):
     """Registers a test-only node that outputs a tiny CLIP, so real graphs can feed real nodes
     without weight files (in-process, without tests/tiny_loader_extension, stock loaders reject
     tiny encoder files; ``tiny_model_server`` loads them by file). The executor stays real."""
-    import nodes
     from comfy_api.latest import io
+
+    import nodes
 
     class TinyTestCLIP(io.ComfyNode):
         @classmethod
         def define_schema(cls):
-            return io.Schema(node_id="TinyTestCLIP", category="testing",
-                             inputs=[io.Combo.Input("family", options=list(tiny_models.FAMILIES)),  # tiny models block
-                                     io.Int.Input("seed", default=0)],
-                             outputs=[io.Clip.Output()])
+            return io.Schema(
+                node_id="TinyTestCLIP",
+                category="testing",
+                inputs=[
+                    io.Combo.Input("family", options=list(tiny_models.FAMILIES)),  # tiny models block
+                    io.Int.Input("seed", default=0),
+                ],
+                outputs=[io.Clip.Output()],
+            )
 
         @classmethod
         def execute(cls, family, seed):

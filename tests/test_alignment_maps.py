@@ -1,17 +1,18 @@
 """Alignment maps on synthetic spaces with a known answer, and their bad-input errors."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from safety_steer.steering.transfer.alignment import AlignmentError, fit_map, fit_ridge
 from safety_steer.steering.metrics import auroc
+from safety_steer.steering.transfer.alignment import AlignmentError, fit_map, fit_ridge
 
 
 def _linear_pair(n=600, ds=48, dt=40, noise=0.05, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, ds, generator=g)
-    w = torch.randn(ds, dt, generator=g) / ds ** 0.5
+    w = torch.randn(ds, dt, generator=g) / ds**0.5
     return x, x @ w + noise * torch.randn(n, dt, generator=g), w
 
 
@@ -51,7 +52,7 @@ def test_a_transported_direction_separates_what_the_source_separates():
     """Benign-only fit: the unsafe/safe contrast lives in the source; the map never sees it."""
     g = torch.Generator().manual_seed(0)
     ds, dt = 32, 24
-    w = torch.randn(ds, dt, generator=g) / ds ** 0.5
+    w = torch.randn(ds, dt, generator=g) / ds**0.5
     anchors = torch.randn(800, ds, generator=g)
     fitted = fit_map(anchors, anchors @ w, "ridge")
     concept = torch.randn(ds, generator=g)

@@ -1,5 +1,6 @@
 """Apply Safety Steer (Text Encoder) on tiny random-weight CLIPs of four families, through the
 node classes that ComfyUI itself loaded and CLIPTextEncode exactly as a graph runs it."""
+
 from __future__ import annotations
 
 import sys
@@ -21,6 +22,7 @@ def node(comfy):
 
 def encode(clip, text):
     import nodes
+
     (cond,) = nodes.CLIPTextEncode().encode(clip, text)
     return cond[0][0], cond[0][1].get("pooled_output")
 
@@ -33,7 +35,9 @@ def aligned_for(node, clip, tmp_path, monkeypatch):
 
 def steer(node, clip, aligned, strength, **options):
     settings = {"direction": "global", "mode": "add", "gate": "none", "gate_threshold": -1.0, **options}
-    return node[0].node("SafetySteerApplyTextEncoder", clip=clip, aligned_direction=aligned, strength=strength, **settings)[0]
+    return node[0].node(
+        "SafetySteerApplyTextEncoder", clip=clip, aligned_direction=aligned, strength=strength, **settings
+    )[0]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -46,16 +50,16 @@ def test_steer_changes_conditioning_and_leaves_the_original_alone(node, tiny_cli
     zero = steer(node, clip, aligned, 0.0)
     for prompt, (cond, pooled) in zip(PROMPTS, baseline):
         again = encode(zero, prompt)
-        assert torch.equal(again[0], cond)                     # strength 0: bit-identical
+        assert torch.equal(again[0], cond)  # strength 0: bit-identical
         assert (pooled is None) == (again[1] is None) and (pooled is None or torch.equal(again[1], pooled))
 
     steered = steer(node, clip, aligned, 2.0)
     for prompt, (cond, pooled) in zip(PROMPTS, baseline):
         cond_s, pooled_s = encode(steered, prompt)
         assert cond_s.shape == cond.shape and not torch.allclose(cond_s, cond)
-        if family == "sdxl":                                    # the pooled vector SDXL reads (CLIP-G's) too
+        if family == "sdxl":  # the pooled vector SDXL reads (CLIP-G's) too
             assert not torch.allclose(pooled_s, pooled)
-        if family == "sd15":                                    # SD1.5's UNet reads no pooled vector: left alone
+        if family == "sd15":  # SD1.5's UNet reads no pooled vector: left alone
             assert torch.equal(pooled_s, pooled)
         # original CLIP unchanged afterwards, and no wrapper is left on the shared modules
         again = encode(clip, prompt)
@@ -111,7 +115,9 @@ def test_source_llm_gate_reads_the_prompt_with_the_real_smollm2(node, tiny_clip,
 def test_direction_aligned_to_another_encoder_is_refused(node, tiny_clip, tmp_path, monkeypatch):
     sdxl, flux = tiny_clip("sdxl"), tiny_clip("flux")
     aligned = aligned_for(node, sdxl, tmp_path, monkeypatch)
-    with pytest.raises(ValueError, match=r"aligned to SDXLClipModel \(encoders g, l\).*FluxClipModel_? \(encoders l, t5xxl\)"):
+    with pytest.raises(
+        ValueError, match=r"aligned to SDXLClipModel \(encoders g, l\).*FluxClipModel_? \(encoders l, t5xxl\)"
+    ):
         steer(node, flux, aligned, 1.0)
     with pytest.raises(ValueError, match="encoders with other weights: g, l"):
         steer(node, tiny_clip("sdxl", seed=5), aligned, 1.0)

@@ -1,10 +1,18 @@
 """Bad prompt data and unknown models: each gets a clear error saying what to fix."""
+
 from __future__ import annotations
 
 import pytest
 
-from safety_steer.steering import (PromptDataError, SourceModelError, build_pack, extract_features,
-                                   load_anchors, load_pairs, load_text_model)
+from safety_steer.steering import (
+    PromptDataError,
+    SourceModelError,
+    build_pack,
+    extract_features,
+    load_anchors,
+    load_pairs,
+    load_text_model,
+)
 
 
 def _write(tmp_path, text, name="pairs.jsonl"):

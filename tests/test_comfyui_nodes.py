@@ -1,5 +1,6 @@
 """The pack inside the real ComfyUI: loaded by ComfyUI's own custom-node loader, in-process and
 as a real server on loopback."""
+
 from __future__ import annotations
 
 import shutil
@@ -32,6 +33,7 @@ def test_direction_graph_runs_in_process(comfy):
 
 def test_user_model_folder_is_listed_and_loaded(comfy, tmp_path):
     import folder_paths
+
     user_copy = comfy.base / "models" / "safety_directions" / "my_pack.safetensors"
     shutil.copy(DEFAULT_PACK_PATH, user_copy)
     try:
@@ -44,6 +46,7 @@ def test_user_model_folder_is_listed_and_loaded(comfy, tmp_path):
 
 def test_non_safetensors_files_are_not_listed(comfy):
     import folder_paths
+
     stray = comfy.base / "models" / "safety_directions" / "old_direction.pt"
     stray.write_bytes(b"not listed")
     try:
@@ -77,6 +80,7 @@ def test_server_rejects_a_bad_graph_with_a_400(comfy_server):
 
 def test_server_serves_the_web_extension_and_example_workflows(comfy_server):
     import urllib.request
+
     extensions = comfy_server.get("/extensions")
     script = next(e for e in extensions if e.endswith("safety_steer.js"))
     with urllib.request.urlopen(comfy_server.url + script, timeout=30) as response:

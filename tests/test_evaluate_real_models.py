@@ -1,4 +1,5 @@
 """`safety-steer evaluate` on real models: SmolLM2 (source pack) -> MiniLM-L6 (target)."""
+
 from __future__ import annotations
 
 import json
@@ -19,29 +20,54 @@ def heldout_file(tmp_path_factory):
 
 
 def _evaluate(*args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "safety_steer.cli", "evaluate", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "safety_steer.cli", "evaluate", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_evaluate_json_report_on_minilm(heldout_file):
     run = _evaluate("--pairs", str(heldout_file), "--target", "minilm-l6", "--method", "ridge", "--json")
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout)
-    for key in ("auroc_transported", "auroc_native", "auroc_random", "cosine_transported_native", "per_category", "sweep"):
+    for key in (
+        "auroc_transported",
+        "auroc_native",
+        "auroc_random",
+        "cosine_transported_native",
+        "per_category",
+        "sweep",
+    ):
         assert key in report
-    print(json.dumps({k: report[k] for k in ("auroc_transported", "auroc_native", "auroc_random",
-                                              "cosine_transported_native", "goals")}))
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in ("auroc_transported", "auroc_native", "auroc_random", "cosine_transported_native", "goals")
+            }
+        )
+    )
     # a benign-only map carries real safety information across: far from chance, same sign
     assert report["auroc_transported"] > 0.7 and report["cosine_transported_native"] > 0.2
     assert abs(report["auroc_random"] - 0.5) < abs(report["auroc_transported"] - 0.5)
-    assert set(report["per_category"]) == {"hate", "harassment", "violence", "self-harm", "sexual", "shocking",
-                                           "illegal activity"}
+    assert set(report["per_category"]) == {
+        "hate",
+        "harassment",
+        "violence",
+        "self-harm",
+        "sexual",
+        "shocking",
+        "illegal activity",
+    }
     strengths = {e["strength"] for e in report["sweep"]}
     assert 0.0 in strengths and {e["gated"] for e in report["sweep"]} == {False, True}
     assert {e["gate"] for e in report["sweep"]} == {"none", "target", "source"}
     for entry in report["sweep"]:
-        for key in ("rep_asr_transported", "rep_asr_native", "benign_preservation_transported",
-                    "benign_preservation_native"):
+        for key in (
+            "rep_asr_transported",
+            "rep_asr_native",
+            "benign_preservation_transported",
+            "benign_preservation_native",
+        ):
             assert 0.0 <= entry[key] <= 1.0 + 1e-6
         if entry["strength"] == 0:
             assert entry["benign_preservation_transported"] == pytest.approx(1.0)

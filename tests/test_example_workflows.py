@@ -13,12 +13,13 @@ runnable end to end on a real server with tiny models under the usual real file 
   server whose models/ hold tiny random-weight files under the same names; it must finish with
   success and write its image / animated WebP and a report.
 """
+
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
-import importlib.util
 import time
 import uuid
 from pathlib import Path
@@ -36,13 +37,23 @@ wf = load_module_from(TESTS / "workflow_api.py", "safety_steer_workflow_api")
 builder = load_module_from(REPO / "scripts" / "build_example_workflows.py", "safety_steer_build_example_workflows")
 
 #: workflow family (file name) -> tests/tiny_models.py family (the fixture's .models keys)
-TINY_FAMILY = {"sd15": "sd15", "sdxl": "sdxl", "sd3_5": "sd3", "flux": "flux", "wan_t2v": "wan",
-               "hunyuan_video": "hunyuan_video"}
+TINY_FAMILY = {
+    "sd15": "sd15",
+    "sdxl": "sdxl",
+    "sd3_5": "sd3",
+    "flux": "flux",
+    "wan_t2v": "wan",
+    "hunyuan_video": "hunyuan_video",
+}
 VIDEO = {"wan_t2v", "hunyuan_video"}
 LATENT_NODES = {"EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo"}
-LOADER_INPUTS = {"CheckpointLoaderSimple": ("ckpt_name",), "UNETLoader": ("unet_name", "weight_dtype"),
-                 "CLIPLoader": ("clip_name", "type"), "DualCLIPLoader": ("clip_name1", "clip_name2", "type"),
-                 "VAELoader": ("vae_name",)}
+LOADER_INPUTS = {
+    "CheckpointLoaderSimple": ("ckpt_name",),
+    "UNETLoader": ("unet_name", "weight_dtype"),
+    "CLIPLoader": ("clip_name", "type"),
+    "DualCLIPLoader": ("clip_name1", "clip_name2", "type"),
+    "VAELoader": ("vae_name",),
+}
 TINY_SIZE, TINY_FRAMES, TINY_STEPS, TINY_ANCHORS = 32, 5, 2, 60
 
 
@@ -57,6 +68,7 @@ def object_info(comfy):
 
 def _validate(prompt: dict):
     import execution
+
     return asyncio.run(execution.validate_prompt(str(uuid.uuid4()), prompt, None))
 
 
@@ -75,15 +87,21 @@ def _errors_other_than_missing_model_files(node_errors: dict) -> list:
 
 # --------------------------------------------------------------------------- the files themselves
 
+
 def test_shipped_workflows_are_what_the_builder_writes(object_info):
     if os.environ.get("COMFYUI_PATH"):
-        pytest.skip("the shipped files are generated against the pinned ComfyUI 0.3.75; COMFYUI_PATH is another "
-                    "ComfyUI (the files are still validated against it below)")
+        pytest.skip(
+            "the shipped files are generated against the pinned ComfyUI 0.3.75; COMFYUI_PATH is another "
+            "ComfyUI (the files are still validated against it below)"
+        )
     generated = builder.build_all(object_info)
     assert {f"safety_steer_{family}.json" for family in builder.FAMILIES} <= set(generated)
     files = shipped()
-    stale = [name for name, workflow in generated.items()
-             if name not in files or (WORKFLOWS / name).read_text() != builder.dumps(workflow)]
+    stale = [
+        name
+        for name, workflow in generated.items()
+        if name not in files or (WORKFLOWS / name).read_text() != builder.dumps(workflow)
+    ]
     assert not stale, f"out of date: {stale}; run `.venv/bin/python scripts/build_example_workflows.py`"
     assert set(files) == set(generated), f"files no script writes: {sorted(set(files) - set(generated))}"
 
@@ -123,8 +141,14 @@ def test_family_workflow_layout_and_chain(name):
     workflow = json.loads((WORKFLOWS / name).read_text())
     nodes = {n["id"]: n for n in workflow["nodes"]}
     types = [n["type"] for n in workflow["nodes"]]
-    for required in ("SafetySteerLoadDirection", "SafetySteerFitCrossModelAlignment", "SafetySteerApplyTextEncoder", "KSampler",
-                     "SafetySteerReport", "MarkdownNote"):
+    for required in (
+        "SafetySteerLoadDirection",
+        "SafetySteerFitCrossModelAlignment",
+        "SafetySteerApplyTextEncoder",
+        "KSampler",
+        "SafetySteerReport",
+        "MarkdownNote",
+    ):
         assert required in types, required
     assert types.count("CLIPTextEncode") == 2
     # both prompts are encoded with the steered CLIP; the report reads the positive prompt
@@ -137,10 +161,12 @@ def test_family_workflow_layout_and_chain(name):
     source = nodes[links[next(i for i in report["inputs"] if i["name"] == "conditioning")["link"]][1]]
     assert source["type"] == "CLIPTextEncode" and "Positive" in source["title"]
     # no two nodes overlap (a node's title bar, ~30 px, sits above its pos)
-    boxes = [(n["id"], n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
-             for n in workflow["nodes"]]
+    boxes = [
+        (n["id"], n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+        for n in workflow["nodes"]
+    ]
     for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
+        for b in boxes[i + 1 :]:
             assert a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2], f"nodes {a[0]} and {b[0]} overlap"
 
 
@@ -149,23 +175,38 @@ def test_builder_uses_the_real_model_file_names():
     tiny = load_module_from(TESTS / "tiny_models.py", "safety_steer_tiny_models")
     for family, tiny_family in TINY_FAMILY.items():
         workflow = json.loads((WORKFLOWS / f"safety_steer_{family}.json").read_text())
-        names = {v for n in workflow["nodes"] if n["type"] in LOADER_INPUTS for v in n["widgets_values"]
-                 if isinstance(v, str) and v.endswith(".safetensors")}
+        names = {
+            v
+            for n in workflow["nodes"]
+            if n["type"] in LOADER_INPUTS
+            for v in n["widgets_values"]
+            if isinstance(v, str) and v.endswith(".safetensors")
+        }
         expected = {v for v in tiny.FILE_NAMES[tiny_family].values() if v.endswith(".safetensors")}
         assert names == expected, family
 
 
 # --------------------------------------------------------------------------- the converter
 
+
 def _template_files() -> list[Path]:
     """A few of ComfyUI's own official templates (comfyui-workflow-templates, installed with
     ComfyUI's requirements), chosen for what they exercise: PrimitiveNodes feeding widgets,
     KSamplerAdvanced (a seed with control_after_generate in the middle of the widgets), notes."""
-    wanted = ["default.json", "sdxl_simple_example.json", "flux_dev_full_text_to_image.json",
-              "text_to_video_wan.json", "sd3.5_simple_example.json", "hunyuan_video_text_to_video.json"]
+    wanted = [
+        "default.json",
+        "sdxl_simple_example.json",
+        "flux_dev_full_text_to_image.json",
+        "text_to_video_wan.json",
+        "sd3.5_simple_example.json",
+        "hunyuan_video_text_to_video.json",
+    ]
     found = []
-    for package in ("comfyui_workflow_templates_media_other", "comfyui_workflow_templates_media_image",
-                    "comfyui_workflow_templates_media_video"):
+    for package in (
+        "comfyui_workflow_templates_media_other",
+        "comfyui_workflow_templates_media_image",
+        "comfyui_workflow_templates_media_video",
+    ):
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             continue
@@ -182,8 +223,9 @@ def test_converter_on_official_templates(object_info, comfy):
     for path in files:
         workflow = json.loads(path.read_text())
         if workflow.get("definitions", {}).get("subgraphs") or any(
-                n["type"] not in object_info and n["type"] not in wf.VIRTUAL_NODES for n in workflow["nodes"]):
-            continue                                # a newer template than this ComfyUI (or subgraphs)
+            n["type"] not in object_info and n["type"] not in wf.VIRTUAL_NODES for n in workflow["nodes"]
+        ):
+            continue  # a newer template than this ComfyUI (or subgraphs)
         prompt = wf.ui_to_api(workflow, object_info)
         assert prompt, path.name
         valid, error, outputs, node_errors = _validate(prompt)
@@ -199,37 +241,99 @@ def test_converter_details(object_info):
     info = object_info
     workflow = {
         "nodes": [
-            {"id": 1, "type": "CheckpointLoaderSimple", "mode": 0, "inputs": [],
-             "outputs": [{"name": "MODEL", "type": "MODEL", "links": [1]}, {"name": "CLIP", "type": "CLIP", "links": [2]},
-                         {"name": "VAE", "type": "VAE", "links": []}], "widgets_values": ["model.safetensors"]},
-            {"id": 2, "type": "Reroute", "mode": 0, "inputs": [{"name": "", "type": "*", "link": 2}],
-             "outputs": [{"name": "", "type": "CLIP", "links": [3]}]},
-            {"id": 3, "type": "CLIPTextEncode", "mode": 0,
-             "inputs": [{"name": "clip", "type": "CLIP", "link": 3},
-                        {"name": "text", "type": "STRING", "link": 4, "widget": {"name": "text"}}],
-             "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": [5, 6]}], "widgets_values": ["ignored"]},
-            {"id": 4, "type": "PrimitiveNode", "mode": 0, "inputs": [],
-             "outputs": [{"name": "STRING", "type": "STRING", "links": [4]}], "widgets_values": ["from a primitive"]},
-            {"id": 5, "type": "ConditioningZeroOut", "mode": 4, "inputs": [{"name": "conditioning", "type": "CONDITIONING", "link": 5}],
-             "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": [7]}], "widgets_values": []},
-            {"id": 6, "type": "KSampler", "mode": 0,
-             "inputs": [{"name": "model", "type": "MODEL", "link": 1}, {"name": "positive", "type": "CONDITIONING", "link": 7},
-                        {"name": "negative", "type": "CONDITIONING", "link": 6},
-                        {"name": "latent_image", "type": "LATENT", "link": None}],
-             "outputs": [{"name": "LATENT", "type": "LATENT", "links": []}],
-             "widgets_values": [7, "randomize", 12, 3.5, "euler", "normal", 0.75]},
+            {
+                "id": 1,
+                "type": "CheckpointLoaderSimple",
+                "mode": 0,
+                "inputs": [],
+                "outputs": [
+                    {"name": "MODEL", "type": "MODEL", "links": [1]},
+                    {"name": "CLIP", "type": "CLIP", "links": [2]},
+                    {"name": "VAE", "type": "VAE", "links": []},
+                ],
+                "widgets_values": ["model.safetensors"],
+            },
+            {
+                "id": 2,
+                "type": "Reroute",
+                "mode": 0,
+                "inputs": [{"name": "", "type": "*", "link": 2}],
+                "outputs": [{"name": "", "type": "CLIP", "links": [3]}],
+            },
+            {
+                "id": 3,
+                "type": "CLIPTextEncode",
+                "mode": 0,
+                "inputs": [
+                    {"name": "clip", "type": "CLIP", "link": 3},
+                    {"name": "text", "type": "STRING", "link": 4, "widget": {"name": "text"}},
+                ],
+                "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": [5, 6]}],
+                "widgets_values": ["ignored"],
+            },
+            {
+                "id": 4,
+                "type": "PrimitiveNode",
+                "mode": 0,
+                "inputs": [],
+                "outputs": [{"name": "STRING", "type": "STRING", "links": [4]}],
+                "widgets_values": ["from a primitive"],
+            },
+            {
+                "id": 5,
+                "type": "ConditioningZeroOut",
+                "mode": 4,
+                "inputs": [{"name": "conditioning", "type": "CONDITIONING", "link": 5}],
+                "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": [7]}],
+                "widgets_values": [],
+            },
+            {
+                "id": 6,
+                "type": "KSampler",
+                "mode": 0,
+                "inputs": [
+                    {"name": "model", "type": "MODEL", "link": 1},
+                    {"name": "positive", "type": "CONDITIONING", "link": 7},
+                    {"name": "negative", "type": "CONDITIONING", "link": 6},
+                    {"name": "latent_image", "type": "LATENT", "link": None},
+                ],
+                "outputs": [{"name": "LATENT", "type": "LATENT", "links": []}],
+                "widgets_values": [7, "randomize", 12, 3.5, "euler", "normal", 0.75],
+            },
             {"id": 7, "type": "MarkdownNote", "mode": 0, "inputs": [], "outputs": [], "widgets_values": ["hi"]},
-            {"id": 8, "type": "SaveImage", "mode": 2, "inputs": [{"name": "images", "type": "IMAGE", "link": None}],
-             "outputs": [], "widgets_values": ["x"]},
+            {
+                "id": 8,
+                "type": "SaveImage",
+                "mode": 2,
+                "inputs": [{"name": "images", "type": "IMAGE", "link": None}],
+                "outputs": [],
+                "widgets_values": ["x"],
+            },
         ],
-        "links": [[1, 1, 0, 6, 0, "MODEL"], [2, 1, 1, 2, 0, "CLIP"], [3, 2, 0, 3, 0, "CLIP"], [4, 4, 0, 3, 1, "STRING"],
-                  [5, 3, 0, 5, 0, "CONDITIONING"], [6, 3, 0, 6, 2, "CONDITIONING"], [7, 5, 0, 6, 1, "CONDITIONING"]],
+        "links": [
+            [1, 1, 0, 6, 0, "MODEL"],
+            [2, 1, 1, 2, 0, "CLIP"],
+            [3, 2, 0, 3, 0, "CLIP"],
+            [4, 4, 0, 3, 1, "STRING"],
+            [5, 3, 0, 5, 0, "CONDITIONING"],
+            [6, 3, 0, 6, 2, "CONDITIONING"],
+            [7, 5, 0, 6, 1, "CONDITIONING"],
+        ],
     }
     prompt = wf.ui_to_api(workflow, info)
-    assert set(prompt) == {"1", "3", "6"}                           # reroute, primitive, bypassed, muted, note gone
+    assert set(prompt) == {"1", "3", "6"}  # reroute, primitive, bypassed, muted, note gone
     assert prompt["3"]["inputs"] == {"text": "from a primitive", "clip": ["1", 1]}
-    assert prompt["6"]["inputs"] == {"seed": 7, "steps": 12, "cfg": 3.5, "sampler_name": "euler", "scheduler": "normal",
-                                     "denoise": 0.75, "model": ["1", 0], "positive": ["3", 0], "negative": ["3", 0]}
+    assert prompt["6"]["inputs"] == {
+        "seed": 7,
+        "steps": 12,
+        "cfg": 3.5,
+        "sampler_name": "euler",
+        "scheduler": "normal",
+        "denoise": 0.75,
+        "model": ["1", 0],
+        "positive": ["3", 0],
+        "negative": ["3", 0],
+    }
     assert wf.widget_names(info["KSampler"]) == ["seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"]
     assert [k for k, _ in wf.widget_slots(info["KSampler"])].count("control") == 1
     with pytest.raises(wf.WorkflowError):
@@ -237,6 +341,7 @@ def test_converter_details(object_info):
 
 
 # --------------------------------------------------------------------------- end to end
+
 
 def tiny_settings(prompt: dict) -> dict:
     """The shipped prompt with only sizes, steps, frame counts and alignment anchors made tiny."""
@@ -263,7 +368,7 @@ def test_every_shipped_workflow_runs_on_a_real_server(tiny_model_server):
     for family, tiny_family in TINY_FAMILY.items():
         workflow = json.loads((WORKFLOWS / f"safety_steer_{family}.json").read_text())
         prompt = tiny_settings(wf.ui_to_api(workflow, object_info))
-        for node in prompt.values():          # the loaders read exactly the files the fixture wrote
+        for node in prompt.values():  # the loaders read exactly the files the fixture wrote
             for name in LOADER_INPUTS.get(node["class_type"], ()):
                 assert node["inputs"][name] == server.models[tiny_family][name], (family, name)
         start = time.perf_counter()
@@ -271,8 +376,11 @@ def test_every_shipped_workflow_runs_on_a_real_server(tiny_model_server):
         timings[family] = round(time.perf_counter() - start, 1)
         status = entry.get("status", {})
         if status.get("status_str") != "success":
-            failures[family] = [f"{m[1].get('node_type')}: {m[1].get('exception_message', '').strip()}"
-                                 for m in status.get("messages", []) if m[0] == "execution_error"]
+            failures[family] = [
+                f"{m[1].get('node_type')}: {m[1].get('exception_message', '').strip()}"
+                for m in status.get("messages", [])
+                if m[0] == "execution_error"
+            ]
             continue
         by_type = {node["class_type"]: node_id for node_id, node in prompt.items()}
         save_id = by_type["SaveAnimatedWEBP" if family in VIDEO else "SaveImage"]
@@ -283,6 +391,7 @@ def test_every_shipped_workflow_runs_on_a_real_server(tiny_model_server):
         assert path.name.startswith(family) and path.suffix == (".webp" if family in VIDEO else ".png")
         if family in VIDEO:
             from PIL import Image
+
             with Image.open(path) as image:
                 assert getattr(image, "n_frames", 1) == TINY_FRAMES, (family, getattr(image, "n_frames", 1))
         (report,) = entry["outputs"][by_type["SafetySteerReport"]]["text"]

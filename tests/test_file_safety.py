@@ -2,6 +2,7 @@
 temporary files unique to each writer, damaged alignment caches and GGUF float copies logged and
 rebuilt, an unwritable cache costing the cache but never the result. Nodes run through the real
 ComfyUI executor."""
+
 from __future__ import annotations
 
 import json
@@ -20,15 +21,20 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from safety_steer.steering.extraction import sources
-from safety_steer.steering.transfer.aligned import align_pack, anchor_subset, load_aligned, save_aligned
 from safety_steer.steering.errors import FileWriteError
-from safety_steer.steering.fileformat import (CHECKSUM_KEY, read_header, reserve_numbered, temporary_sibling,
-                                               write_atomic)
+from safety_steer.steering.extraction import sources
+from safety_steer.steering.fileformat import (
+    CHECKSUM_KEY,
+    read_header,
+    reserve_numbered,
+    temporary_sibling,
+    write_atomic,
+)
 from safety_steer.steering.pack import DEFAULT_PACK_PATH, load_pack
-from safety_steer.steering.safedig.operations import HarmfulFeatures
 from safety_steer.steering.safedig.bundle import SafeDIGBundle, load_bundle, save_bundle
+from safety_steer.steering.safedig.operations import HarmfulFeatures
 from safety_steer.steering.safedig.sae import SAEError, SparseAutoencoder, load_sae, save_sae, train_sae
+from safety_steer.steering.transfer.aligned import align_pack, anchor_subset, load_aligned, save_aligned
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -41,8 +47,9 @@ def run_threads(count: int, work) -> None:
         try:
             barrier.wait()
             work(i)
-        except BaseException as exc:   # noqa: BLE001 - reported below
+        except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)
+
     threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
@@ -74,8 +81,10 @@ def test_numbered_names_are_unique_across_threads_and_processes(tmp_path):
         for _ in range(30):
             print(reserve_numbered(sys.argv[1], "safedig", ".safetensors"), flush=True)
     """)
-    processes = [subprocess.Popen([sys.executable, "-c", script, str(folder), str(go)], stdout=subprocess.PIPE,
-                                  text=True) for _ in range(2)]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, str(folder), str(go)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     for process in processes:
         assert process.stdout.readline().strip() == "ready"
     names: list[Path] = []
@@ -92,8 +101,9 @@ def test_numbered_names_are_unique_across_threads_and_processes(tmp_path):
 
 def test_concurrent_bundle_saves_for_one_prefix_keep_every_bundle(tmp_path, tiny_bundle):
     folder, saved = tmp_path / "safety_saes", []
-    run_threads(4, lambda i: saved.append(save_bundle(tiny_bundle, reserve_numbered(folder, "safedig",
-                                                                                    ".safetensors"))))
+    run_threads(
+        4, lambda i: saved.append(save_bundle(tiny_bundle, reserve_numbered(folder, "safedig", ".safetensors")))
+    )
     assert len(set(saved)) == 4
     for path in saved:
         assert load_bundle(path).positions == ["double.0"]
@@ -131,6 +141,7 @@ def test_writers_of_one_file_never_share_a_temporary_file(tmp_path):
     def write(i):
         for _ in range(5):
             write_atomic({"x": torch.full((2000,), float(i))}, target, {"writer": str(i)}, checksum=True)
+
     run_threads(6, write)
     assert os.listdir(tmp_path) == ["shared.safetensors"]
     with safe_open(str(target), framework="pt") as handle:
@@ -141,7 +152,7 @@ def test_writers_of_one_file_never_share_a_temporary_file(tmp_path):
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path):
     target = write_atomic({"x": torch.ones(3)}, tmp_path / "kept.safetensors")
     with pytest.raises(ValueError):
-        write_atomic({"x": torch.ones(4, 4).t()}, target)   # not contiguous: safetensors refuses it
+        write_atomic({"x": torch.ones(4, 4).t()}, target)  # not contiguous: safetensors refuses it
     assert os.listdir(tmp_path) == ["kept.safetensors"] and read_header(target).tensors["x"].shape == (3,)
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where a folder should be")
@@ -163,9 +174,15 @@ def test_readers_return_ordinary_tensors_inside_inference_mode(tmp_path, tiny_bu
         aligned = load_aligned(tmp_path / "aligned.safetensors")
         sae = load_sae(tmp_path / "sae.safetensors")
         bundle = load_bundle(tmp_path / "bundle.safetensors")
-    tensors = [loaded_pack.directions, loaded_pack.anchor_features, *aligned.encoders["l"].__dict__.values(),
-               aligned.source_gate.directions, *sae.state_dict().values(),
-               *bundle.saes["double.0"].state_dict().values(), bundle.features["double.0"].indices]
+    tensors = [
+        loaded_pack.directions,
+        loaded_pack.anchor_features,
+        *aligned.encoders["l"].__dict__.values(),
+        aligned.source_gate.directions,
+        *sae.state_dict().values(),
+        *bundle.saes["double.0"].state_dict().values(),
+        bundle.features["double.0"].indices,
+    ]
     tensors = [t for t in tensors if torch.is_tensor(t)]
     assert len(tensors) > 15 and not any(t.is_inference() for t in tensors)
     assert all(isinstance(t._version, int) for t in tensors)
@@ -177,8 +194,10 @@ def fit_graph(node: str = "SafetySteerFitCrossModelAlignment", anchors: int = 40
     return {
         "1": {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
         "2": {"class_type": "TinyTestCLIP", "inputs": {"family": "sd15", "seed": 0}},
-        "3": {"class_type": node, "inputs": {"clip": ["2", 0], "direction": ["1", 0], "method": method,
-                                             "anchors": anchors}},
+        "3": {
+            "class_type": node,
+            "inputs": {"clip": ["2", 0], "direction": ["1", 0], "method": method, "anchors": anchors},
+        },
         "4": {"class_type": "SafetySteerDirectionInfo", "inputs": {"direction": ["3", 0]}},
     }
 
@@ -187,7 +206,7 @@ def _rewrite(path: Path, edit) -> None:
     """Apply ``edit(tensors, metadata)`` and write the file again with a valid checksum, so that only
     the checks behind the checksum can catch the damage."""
     with safe_open(str(path), framework="pt") as handle:
-        metadata, tensors = dict(handle.metadata()), {k: handle.get_tensor(k) for k in handle.keys()}
+        metadata, tensors = dict(handle.metadata()), {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118  (a safetensors handle)
     metadata.pop(CHECKSUM_KEY)
     edit(tensors, metadata)
     write_atomic(tensors, path, metadata, checksum=True)
@@ -214,7 +233,7 @@ def _flip_a_data_byte(path: Path) -> None:
 
 
 DAMAGE = {
-    "truncated": lambda p: p.write_bytes(p.read_bytes()[:p.stat().st_size // 2]),
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
     "not safetensors": lambda p: p.write_bytes(b"\x00garbage"),
     "flipped byte (checksum)": _flip_a_data_byte,
     "NaN": lambda p: _rewrite(p, _nan_in_a_direction),
@@ -224,8 +243,9 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_a_damaged_alignment_cache_is_logged_deleted_and_rebuilt(comfy, tiny_clip_node, tmp_path, monkeypatch,
-                                                                  caplog, damage):
+def test_a_damaged_alignment_cache_is_logged_deleted_and_rebuilt(
+    comfy, tiny_clip_node, tmp_path, monkeypatch, caplog, damage
+):
     monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     first = comfy.run(fit_graph())
     [cached] = (tmp_path / "alignments").glob("*.safetensors")
@@ -237,7 +257,7 @@ def test_a_damaged_alignment_cache_is_logged_deleted_and_rebuilt(comfy, tiny_cli
         second = comfy.run(fit_graph())
     assert second["4"]["text"] == first["4"]["text"] and calls, "the damaged cache must be refitted"
     assert cached.name in caplog.text and "deleting it and fitting again" in caplog.text
-    assert load_aligned(cached).names[0] == "global"   # rebuilt: reads cleanly again
+    assert load_aligned(cached).names[0] == "global"  # rebuilt: reads cleanly again
     assert [p.name for p in cached.parent.iterdir()] == [cached.name]
 
 
@@ -313,18 +333,20 @@ def test_a_truncated_float_copy_is_rebuilt(smollm2, cache_copy, caplog):
 def _install_valid_copy(source: Path, rebuilt: list):
     """Stands in for the ~30 s dequantisation: installs a copy of the valid float copy the way
     _write_float_copy does (written aside, then renamed)."""
+
     def write(gguf_path, out_dir):
         rebuilt.append(out_dir)
         scratch = temporary_sibling(out_dir)
         shutil.copytree(source, scratch)
         sources._install_float_copy(scratch, out_dir)
+
     return write
 
 
 def test_a_float_copy_with_nan_weights_is_rebuilt(cache_copy, monkeypatch, caplog):
     gguf, source, copy = cache_copy
     weights = copy / "model.safetensors"
-    embedding = read_header(weights).tensors["model.embed_tokens.weight"]   # read by feature extraction
+    embedding = read_header(weights).tensors["model.embed_tokens.weight"]  # read by feature extraction
     with open(weights, "rb") as handle:
         header_length = struct.unpack("<Q", handle.read(8))[0]
     with open(weights, "r+b") as handle:
@@ -349,11 +371,12 @@ def test_an_unwritable_float_cache_loads_through_a_temporary_folder(float_copy, 
         if blocked in out_dir.parents:
             raise FileWriteError(f"Cannot write the float copy {out_dir} (Not a directory)")
         install(gguf_path, out_dir)
+
     monkeypatch.setattr(sources, "_write_float_copy", write)
     with caplog.at_level(logging.WARNING):
         loaded = sources._from_gguf(gguf, "smollm2-135m", "SmolLM2", blocked)
     assert loaded.hidden_size == 576 and "temporary folder" in caplog.text
-    assert len(rebuilt) == 1 and not rebuilt[0].exists()   # the temporary copy is gone again
+    assert len(rebuilt) == 1 and not rebuilt[0].exists()  # the temporary copy is gone again
 
 
 def test_a_valid_copy_installed_by_another_writer_is_kept(tmp_path):
@@ -363,13 +386,13 @@ def test_a_valid_copy_installed_by_another_writer_is_kept(tmp_path):
         (folder / "config.json").write_text("{}")
 
     out = tmp_path / "float" / "model-0123456789abcdef"
-    fake_copy(out, 1.0)                                    # another process finished first
+    fake_copy(out, 1.0)  # another process finished first
     mine = temporary_sibling(out)
     fake_copy(mine, 2.0)
     sources._install_float_copy(mine, out)
     with safe_open(str(out / "model.safetensors"), framework="pt") as handle:
-        assert float(handle.get_tensor("w")[0]) == 1.0     # theirs kept
-    (out / "model.safetensors").write_bytes(b"\x08" + b"\x00" * 12)   # now damaged: mine replaces it
+        assert float(handle.get_tensor("w")[0]) == 1.0  # theirs kept
+    (out / "model.safetensors").write_bytes(b"\x08" + b"\x00" * 12)  # now damaged: mine replaces it
     sources._install_float_copy(mine, out)
     with safe_open(str(out / "model.safetensors"), framework="pt") as handle:
         assert float(handle.get_tensor("w")[0]) == 2.0

@@ -1,5 +1,6 @@
 """SafetySteerFitCrossModelAlignment on tiny random-weight CLIP-L, CLIP-G, T5 and umT5 encoders built from
 ComfyUI's own classes, run through the real ComfyUI executor."""
+
 from __future__ import annotations
 
 import sys
@@ -17,16 +18,20 @@ def pack():
     return load_pack(DEFAULT_PACK_PATH)
 
 
-@pytest.mark.parametrize("family,expected", [
-    ("sd15", {"l": 32}),                                   # SD1.5/SDXL never read CLIP-L's pooled vector
-    ("sdxl", {"l": 32, "g": 32, "g.pooled": 32}),
-    ("flux", {"l": 32, "t5xxl": 32}),
-    ("wan", {"umt5xxl": 32}),
-    ("hunyuan_video", {"l": 32, "llama": 256}),
-])
+@pytest.mark.parametrize(
+    "family,expected",
+    [
+        ("sd15", {"l": 32}),  # SD1.5/SDXL never read CLIP-L's pooled vector
+        ("sdxl", {"l": 32, "g": 32, "g.pooled": 32}),
+        ("flux", {"l": 32, "t5xxl": 32}),
+        ("wan", {"umt5xxl": 32}),
+        ("hunyuan_video", {"l": 32, "llama": 256}),
+    ],
+)
 def test_per_encoder_features_and_alignment(comfy, tiny_clip, pack, family, expected):
     from safety_steer.nodes.apply.clip_targets import encode_per_encoder
     from safety_steer.steering.transfer.aligned import align_pack, anchor_subset
+
     clip = tiny_clip(family)
     index = anchor_subset(len(pack.anchor_prompts), 60)
     prompts = [pack.anchor_prompts[i] for i in index.tolist()]
@@ -45,8 +50,10 @@ def alignment_graph(family: str, anchors: int = 80, method: str = "ridge", seed:
     return {
         "1": {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
         "2": {"class_type": "TinyTestCLIP", "inputs": {"family": family, "seed": seed}},
-        "3": {"class_type": "SafetySteerFitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["1", 0],
-                                                                 "method": method, "anchors": anchors}},
+        "3": {
+            "class_type": "SafetySteerFitCrossModelAlignment",
+            "inputs": {"clip": ["2", 0], "direction": ["1", 0], "method": method, "anchors": anchors},
+        },
         "4": {"class_type": "SafetySteerDirectionInfo", "inputs": {"direction": ["3", 0]}},
     }
 
@@ -86,8 +93,10 @@ def test_node_fits_in_a_real_graph_and_caches_on_disk(comfy, tiny_clip_node, fam
 def test_node_rejects_an_already_aligned_direction(comfy, tiny_clip_node, tmp_path, monkeypatch):
     monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     graph = alignment_graph("sd15", anchors=40)
-    graph["5"] = {"class_type": "SafetySteerFitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["3", 0],
-                                                                     "method": "ridge", "anchors": 40}}
+    graph["5"] = {
+        "class_type": "SafetySteerFitCrossModelAlignment",
+        "inputs": {"clip": ["2", 0], "direction": ["3", 0], "method": "ridge", "anchors": 40},
+    }
     graph["6"] = {"class_type": "SafetySteerDirectionInfo", "inputs": {"direction": ["5", 0]}}
     with pytest.raises(ValueError, match="already aligned"):
         comfy.run(graph)
@@ -95,6 +104,7 @@ def test_node_rejects_an_already_aligned_direction(comfy, tiny_clip_node, tmp_pa
 
 def test_unknown_encoder_is_a_clear_error(comfy, tiny_clip):
     from safety_steer.nodes.apply.clip_targets import UnsupportedEncoderError, sub_encoders
+
     clip = tiny_clip("sd15")
     original = clip.tokenizer.tokenize_with_weights
     clip.tokenizer.tokenize_with_weights = lambda text, *a, **k: {"qwen3_4b": original(text, *a, **k)["l"]}
@@ -104,10 +114,12 @@ def test_unknown_encoder_is_a_clear_error(comfy, tiny_clip):
 
 def test_llama_features_pool_the_prompt_not_hunyuans_template(comfy, tiny_clip):
     from safety_steer.nodes.apply.clip_targets import prompt_token_mask, sub_encoders
+
     clip = tiny_clip("hunyuan_video")
     llama = sub_encoders(clip)["llama"]
     mask = prompt_token_mask("llama", llama, clip.tokenize("a red fox", return_word_ids=True)["llama"])
-    longer = prompt_token_mask("llama", llama, clip.tokenize("a red fox jumps over a frozen river at dawn",
-                                                             return_word_ids=True)["llama"])
-    assert 2 <= int(mask.sum()) <= 5 and len(mask) > 90          # ~95 template tokens left out
+    longer = prompt_token_mask(
+        "llama", llama, clip.tokenize("a red fox jumps over a frozen river at dawn", return_word_ids=True)["llama"]
+    )
+    assert 2 <= int(mask.sum()) <= 5 and len(mask) > 90  # ~95 template tokens left out
     assert int(longer.sum()) - int(mask.sum()) >= 5

@@ -5,6 +5,7 @@ and what to do), never another exception, and must not allocate much more than t
 
 Deterministic (derandomize=True, no example database), so CI sees the same examples every run.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,9 @@ import tempfile
 import textwrap
 import tracemalloc
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -27,14 +28,14 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from safety_steer.steering.transfer.aligned import align_pack, anchor_subset, load_aligned, save_aligned
 from safety_steer.steering.errors import SafetySteerError
 from safety_steer.steering.fileformat import CHECKSUM_KEY, content_checksum
 from safety_steer.steering.pack import DEFAULT_PACK_PATH, load_pack
 from safety_steer.steering.prompts import load_anchors, load_pairs, shipped_anchors_path, shipped_pairs_path
-from safety_steer.steering.safedig.operations import HarmfulFeatures
 from safety_steer.steering.safedig.bundle import BUNDLE_FORMAT, SafeDIGBundle, load_bundle, save_bundle
+from safety_steer.steering.safedig.operations import HarmfulFeatures
 from safety_steer.steering.safedig.sae import SAE_FORMAT, TENSOR_NAMES, load_sae, save_sae, train_sae
+from safety_steer.steering.transfer.aligned import align_pack, anchor_subset, load_aligned, save_aligned
 
 MB = 1 << 20
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -44,26 +45,37 @@ set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "safety-steer-hypothesis")
 
 
 def fuzz_settings(examples: int):
-    return settings(max_examples=examples, deadline=None, derandomize=True, database=None, print_blob=False,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large, HealthCheck.large_base_example])
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        print_blob=False,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
 
 
 @dataclass
 class Sample:
     """A valid file of one kind, its reader, and (safetensors kinds) its parts for rewriting."""
+
     data: bytes
     suffix: str
     reader: Callable
-    header: dict | None = None            # the safetensors header JSON, parsed
-    body: bytes = b""                     # the tensor data after the header
-    tensors: dict | None = None           # the tensors, to re-sign a rewritten checksummed file
-    document_key: str | None = None       # metadata entry holding a JSON document (aligned, bundle)
+    header: dict | None = None  # the safetensors header JSON, parsed
+    body: bytes = b""  # the tensor data after the header
+    tensors: dict | None = None  # the tensors, to re-sign a rewritten checksummed file
+    document_key: str | None = None  # metadata entry holding a JSON document (aligned, bundle)
 
 
 def _split(data: bytes) -> tuple[dict, bytes]:
     (length,) = struct.unpack("<Q", data[:8])
-    return json.loads(data[8:8 + length]), data[8 + length:]
+    return json.loads(data[8 : 8 + length]), data[8 + length :]
 
 
 def _join(header_text: str, body: bytes) -> bytes:
@@ -75,7 +87,7 @@ def _safetensors_sample(path: Path, reader: Callable, document_key: str | None =
     data = path.read_bytes()
     header, body = _split(data)
     with safe_open(str(path), framework="pt") as handle:
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118  (a safetensors handle)
     return Sample(data, ".safetensors", reader, header, body, tensors, document_key)
 
 
@@ -91,18 +103,25 @@ def samples(tmp_path_factory) -> dict[str, Sample]:
     pack = load_pack(DEFAULT_PACK_PATH)
     index = anchor_subset(len(pack.anchor_prompts), 24)
     generator = torch.Generator().manual_seed(0)
-    features = {"l": torch.randn(len(index), 6, generator=generator),
-                "g": torch.randn(len(index), 4, generator=generator)}
+    features = {
+        "l": torch.randn(len(index), 6, generator=generator),
+        "g": torch.randn(len(index), 4, generator=generator),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         aligned = align_pack(pack, features, "ridge", anchor_index=index)
     save_aligned(aligned, folder / "aligned.safetensors")
     first, second = tiny_sae(0), tiny_sae(1)
     save_sae(first, folder / "sae.safetensors")
-    bundle = SafeDIGBundle({"double.0": first, "single.1": second},
-                           {"double.0": HarmfulFeatures([1, 3], [0.5, 0.25]), "single.1": HarmfulFeatures([], [])},
-                           {"model_type": "Flux", "routing": {"double.0": {"score": 0.5}, "single.1": {"score": 0.1}},
-                            "chosen": ["double.0", "single.1"]})
+    bundle = SafeDIGBundle(
+        {"double.0": first, "single.1": second},
+        {"double.0": HarmfulFeatures([1, 3], [0.5, 0.25]), "single.1": HarmfulFeatures([], [])},
+        {
+            "model_type": "Flux",
+            "routing": {"double.0": {"score": 0.5}, "single.1": {"score": 0.1}},
+            "chosen": ["double.0", "single.1"],
+        },
+    )
     save_bundle(bundle, folder / "bundle.safetensors")
     pairs = b"".join(shipped_pairs_path().read_bytes().splitlines(keepends=True)[:4])
     anchors = b"".join(shipped_anchors_path().read_bytes().splitlines(keepends=True)[:4])
@@ -150,20 +169,50 @@ DEEP_LIST = "[" * 100_000 + "]" * 100_000
 DEEP_OBJECT = '{"a":' * 3000 + "1" + "}" * 3000
 #: Values that readers have tripped over: deep nesting, huge or odd numbers, wrong markers and types.
 SPECIAL_JSON = [
-    DEEP_LIST, DEEP_OBJECT, "[" * 70 + "]" * 70, "1" * 5000, "20000", "0", "-1", "99999999999999999999999", "1.5",
-    "NaN", "-Infinity", "null", "true", "{}", "[]", '""', '"x"', '"1e9"', '" 7 "', '"0x10"', '"\\u0000"',
-    '"safety-steer-sae"', '"safety-steer-direction-pack"', '"safety-steer-safedig-bundle"',
-    '"safety-steer-aligned-directions"', '{"0": 1}', "[0, 0]", "[[1], [2]]", '{"indices": [0, 0], "scores": [1, 2]}',
-    '{"indices": [99999], "scores": [1]}', '{"indices": [true], "scores": [NaN]}', '{"d_in": 20000, "width": 20000, '
-    '"k": 1, "sae": {}, "features": {"indices": [], "scores": []}}', '{"score": "high"}', '["l", "l"]', '[1, 2]',
+    DEEP_LIST,
+    DEEP_OBJECT,
+    "[" * 70 + "]" * 70,
+    "1" * 5000,
+    "20000",
+    "0",
+    "-1",
+    "99999999999999999999999",
+    "1.5",
+    "NaN",
+    "-Infinity",
+    "null",
+    "true",
+    "{}",
+    "[]",
+    '""',
+    '"x"',
+    '"1e9"',
+    '" 7 "',
+    '"0x10"',
+    '"\\u0000"',
+    '"safety-steer-sae"',
+    '"safety-steer-direction-pack"',
+    '"safety-steer-safedig-bundle"',
+    '"safety-steer-aligned-directions"',
+    '{"0": 1}',
+    "[0, 0]",
+    "[[1], [2]]",
+    '{"indices": [0, 0], "scores": [1, 2]}',
+    '{"indices": [99999], "scores": [1]}',
+    '{"indices": [true], "scores": [NaN]}',
+    '{"d_in": 20000, "width": 20000, "k": 1, "sae": {}, "features": {"indices": [], "scores": []}}',
+    '{"score": "high"}',
+    '["l", "l"]',
+    "[1, 2]",
 ]
 # a fixed alphabet (quotes, escapes, NUL, non-ASCII): hypothesis' full-unicode tables cost ~30 s to build
 ALPHABET = 'az09 "\\/\n\t\x00\x7f\u00e9\u4e2d\U0001f600{}[]:,'
-json_leaves = (st.none() | st.booleans() | st.integers(-(2 ** 70), 2 ** 70) | st.floats()
-               | st.text(ALPHABET, max_size=12))
-random_json = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(ALPHABET, max_size=8), inner, max_size=4),
-                           max_leaves=10).map(json.dumps)
+json_leaves = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(ALPHABET, max_size=12)
+random_json = st.recursive(
+    json_leaves,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(ALPHABET, max_size=8), inner, max_size=4),
+    max_leaves=10,
+).map(json.dumps)
 raw_json = st.one_of(st.sampled_from(SPECIAL_JSON), random_json)
 PLACEHOLDER = "\u0000fuzz-placeholder\u0000"
 
@@ -206,11 +255,16 @@ def byte_level(draw, data: bytes, header_end: int) -> bytes:
         return bytes(mutated)
     if choice == "truncate":
         limit = header_end + 64 if draw(st.booleans()) else len(data)
-        return data[:draw(st.integers(0, min(limit, len(data) - 1)))]
+        return data[: draw(st.integers(0, min(limit, len(data) - 1)))]
     if choice == "length":
         real = header_end - 8
-        length = draw(st.one_of(st.integers(0, 2 ** 64 - 1), st.integers(max(0, real - 16), real + 16),
-                                st.sampled_from([0, 1, len(data), len(data) - 8, 2 ** 63, 100_000_001])))
+        length = draw(
+            st.one_of(
+                st.integers(0, 2**64 - 1),
+                st.integers(max(0, real - 16), real + 16),
+                st.sampled_from([0, 1, len(data), len(data) - 8, 2**63, 100_000_001]),
+            )
+        )
         return struct.pack("<Q", length) + data[8:]
     return data + draw(st.binary(min_size=1, max_size=64))
 
@@ -230,10 +284,21 @@ def header_level(draw, sample: Sample) -> bytes:
         return _join(dumps_with({**header, "__metadata__": PLACEHOLDER}, draw(raw_json)), sample.body)
     name = draw(st.sampled_from(names))
     field = draw(st.sampled_from(["dtype", "shape", "data_offsets"]))
-    special = {"dtype": ['"F16"', '"F64"', '"U8"', '"F4"', '"X"', '"I64"'],
-               "shape": ["[20000, 20000]", "[1099511627776, 1099511627776]", "[-1]", "[0]", "[1e3]", "[]",
-                         "[2, 2, 2, 2, 2, 2, 2, 2, 2]", '["8"]', "[true]"],
-               "data_offsets": ["[0, 9223372036854775807]", "[5, 3]", "[0]", "[-4, 4]", "[0.5, 8]", '["0", "4"]']}
+    special = {
+        "dtype": ['"F16"', '"F64"', '"U8"', '"F4"', '"X"', '"I64"'],
+        "shape": [
+            "[20000, 20000]",
+            "[1099511627776, 1099511627776]",
+            "[-1]",
+            "[0]",
+            "[1e3]",
+            "[]",
+            "[2, 2, 2, 2, 2, 2, 2, 2, 2]",
+            '["8"]',
+            "[true]",
+        ],
+        "data_offsets": ["[0, 9223372036854775807]", "[5, 3]", "[0]", "[-4, 4]", "[0.5, 8]", '["0", "4"]'],
+    }
     raw = draw(st.one_of(st.sampled_from(special[field]), raw_json))
     return _join(dumps_with(_set(header, (name, field), PLACEHOLDER), raw), sample.body)
 
@@ -251,8 +316,11 @@ def metadata_level(draw, sample: Sample) -> bytes:
         document = json.loads(metadata[sample.document_key])
         path = draw(st.sampled_from(sorted(_paths(document))))
         removed = draw(st.integers(0, 9)) == 0
-        text = json.dumps(_set(document, path, ...)) if removed else dumps_with(_set(document, path, PLACEHOLDER),
-                                                                               draw(raw_json))
+        text = (
+            json.dumps(_set(document, path, ...))
+            if removed
+            else dumps_with(_set(document, path, PLACEHOLDER), draw(raw_json))
+        )
         metadata[sample.document_key] = text
     if CHECKSUM_KEY in sample.header.get("__metadata__", {}):
         metadata[CHECKSUM_KEY] = content_checksum(sample.tensors, metadata) if draw(st.booleans()) else "0" * 64
@@ -284,8 +352,13 @@ def text_mutants(draw, sample: Sample) -> Mutant:
     if choice == "bytes":
         return Mutant(byte_level(draw, sample.data, len(sample.data)))
     at = draw(st.integers(0, len(lines) - 1))
-    junk = draw(st.one_of(raw_json.map(str.encode), st.binary(max_size=40),
-                          st.sampled_from([b"\xff\xfe\x00", b"\xef\xbb\xbf{}", b"\x00" * 8, b'{"prompt": "\xc3"}'])))
+    junk = draw(
+        st.one_of(
+            raw_json.map(str.encode),
+            st.binary(max_size=40),
+            st.sampled_from([b"\xff\xfe\x00", b"\xef\xbb\xbf{}", b"\x00" * 8, b'{"prompt": "\xc3"}']),
+        )
+    )
     if choice == "line":
         lines[at] = junk + b"\n"
     else:
@@ -332,14 +405,27 @@ def test_declared_sizes_are_checked_before_anything_is_allocated(tmp_path):
     size (ru_maxrss) shows any torch allocation that tracemalloc cannot see."""
     bundle = tmp_path / "tiny_bundle.safetensors"
     position = {"d_in": 20000, "width": 20000, "k": 1, "sae": {}, "features": {"indices": [], "scores": []}}
-    small = {f"double.0/{name}": torch.zeros(()) if name == "input_scale" else torch.zeros(1)
-             for name in TENSOR_NAMES}
-    save_file(small, str(bundle), metadata={"safedig": json.dumps(
-        {"format": BUNDLE_FORMAT, "schema_version": 1, "positions": {"double.0": position}})})
+    small = {f"double.0/{name}": torch.zeros(()) if name == "input_scale" else torch.zeros(1) for name in TENSOR_NAMES}
+    save_file(
+        small,
+        str(bundle),
+        metadata={
+            "safedig": json.dumps({"format": BUNDLE_FORMAT, "schema_version": 1, "positions": {"double.0": position}})
+        },
+    )
     sae = tmp_path / "huge_sae.safetensors"
-    save_file({name: torch.zeros(()) if name == "input_scale" else torch.zeros(2) for name in TENSOR_NAMES},
-              str(sae), metadata={"format": SAE_FORMAT, "schema_version": "1", "d_in": "20000", "width": "20000",
-                                  "k": "1", "metadata": "{}"})
+    save_file(
+        {name: torch.zeros(()) if name == "input_scale" else torch.zeros(2) for name in TENSOR_NAMES},
+        str(sae),
+        metadata={
+            "format": SAE_FORMAT,
+            "schema_version": "1",
+            "d_in": "20000",
+            "width": "20000",
+            "k": "1",
+            "metadata": "{}",
+        },
+    )
     assert bundle.stat().st_size < 1200 and sae.stat().st_size < 1200
     script = textwrap.dedent("""
         import json, resource, sys, time
@@ -362,8 +448,9 @@ def test_declared_sizes_are_checked_before_anything_is_allocated(tmp_path):
                             "grew_mb": peak_mb() - before})
         print(json.dumps(results))
     """)
-    done = subprocess.run([sys.executable, "-c", script, str(bundle), str(sae)], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(bundle), str(sae)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
     for result, name in zip(results, (bundle.name, sae.name)):

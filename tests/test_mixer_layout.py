@@ -1,34 +1,42 @@
 """Category mixing (exact anchor statistics), conditioning layouts of every family, and the
 native baseline, on the shipped pack with random or tiny-model targets."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from safety_steer.steering import load_pack
-from safety_steer.steering.transfer.aligned import align_pack
 from safety_steer.steering.application.layout import LayoutError, pooled_segments, token_segments
-from safety_steer.steering.transfer.mixing import MixError
 from safety_steer.steering.pack import DEFAULT_PACK_PATH
+from safety_steer.steering.transfer.aligned import align_pack
+from safety_steer.steering.transfer.mixing import MixError
 
 
 @pytest.fixture(scope="module")
 def aligned_and_anchors():
     pack = load_pack(DEFAULT_PACK_PATH)
     generator = torch.Generator().manual_seed(0)
-    mixing = torch.randn(pack.hidden_size, 48, generator=generator) / pack.hidden_size ** 0.5
-    target = pack.standardise(pack.anchor_features) @ mixing + 0.1 * torch.randn(len(pack.anchor_features), 48,
-                                                                                 generator=generator)
+    mixing = torch.randn(pack.hidden_size, 48, generator=generator) / pack.hidden_size**0.5
+    target = pack.standardise(pack.anchor_features) @ mixing + 0.1 * torch.randn(
+        len(pack.anchor_features), 48, generator=generator
+    )
     aligned = align_pack(pack, {"l": target})
     enc = aligned.encoders["l"]
     return aligned, (target - enc.target_mean) / enc.target_std
 
 
-@pytest.mark.parametrize("weights,orthogonalise", [
-    ({"violence": 1.0, "shocking": 1.0}, False),
-    ({"violence": 1.0, "shocking": 0.5, "hate": 2.0}, True),
-    ({c: 1.0 for c in ("hate", "harassment", "violence", "self-harm", "sexual", "shocking", "illegal activity")}, True),
-])
+@pytest.mark.parametrize(
+    "weights,orthogonalise",
+    [
+        ({"violence": 1.0, "shocking": 1.0}, False),
+        ({"violence": 1.0, "shocking": 0.5, "hate": 2.0}, True),
+        (
+            {c: 1.0 for c in ("hate", "harassment", "violence", "self-harm", "sexual", "shocking", "illegal activity")},
+            True,
+        ),
+    ],
+)
 def test_mixed_row_statistics_are_exact(aligned_and_anchors, weights, orthogonalise):
     aligned, z_anchor = aligned_and_anchors
     mixed = aligned.with_mix(weights, orthogonalise)
@@ -72,13 +80,16 @@ def test_mix_errors_are_clear(aligned_and_anchors):
 def test_layouts_of_every_family():
     sd3_rows = token_segments({"l": 768, "g": 1280, "t5xxl": 4096, "l.pooled": 768}, 4096)[0]
     assert [(s.key, s.features, s.rows) for s in sd3_rows] == [
-        ("l", slice(0, 768), "clip"), ("g", slice(768, 2048), "clip"), ("t5xxl", slice(0, 4096), "t5")]
-    assert [s.key for s in token_segments({"l": 768, "g": 1280}, 2048)[0]] == ["l", "g"]            # SDXL
-    assert [s.key for s in token_segments({"l": 768, "g": 1280}, 4096)[0]] == ["l", "g"]            # SD3, no T5
-    assert [s.key for s in token_segments({"l": 768, "t5xxl": 4096}, 4096)[0]] == ["t5xxl"]         # Flux
-    assert [s.key for s in token_segments({"l": 768, "llama": 4096}, 4096)[0]] == ["llama"]         # Hunyuan
-    assert [s.key for s in token_segments({"umt5xxl": 4096}, 4096)[0]] == ["umt5xxl"]               # Wan
-    assert [s.key for s in pooled_segments({"l.pooled": 768, "g.pooled": 1280}, 1280)] == ["g.pooled"]   # SDXL
+        ("l", slice(0, 768), "clip"),
+        ("g", slice(768, 2048), "clip"),
+        ("t5xxl", slice(0, 4096), "t5"),
+    ]
+    assert [s.key for s in token_segments({"l": 768, "g": 1280}, 2048)[0]] == ["l", "g"]  # SDXL
+    assert [s.key for s in token_segments({"l": 768, "g": 1280}, 4096)[0]] == ["l", "g"]  # SD3, no T5
+    assert [s.key for s in token_segments({"l": 768, "t5xxl": 4096}, 4096)[0]] == ["t5xxl"]  # Flux
+    assert [s.key for s in token_segments({"l": 768, "llama": 4096}, 4096)[0]] == ["llama"]  # Hunyuan
+    assert [s.key for s in token_segments({"umt5xxl": 4096}, 4096)[0]] == ["umt5xxl"]  # Wan
+    assert [s.key for s in pooled_segments({"l.pooled": 768, "g.pooled": 1280}, 1280)] == ["g.pooled"]  # SDXL
     assert [s.key for s in pooled_segments({"l.pooled": 768, "g.pooled": 1280}, 2048)] == ["l.pooled", "g.pooled"]
     with pytest.raises(LayoutError, match="4096 features per token.*l \\(768\\).*another text encoder"):
         token_segments({"l": 768}, 4096)
@@ -97,16 +108,38 @@ def test_native_direction_node_and_mixer_in_a_real_graph(comfy, tiny_clip_node, 
     graph = {
         "1": {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
         "2": {"class_type": "TinyTestCLIP", "inputs": {"family": "sd15", "seed": 0}},
-        "3": {"class_type": "SafetySteerFitNativeDirection", "inputs": {"clip": ["2", 0], "direction": ["1", 0],
-                                                             "method": "mean_diff", "anchors": 40}},
-        "4": {"class_type": "SafetySteerCategoryVectorMixer", "inputs": {
-            "aligned_direction": ["3", 0], "preset": "violence and gore", "hate": 1.0, "harassment": 1.0,
-            "violence": 1.0, "self_harm": 1.0, "sexual": 1.0, "shocking": 1.0, "illegal_activity": 1.0,
-            "orthogonalise": True}},
+        "3": {
+            "class_type": "SafetySteerFitNativeDirection",
+            "inputs": {"clip": ["2", 0], "direction": ["1", 0], "method": "mean_diff", "anchors": 40},
+        },
+        "4": {
+            "class_type": "SafetySteerCategoryVectorMixer",
+            "inputs": {
+                "aligned_direction": ["3", 0],
+                "preset": "violence and gore",
+                "hate": 1.0,
+                "harassment": 1.0,
+                "violence": 1.0,
+                "self_harm": 1.0,
+                "sexual": 1.0,
+                "shocking": 1.0,
+                "illegal_activity": 1.0,
+                "orthogonalise": True,
+            },
+        },
         "5": {"class_type": "SafetySteerDirectionInfo", "inputs": {"direction": ["4", 0]}},
-        "6": {"class_type": "SafetySteerApplyTextEncoder", "inputs": {
-            "clip": ["2", 0], "aligned_direction": ["4", 0], "strength": 1.5, "direction": "auto", "mode": "both",
-            "gate": "target projection", "gate_threshold": 0.5}},
+        "6": {
+            "class_type": "SafetySteerApplyTextEncoder",
+            "inputs": {
+                "clip": ["2", 0],
+                "aligned_direction": ["4", 0],
+                "strength": 1.5,
+                "direction": "auto",
+                "mode": "both",
+                "gate": "target projection",
+                "gate_threshold": 0.5,
+            },
+        },
         "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["6", 0], "text": "a bloody knife fight, photo"}},
         "8": {"class_type": "SafetySteerReport", "inputs": {"conditioning": ["7", 0]}},
     }
@@ -120,6 +153,7 @@ def test_native_direction_node_and_mixer_in_a_real_graph(comfy, tiny_clip_node, 
 def test_constant_offset_fast_path_equals_the_general_steer(aligned_and_anchors):
     """The model point's per-step fast path (add, no gate) is the same steer as steer_tokens."""
     from safety_steer.steering.application.assembled import constant_offset, steer_tokens
+
     aligned, _ = aligned_and_anchors
     hidden = torch.randn(3, 7, 48, generator=torch.Generator().manual_seed(1))
     weights = torch.tensor([1.0, 0.0, 0.5])

@@ -6,6 +6,7 @@ ComfyUI's own classes. Coverage is read off the graphs themselves: `test_matrix_
 _and_option` fails when a node class of the pack, or one option of one of its combos, appears in
 no case. Results leave the graph through the test-only output node `CaptureForTest` (conftest).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -21,8 +22,19 @@ from safety_steer.steering.pack import DEFAULT_PACK_PATH
 UNSAFE = "a man stabbing another man in a dark alley, blood everywhere, photo"
 BENIGN = "a lighthouse on a cliff at dusk, oil painting"
 ANCHORS = 40
-SAFEDIG_SMALL = {"candidates": 3, "keep": 2, "pairs_per_category": 2, "anchors": 6, "expansion": 2, "k": 8, "epochs": 2,
-                 "learning_rate": 3e-3, "harmful_features": 8, "noise_level": 0.5, "seed": 0}
+SAFEDIG_SMALL = {
+    "candidates": 3,
+    "keep": 2,
+    "pairs_per_category": 2,
+    "anchors": 6,
+    "expansion": 2,
+    "k": 8,
+    "epochs": 2,
+    "learning_rate": 3e-3,
+    "harmful_features": 8,
+    "noise_level": 0.5,
+    "seed": 0,
+}
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 RUN_GRAPHS: list[dict] = []
 
@@ -66,22 +78,41 @@ class Graph(dict):
 
 def base(family: str, method: str = "ridge") -> tuple[Graph, dict[str, str]]:
     g = Graph()
-    ids = {"pack": g.add("SafetySteerLoadDirection", pack=DEFAULT_PACK_PATH.name),
-           "clip": g.add("TinyTestCLIP", family=family, seed=0),
-           "model": g.add("TinyTestModel", family=family, seed=0)}
-    ids["aligned"] = g.add("SafetySteerFitCrossModelAlignment", clip=[ids["clip"], 0], direction=[ids["pack"], 0],
-                           method=method, anchors=ANCHORS)
+    ids = {
+        "pack": g.add("SafetySteerLoadDirection", pack=DEFAULT_PACK_PATH.name),
+        "clip": g.add("TinyTestCLIP", family=family, seed=0),
+        "model": g.add("TinyTestModel", family=family, seed=0),
+    }
+    ids["aligned"] = g.add(
+        "SafetySteerFitCrossModelAlignment",
+        clip=[ids["clip"], 0],
+        direction=[ids["pack"], 0],
+        method=method,
+        anchors=ANCHORS,
+    )
     latent_type, latent_inputs = tiny_models().latent_node(family, 1)
     ids["latent"] = g.add(latent_type, **latent_inputs)
     return g, ids
 
 
-def sampler(g: Graph, ids: dict, model: str, clip: str, positive=UNSAFE, cfg: float = 2.0,
-            positive_cond: str | None = None) -> str:
+def sampler(
+    g: Graph, ids: dict, model: str, clip: str, positive=UNSAFE, cfg: float = 2.0, positive_cond: str | None = None
+) -> str:
     pos = positive_cond or g.add("CLIPTextEncode", clip=[clip, 0], text=positive)
     neg = g.add("CLIPTextEncode", clip=[clip, 0], text="")
-    return g.add("KSampler", model=[model, 0], seed=7, steps=2, cfg=cfg, sampler_name="euler", scheduler="normal",
-                 positive=[pos, 0], negative=[neg, 0], latent_image=[ids["latent"], 0], denoise=1.0)
+    return g.add(
+        "KSampler",
+        model=[model, 0],
+        seed=7,
+        steps=2,
+        cfg=cfg,
+        sampler_name="euler",
+        scheduler="normal",
+        positive=[pos, 0],
+        negative=[neg, 0],
+        latent_image=[ids["latent"], 0],
+        denoise=1.0,
+    )
 
 
 def steer_settings(**overrides) -> dict:
@@ -109,7 +140,13 @@ def test_fit_cross_model_alignment_every_method(run, method):
 @pytest.mark.parametrize("method", ["mean_diff", "pca", "logistic"])
 def test_fit_native_direction_every_method(run, method):
     g, ids = base("sd15")
-    native = g.add("SafetySteerFitNativeDirection", clip=[ids["clip"], 0], direction=[ids["pack"], 0], method=method, anchors=ANCHORS)
+    native = g.add(
+        "SafetySteerFitNativeDirection",
+        clip=[ids["clip"], 0],
+        direction=[ids["pack"], 0],
+        method=method,
+        anchors=ANCHORS,
+    )
     g.capture(native, "native")
     g.capture(g.add("SafetySteerDirectionInfo", direction=[native, 0]), "info")
     out = run(g)
@@ -117,14 +154,22 @@ def test_fit_native_direction_every_method(run, method):
 
 
 def test_category_vector_mixer_every_preset(run):
-    from safety_steer.steering.transfer.mixing import PRESETS
     from safety_steer.nodes.directions.mixer import CUSTOM
+    from safety_steer.steering.transfer.mixing import PRESETS
+
     for preset, orthogonalise in zip([CUSTOM, *PRESETS], itertools.cycle([True, False])):
         g, ids = base("sd15")
-        sliders = {name: 0.5 for name in ("hate", "harassment", "violence", "self_harm", "sexual", "shocking",
-                                         "illegal_activity")}
-        mixed = g.add("SafetySteerCategoryVectorMixer", aligned_direction=[ids["aligned"], 0], preset=preset,
-                      orthogonalise=orthogonalise, **sliders)
+        sliders = {
+            name: 0.5
+            for name in ("hate", "harassment", "violence", "self_harm", "sexual", "shocking", "illegal_activity")
+        }
+        mixed = g.add(
+            "SafetySteerCategoryVectorMixer",
+            aligned_direction=[ids["aligned"], 0],
+            preset=preset,
+            orthogonalise=orthogonalise,
+            **sliders,
+        )
         g.capture(mixed, "mixed")
         out = run(g)
         assert "mixed" in out["mixed"].names, preset
@@ -137,10 +182,20 @@ FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv")
 @pytest.mark.parametrize("family", FAMILIES)
 def test_text_encoder_point_every_family(run, family):
     g, ids = base(family)
-    steered = g.add("SafetySteerApplyTextEncoder", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
-                    gate="none", **steer_settings())
-    zero = g.add("SafetySteerApplyTextEncoder", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
-                 gate="none", **steer_settings(strength=0.0))
+    steered = g.add(
+        "SafetySteerApplyTextEncoder",
+        clip=[ids["clip"], 0],
+        aligned_direction=[ids["aligned"], 0],
+        gate="none",
+        **steer_settings(),
+    )
+    zero = g.add(
+        "SafetySteerApplyTextEncoder",
+        clip=[ids["clip"], 0],
+        aligned_direction=[ids["aligned"], 0],
+        gate="none",
+        **steer_settings(strength=0.0),
+    )
     for key, clip in (("plain", ids["clip"]), ("steered", steered), ("zero", zero)):
         g.capture(sampler(g, ids, ids["model"], clip), key)
     out = run(g)
@@ -151,10 +206,26 @@ def test_text_encoder_point_every_family(run, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_model_point_every_family(run, family):
     g, ids = base(family)
-    steered = g.add("SafetySteerApplyModel", model=[ids["model"], 0], aligned_direction=[ids["aligned"], 0],
-                    gate="none", start_percent=0.0, end_percent=1.0, apply_to="positive", **steer_settings())
-    zero = g.add("SafetySteerApplyModel", model=[ids["model"], 0], aligned_direction=[ids["aligned"], 0],
-                 gate="none", start_percent=0.0, end_percent=1.0, apply_to="positive", **steer_settings(strength=0.0))
+    steered = g.add(
+        "SafetySteerApplyModel",
+        model=[ids["model"], 0],
+        aligned_direction=[ids["aligned"], 0],
+        gate="none",
+        start_percent=0.0,
+        end_percent=1.0,
+        apply_to="positive",
+        **steer_settings(),
+    )
+    zero = g.add(
+        "SafetySteerApplyModel",
+        model=[ids["model"], 0],
+        aligned_direction=[ids["aligned"], 0],
+        gate="none",
+        start_percent=0.0,
+        end_percent=1.0,
+        apply_to="positive",
+        **steer_settings(strength=0.0),
+    )
     for key, model in (("plain", ids["model"]), ("steered", steered), ("zero", zero)):
         g.capture(sampler(g, ids, model, ids["clip"]), key)
     out = run(g)
@@ -165,15 +236,21 @@ def test_model_point_every_family(run, family):
 @pytest.mark.parametrize("family", ("sdxl", "flux"))
 def test_conditioning_point_every_option(run, family):
     from safety_steer.steering.prompts import I2P_CATEGORIES
+
     directions = ["auto", "global", *I2P_CATEGORIES]
     modes = ["add", "project", "both"]
     g, ids = base(family)
     positive = g.add("CLIPTextEncode", clip=[ids["clip"], 0], text=UNSAFE)
-    for number, (direction, mode, gate) in enumerate(zip(directions, itertools.cycle(modes),
-                                                         itertools.cycle(["target projection", "none"]))):
-        steered = g.add("SafetySteerApplyConditioning", conditioning=[positive, 0],
-                        aligned_direction=[ids["aligned"], 0], gate=gate,
-                        **steer_settings(direction=direction, mode=mode, gate_threshold=3.0))
+    for number, (direction, mode, gate) in enumerate(
+        zip(directions, itertools.cycle(modes), itertools.cycle(["target projection", "none"]))
+    ):
+        steered = g.add(
+            "SafetySteerApplyConditioning",
+            conditioning=[positive, 0],
+            aligned_direction=[ids["aligned"], 0],
+            gate=gate,
+            **steer_settings(direction=direction, mode=mode, gate_threshold=3.0),
+        )
         g.capture(steered, f"cond {number}")
         g.capture(steered, f"report {number}", slot=1)
     g.capture(positive, "plain")
@@ -187,13 +264,24 @@ def test_conditioning_point_every_option(run, family):
 
 def test_text_encoder_point_every_gate_mode_and_direction(run):
     from safety_steer.steering.prompts import I2P_CATEGORIES
+
     g, ids = base("sd15")
-    cases = list(zip(["auto", "global", *I2P_CATEGORIES], itertools.cycle(["add", "project", "both"]),
-                     itertools.cycle(["source LLM", "target projection", "none"])))
+    cases = list(
+        zip(
+            ["auto", "global", *I2P_CATEGORIES],
+            itertools.cycle(["add", "project", "both"]),
+            itertools.cycle(["source LLM", "target projection", "none"]),
+        )
+    )
     report = None
     for number, (direction, mode, gate) in enumerate(cases):
-        steered = g.add("SafetySteerApplyTextEncoder", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
-                        gate=gate, **steer_settings(direction=direction, mode=mode, gate_threshold=3.0))
+        steered = g.add(
+            "SafetySteerApplyTextEncoder",
+            clip=[ids["clip"], 0],
+            aligned_direction=[ids["aligned"], 0],
+            gate=gate,
+            **steer_settings(direction=direction, mode=mode, gate_threshold=3.0),
+        )
         cond = g.add("CLIPTextEncode", clip=[steered, 0], text=UNSAFE)
         g.capture(cond, f"cond {number}")
         if gate == "source LLM" and report is None:
@@ -210,18 +298,35 @@ def test_text_encoder_point_every_gate_mode_and_direction(run):
 
 def test_model_point_every_gate_mode_and_apply_to(run):
     from safety_steer.steering.prompts import I2P_CATEGORIES
+
     g, ids = base("sd15")
-    mixer = g.add("SafetySteerCategoryVectorMixer", aligned_direction=[ids["aligned"], 0], preset="all categories",
-                  orthogonalise=False, **{c: 1.0 for c in ("hate", "harassment", "violence", "self_harm", "sexual",
-                                                           "shocking", "illegal_activity")})
+    mixer = g.add(
+        "SafetySteerCategoryVectorMixer",
+        aligned_direction=[ids["aligned"], 0],
+        preset="all categories",
+        orthogonalise=False,
+        **{c: 1.0 for c in ("hate", "harassment", "violence", "self_harm", "sexual", "shocking", "illegal_activity")},
+    )
     g.capture(sampler(g, ids, ids["model"], ids["clip"]), "plain")
-    options = list(zip(["auto", "global", *I2P_CATEGORIES], itertools.cycle(["add", "project", "both"]),
-                       itertools.cycle(["target projection", "none"]),
-                       itertools.cycle(["positive", "positive and negative"])))
+    options = list(
+        zip(
+            ["auto", "global", *I2P_CATEGORIES],
+            itertools.cycle(["add", "project", "both"]),
+            itertools.cycle(["target projection", "none"]),
+            itertools.cycle(["positive", "positive and negative"]),
+        )
+    )
     for number, (direction, mode, gate, apply_to) in enumerate(options):
-        steered = g.add("SafetySteerApplyModel", model=[ids["model"], 0], aligned_direction=[mixer, 0], gate=gate,
-                        start_percent=0.0, end_percent=1.0, apply_to=apply_to,
-                        **steer_settings(direction=direction, mode=mode, gate_threshold=3.0))
+        steered = g.add(
+            "SafetySteerApplyModel",
+            model=[ids["model"], 0],
+            aligned_direction=[mixer, 0],
+            gate=gate,
+            start_percent=0.0,
+            end_percent=1.0,
+            apply_to=apply_to,
+            **steer_settings(direction=direction, mode=mode, gate_threshold=3.0),
+        )
         ksampler = sampler(g, ids, steered, ids["clip"])
         g.capture(ksampler, f"steered {number}")
         if number == 0:
@@ -234,14 +339,24 @@ def test_model_point_every_gate_mode_and_apply_to(run):
 
 
 # -- SafeDIG ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("family,positions", [("flux", "auto"), ("sd3", "text_in,double.0.img"),
-                                              ("wan", "text_in,double.1.img")])
+@pytest.mark.parametrize(
+    "family,positions", [("flux", "auto"), ("sd3", "text_in,double.0.img"), ("wan", "text_in,double.1.img")]
+)
 def test_safedig_train_load_adapt_apply(run, comfy, family, positions):
     import folder_paths
+
     prefix = f"matrix_{family}"
     g, ids = base(family)
-    train = g.add("SafetySteerTrainSAE", model=[ids["model"], 0], clip=[ids["clip"], 0], direction=[ids["pack"], 0],
-                  latent=[ids["latent"], 0], positions=positions, filename_prefix=prefix, **SAFEDIG_SMALL)
+    train = g.add(
+        "SafetySteerTrainSAE",
+        model=[ids["model"], 0],
+        clip=[ids["clip"], 0],
+        direction=[ids["pack"], 0],
+        latent=[ids["latent"], 0],
+        positions=positions,
+        filename_prefix=prefix,
+        **SAFEDIG_SMALL,
+    )
     g.capture(train, "bundle")
     g.capture(train, "report", slot=1)
     trained = run(g)["bundle"]
@@ -253,20 +368,56 @@ def test_safedig_train_load_adapt_apply(run, comfy, family, positions):
     g, ids = base(family)
     loaded = g.add("SafetySteerLoadSAE", bundle=saved[-1])
     other_model = g.add("TinyTestModel", family=family, seed=1)
-    adapted = g.add("SafetySteerAdaptSAEDecoder", model=[other_model, 0], clip=[ids["clip"], 0], safedig=[loaded, 0],
-                    direction=[ids["pack"], 0], latent=[ids["latent"], 0], anchors=6, epochs=2, noise_level=0.5,
-                    seed=0, filename_prefix=prefix + "_adapted")
+    adapted = g.add(
+        "SafetySteerAdaptSAEDecoder",
+        model=[other_model, 0],
+        clip=[ids["clip"], 0],
+        safedig=[loaded, 0],
+        direction=[ids["pack"], 0],
+        latent=[ids["latent"], 0],
+        anchors=6,
+        epochs=2,
+        noise_level=0.5,
+        seed=0,
+        filename_prefix=prefix + "_adapted",
+    )
     g.capture(adapted, "adapted")
     g.capture(sampler(g, ids, ids["model"], ids["clip"]), "plain")
-    for number, (operation, apply_to, strength) in enumerate([("repel", "positive", 2.0),
-                                                              ("blend", "positive and negative", 1.0),
-                                                              ("repel", "positive", 0.0)]):
-        patched = g.add("SafetySteerApplySafeDIG", model=[ids["model"], 0], safedig=[loaded, 0], operation=operation,
-                        strength=strength, start_percent=0.0, end_percent=1.0, apply_to=apply_to)
+    for operation, apply_to, strength in [
+        ("repel", "positive", 2.0),
+        ("blend", "positive and negative", 1.0),
+        ("repel", "positive", 0.0),
+    ]:
+        patched = g.add(
+            "SafetySteerApplySafeDIG",
+            model=[ids["model"], 0],
+            safedig=[loaded, 0],
+            operation=operation,
+            strength=strength,
+            start_percent=0.0,
+            end_percent=1.0,
+            apply_to=apply_to,
+        )
         g.capture(sampler(g, ids, patched, ids["clip"]), f"{operation} {strength}")
-    g.capture(sampler(g, ids, g.add("SafetySteerApplySafeDIG", model=[ids["model"], 0], safedig=[loaded, 0], operation="repel",
-                                    strength=2.0, start_percent=0.0, end_percent=1.0, apply_to="positive"),
-                      ids["clip"], cfg=1.0), "cfg 1")
+    g.capture(
+        sampler(
+            g,
+            ids,
+            g.add(
+                "SafetySteerApplySafeDIG",
+                model=[ids["model"], 0],
+                safedig=[loaded, 0],
+                operation="repel",
+                strength=2.0,
+                start_percent=0.0,
+                end_percent=1.0,
+                apply_to="positive",
+            ),
+            ids["clip"],
+            cfg=1.0,
+        ),
+        "cfg 1",
+    )
     out = run(g)
     plain = samples(out, "plain")
     assert torch.equal(samples(out, "repel 0.0"), plain)
@@ -274,21 +425,29 @@ def test_safedig_train_load_adapt_apply(run, comfy, family, positions):
         assert torch.isfinite(samples(out, key)).all()
     assert not torch.equal(samples(out, "repel 2.0"), plain) and not torch.equal(samples(out, "blend 1.0"), plain)
     for position, sae in out["adapted"].saes.items():
-        assert torch.equal(sae.W_enc, trained.saes[position].W_enc)       # the encoder stays frozen
+        assert torch.equal(sae.W_enc, trained.saes[position].W_enc)  # the encoder stays frozen
 
 
 # -- the defects found through /prompt, each through the executor -----------------------------------
-PADDING = ("a quiet landscape with rolling green hills, a small farmhouse, golden wheat fields, a winding river, soft "
-           "morning light, painted in the style of a nineteenth century oil painting, warm colours, ") * 4
+PADDING = (
+    "a quiet landscape with rolling green hills, a small farmhouse, golden wheat fields, a winding river, soft "
+    "morning light, painted in the style of a nineteenth century oil painting, warm colours, "
+) * 4
 
 
 def _source_gated(run, texts: list[str], pack_name: str = DEFAULT_PACK_PATH.name) -> list[dict]:
     from safety_steer.nodes.apply.inputs import REPORT_KEY
+
     g, ids = base("sd15")
     if pack_name != DEFAULT_PACK_PATH.name:
         g[ids["pack"]]["inputs"]["pack"] = pack_name
-    steered = g.add("SafetySteerApplyTextEncoder", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
-                    gate="source LLM", **steer_settings(strength=3.0, direction="global"))
+    steered = g.add(
+        "SafetySteerApplyTextEncoder",
+        clip=[ids["clip"], 0],
+        aligned_direction=[ids["aligned"], 0],
+        gate="source LLM",
+        **steer_settings(strength=3.0, direction="global"),
+    )
     for number, text in enumerate(texts):
         g.capture(g.add("CLIPTextEncode", clip=[steered, 0], text=text), f"cond {number}")
     out = run(g)
@@ -300,7 +459,7 @@ def test_source_gate_reads_the_whole_prompt(run):
     alone, padded, benign = _source_gated(run, [UNSAFE, PADDING + UNSAFE, PADDING])
     assert alone["gate_kind"] == padded["gate_kind"] == "source LLM"
     assert alone["applied"] > 2.9 and padded["applied"] > 2.5, (alone, padded)
-    assert padded["gate"] == pytest.approx(padded["applied"] / 3.0, abs=1e-3)   # the report shows the gate that ran
+    assert padded["gate"] == pytest.approx(padded["applied"] / 3.0, abs=1e-3)  # the report shows the gate that ran
     assert benign["applied"] < 0.3, benign
 
 
@@ -309,6 +468,7 @@ def test_a_pack_cannot_point_the_gate_at_a_path(run, comfy):
     import folder_paths
 
     from safety_steer.steering.pack import load_pack, save_pack
+
     pack = load_pack(DEFAULT_PACK_PATH)
     pack.metadata["source_ref"] = str(Path.home() / "some_model_folder")
     name = "matrix_path_source_ref.safetensors"
@@ -322,14 +482,16 @@ def test_a_pack_cannot_point_the_gate_at_a_path(run, comfy):
 def test_source_ref_must_be_a_name(ref):
     from safety_steer.steering.errors import SourceModelError
     from safety_steer.steering.extraction.source_models import resolve_source
+
     with pytest.raises(SourceModelError, match="not a model name"):
         resolve_source(ref, "0" * 64)
 
 
 def test_source_ref_file_must_match_the_pack_hash(tmp_path):
     from safety_steer.steering.errors import SourceModelError
-    from safety_steer.steering.hashing import sha256_file
     from safety_steer.steering.extraction.source_models import resolve_source, set_model_dirs
+    from safety_steer.steering.hashing import sha256_file
+
     model = tmp_path / "my-llm.gguf"
     model.write_bytes(b"weights")
     set_model_dirs([tmp_path])
@@ -349,9 +511,15 @@ def test_original_clip_is_never_steered_while_a_steered_clone_encodes(run):
     import threading
 
     import nodes
+
     g, ids = base("sdxl")
-    steered = g.add("SafetySteerApplyTextEncoder", clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0],
-                    gate="none", **steer_settings(strength=5.0))
+    steered = g.add(
+        "SafetySteerApplyTextEncoder",
+        clip=[ids["clip"], 0],
+        aligned_direction=[ids["aligned"], 0],
+        gate="none",
+        **steer_settings(strength=5.0),
+    )
     g.capture(ids["clip"], "clip")
     g.capture(steered, "steered")
     out = run(g)
@@ -383,6 +551,7 @@ def test_training_nodes_stop_on_cancel(run, comfy, monkeypatch):
     import comfy.model_management as mm
     import comfy.utils
     import folder_paths
+
     original = comfy.utils.ProgressBar.update_absolute
 
     def update_then_cancel(self, *args, **kwargs):
@@ -391,9 +560,19 @@ def test_training_nodes_stop_on_cancel(run, comfy, monkeypatch):
 
     monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update_then_cancel)
     g, ids = base("flux")
-    g.capture(g.add("SafetySteerTrainSAE", model=[ids["model"], 0], clip=[ids["clip"], 0], direction=[ids["pack"], 0],
-                    latent=[ids["latent"], 0], positions="auto", filename_prefix="matrix_cancel", **SAFEDIG_SMALL),
-              "bundle")
+    g.capture(
+        g.add(
+            "SafetySteerTrainSAE",
+            model=[ids["model"], 0],
+            clip=[ids["clip"], 0],
+            direction=[ids["pack"], 0],
+            latent=[ids["latent"], 0],
+            positions="auto",
+            filename_prefix="matrix_cancel",
+            **SAFEDIG_SMALL,
+        ),
+        "bundle",
+    )
     try:
         with pytest.raises(RuntimeError, match="execution failed"):
             run(g)
@@ -407,9 +586,15 @@ def test_matrix_covers_every_node_and_option(comfy):
     """Runs last in this module (pytest keeps file order): every pack node and every combo option
     must appear in a graph that ran above."""
     from safety_steer.nodes import NODES
+
     assert RUN_GRAPHS, "no case ran"
-    seen = {(n["class_type"], name, str(value)) for graph in RUN_GRAPHS for n in graph.values()
-            for name, value in n["inputs"].items() if not isinstance(value, list)}
+    seen = {
+        (n["class_type"], name, str(value))
+        for graph in RUN_GRAPHS
+        for n in graph.values()
+        for name, value in n["inputs"].items()
+        if not isinstance(value, list)
+    }
     used = {n["class_type"] for graph in RUN_GRAPHS for n in graph.values()}
     missing = []
     for node in NODES:
@@ -419,12 +604,20 @@ def test_matrix_covers_every_node_and_option(comfy):
             continue
         for item in schema.inputs:
             options = getattr(item, "options", None)
-            if item.get_io_type() == "COMBO" and options and schema.node_id not in ("SafetySteerLoadDirection", "SafetySteerLoadSAE"):
-                missing += [f"{schema.node_id}.{item.id}={o}" for o in options
-                            if (schema.node_id, item.id, str(o)) not in seen]
+            if (
+                item.get_io_type() == "COMBO"
+                and options
+                and schema.node_id not in ("SafetySteerLoadDirection", "SafetySteerLoadSAE")
+            ):
+                missing += [
+                    f"{schema.node_id}.{item.id}={o}" for o in options if (schema.node_id, item.id, str(o)) not in seen
+                ]
             if item.get_io_type() == "BOOLEAN":
-                missing += [f"{schema.node_id}.{item.id}={o}" for o in (True, False)
-                            if (schema.node_id, item.id, str(o)) not in seen]
+                missing += [
+                    f"{schema.node_id}.{item.id}={o}"
+                    for o in (True, False)
+                    if (schema.node_id, item.id, str(o)) not in seen
+                ]
     assert not missing, f"nodes or options no executor test runs: {missing}"
 
 
@@ -433,8 +626,12 @@ def _apply_graph(class_type: str, **overrides) -> dict:
     g, ids = base("sd15")
     settings = {**steer_settings(), "gate": "none", **overrides}
     if class_type == "SafetySteerApplyModel":
-        node = g.add(class_type, model=[ids["model"], 0], aligned_direction=[ids["aligned"], 0],
-                     **{"start_percent": 0.0, "end_percent": 1.0, "apply_to": "positive", **settings})
+        node = g.add(
+            class_type,
+            model=[ids["model"], 0],
+            aligned_direction=[ids["aligned"], 0],
+            **{"start_percent": 0.0, "end_percent": 1.0, "apply_to": "positive", **settings},
+        )
     elif class_type == "SafetySteerApplyTextEncoder":
         node = g.add(class_type, clip=[ids["clip"], 0], aligned_direction=[ids["aligned"], 0], **settings)
     elif class_type == "SafetySteerApplyConditioning":
@@ -446,37 +643,70 @@ def _apply_graph(class_type: str, **overrides) -> dict:
     return g
 
 
-BAD_VALUES = [("strength", -5.0), ("strength", 1e6), ("strength", math.nan), ("strength", math.inf),
-              ("gate_threshold", math.nan), ("mode", "sideways"), ("direction", "everything")]
+BAD_VALUES = [
+    ("strength", -5.0),
+    ("strength", 1e6),
+    ("strength", math.nan),
+    ("strength", math.inf),
+    ("gate_threshold", math.nan),
+    ("mode", "sideways"),
+    ("direction", "everything"),
+]
 
 
-@pytest.mark.parametrize("class_type", ["SafetySteerApplyModel", "SafetySteerApplyTextEncoder", "SafetySteerApplyConditioning"])
+@pytest.mark.parametrize(
+    "class_type", ["SafetySteerApplyModel", "SafetySteerApplyTextEncoder", "SafetySteerApplyConditioning"]
+)
 @pytest.mark.parametrize("name,value", BAD_VALUES)
 def test_apply_nodes_refuse_bad_values(comfy, run, class_type, name, value):
     valid, _, _, node_errors = comfy.validate(_apply_graph(class_type, **{name: value}))
     assert valid is False and name in str(node_errors), node_errors
 
 
-@pytest.mark.parametrize("overrides", [{"start_percent": -3.0}, {"end_percent": 7.0}, {"start_percent": math.nan},
-                                       {"start_percent": 0.8, "end_percent": 0.2}, {"apply_to": "everything"},
-                                       {"gate": "psychic"}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"start_percent": -3.0},
+        {"end_percent": 7.0},
+        {"start_percent": math.nan},
+        {"start_percent": 0.8, "end_percent": 0.2},
+        {"apply_to": "everything"},
+        {"gate": "psychic"},
+    ],
+)
 def test_model_node_refuses_bad_schedule_and_options(comfy, run, overrides):
     valid, _, _, node_errors = comfy.validate(_apply_graph("SafetySteerApplyModel", **overrides))
     assert valid is False and next(iter(overrides)) in str(node_errors), node_errors
 
 
-@pytest.mark.parametrize("overrides", [{"strength": -5.0}, {"strength": math.nan}, {"start_percent": -3.0},
-                                       {"end_percent": 7.0}, {"apply_to": "everything"}, {"operation": "attract"}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"strength": -5.0},
+        {"strength": math.nan},
+        {"start_percent": -3.0},
+        {"end_percent": 7.0},
+        {"apply_to": "everything"},
+        {"operation": "attract"},
+    ],
+)
 def test_apply_safedig_refuses_bad_values(comfy, run, overrides):
     import folder_paths
+
     listed = comfy.base / "models" / "safety_saes" / "matrix_validation_only.safetensors"
-    listed.write_bytes(b"")                  # only listed: validation stops before anything is loaded
+    listed.write_bytes(b"")  # only listed: validation stops before anything is loaded
     folder_paths.filename_list_cache.clear()
     g = Graph()
     model = g.add("TinyTestModel", family="flux", seed=0)
     bundle = g.add("SafetySteerLoadSAE", bundle=listed.name)
-    settings = {"operation": "repel", "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0,
-                "apply_to": "positive", **overrides}
+    settings = {
+        "operation": "repel",
+        "strength": 1.0,
+        "start_percent": 0.0,
+        "end_percent": 1.0,
+        "apply_to": "positive",
+        **overrides,
+    }
     g.capture(g.add("SafetySteerApplySafeDIG", model=[model, 0], safedig=[bundle, 0], **settings), "out")
     valid, _, _, node_errors = comfy.validate(g)
     assert valid is False and next(iter(overrides)) in str(node_errors.get("3", node_errors)), node_errors
@@ -495,14 +725,28 @@ def test_nan_over_http_is_refused_by_the_server(comfy_server):
     """Python's JSON parser takes NaN in a /prompt body; the node's own check must refuse it."""
     import json
     import urllib.request
-    graph = {"1": {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
-             "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "none.safetensors"}},
-             "3": {"class_type": "SafetySteerApplyModel",
-                   "inputs": {"model": ["2", 0], "aligned_direction": ["1", 0], "gate": "none", "start_percent": 0.0,
-                              "end_percent": 1.0, "apply_to": "positive", **steer_settings(strength=math.nan)}},
-             "4": {"class_type": "SafetySteerReport", "inputs": {"model": ["3", 0]}}}
-    body = json.dumps({"prompt": graph}).encode()          # writes NaN, as a browser script could
-    request = urllib.request.Request(comfy_server.url + "/prompt", data=body, headers={"Content-Type": "application/json"})
+
+    graph = {
+        "1": {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
+        "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "none.safetensors"}},
+        "3": {
+            "class_type": "SafetySteerApplyModel",
+            "inputs": {
+                "model": ["2", 0],
+                "aligned_direction": ["1", 0],
+                "gate": "none",
+                "start_percent": 0.0,
+                "end_percent": 1.0,
+                "apply_to": "positive",
+                **steer_settings(strength=math.nan),
+            },
+        },
+        "4": {"class_type": "SafetySteerReport", "inputs": {"model": ["3", 0]}},
+    }
+    body = json.dumps({"prompt": graph}).encode()  # writes NaN, as a browser script could
+    request = urllib.request.Request(
+        comfy_server.url + "/prompt", data=body, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             raise AssertionError(f"a NaN strength was queued: {response.read()[:500]!r}")

@@ -1,4 +1,5 @@
 """The pack file format: round trip, inspect, and a clear error for every kind of bad file."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from safety_steer.steering import PackFormatError, load_pack, save_pack
-from safety_steer.steering.pack import SCHEMA_VERSION
-
 from safety_steer.steering.pack import DEFAULT_PACK_PATH as SHIPPED_PACK
+from safety_steer.steering.pack import SCHEMA_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,7 @@ def shipped():
 def _rewrite(tmp_path, tensors=None, metadata=None, drop=(), name="edited.safetensors"):
     """Copy the shipped pack with some tensors or metadata replaced or removed."""
     from safetensors import safe_open
+
     with safe_open(str(SHIPPED_PACK), framework="pt") as handle:
         meta = dict(handle.metadata())
     data = load_file(str(SHIPPED_PACK))
@@ -40,8 +41,16 @@ def _rewrite(tmp_path, tensors=None, metadata=None, drop=(), name="edited.safete
 def test_shipped_pack_loads_with_documented_contents(shipped):
     meta = shipped.metadata
     assert meta["format"] == "safety-steer-direction-pack" and int(meta["schema_version"]) == SCHEMA_VERSION
-    assert shipped.names == ["global", "hate", "harassment", "violence", "self-harm", "sexual", "shocking",
-                             "illegal activity"]
+    assert shipped.names == [
+        "global",
+        "hate",
+        "harassment",
+        "violence",
+        "self-harm",
+        "sexual",
+        "shocking",
+        "illegal activity",
+    ]
     d = int(meta["source_hidden_size"])
     assert shipped.directions.shape == (8, d) and d == 576
     assert torch.allclose(shipped.directions.norm(dim=1), torch.ones(8), atol=1e-4)
@@ -142,8 +151,11 @@ def test_cli_inspect_prints_a_readable_table(tmp_path):
     out = subprocess.run(exe + ["inspect", str(SHIPPED_PACK)], capture_output=True, text=True, check=True).stdout
     assert "source_model" in out and "SmolLM2-135M-Instruct" in out
     assert "held-out AUROC" in out and "illegal activity" in out
-    meta = json.loads(subprocess.run(exe + ["inspect", "--json", str(SHIPPED_PACK)], capture_output=True,
-                                     text=True, check=True).stdout)
+    meta = json.loads(
+        subprocess.run(
+            exe + ["inspect", "--json", str(SHIPPED_PACK)], capture_output=True, text=True, check=True
+        ).stdout
+    )
     assert meta["format"] == "safety-steer-direction-pack"
     bad = tmp_path / "x.ckpt"
     bad.write_bytes(b"junk")

@@ -1,4 +1,5 @@
 """The README's example of the public API (both methods) runs as written."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """Node ids before the rename: refused with a message naming the new id, migrated by the CLI and
 by the frontend (whose copy of the table must equal the Python one)."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,10 @@ OLD_IDS = {new: old for old, new in RENAMED_NODES.items()}
 
 
 def test_an_api_prompt_with_old_ids_names_the_new_ones(comfy):
-    prompt = {"1": {"class_type": "LoadSafetyDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
-              "2": {"class_type": "SafetyDirectionInfo", "inputs": {"direction": ["1", 0]}}}
+    prompt = {
+        "1": {"class_type": "LoadSafetyDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
+        "2": {"class_type": "SafetyDirectionInfo", "inputs": {"direction": ["1", 0]}},
+    }
     valid, _, _, node_errors = comfy.validate(prompt)
     assert valid is False
     assert "renamed to SafetySteerLoadDirection" in json.dumps(node_errors)
@@ -42,8 +45,12 @@ def test_migrating_an_old_ui_and_api_workflow_gives_todays(tmp_path):
     api = {"1": {"class_type": "ApplySafeDIG", "inputs": {}}, "2": {"class_type": "KSampler", "inputs": {}}}
     path = tmp_path / "api.json"
     path.write_text(json.dumps(api))
-    done = subprocess.run([sys.executable, "-m", "safety_steer.cli", "migrate-workflow", str(path), "--in-place"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "safety_steer.cli", "migrate-workflow", str(path), "--in-place"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "1 node(s) renamed" in done.stdout
     assert json.loads(path.read_text())["1"]["class_type"] == "SafetySteerApplySafeDIG"
 

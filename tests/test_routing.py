@@ -5,13 +5,19 @@ carry the same harmful atom; at "specific" each category carries its own. Featur
 other categories keep separating unsafe from safe on a held-out category only at "stable", so it
 must rank first.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from safety_steer.steering.safedig.routing import (PositionScore, RoutingSettings, rank_positions, score_position,
-                                           top_positions)
+from safety_steer.steering.safedig.routing import (
+    PositionScore,
+    RoutingSettings,
+    rank_positions,
+    score_position,
+    top_positions,
+)
 from safety_steer.steering.safedig.sae import SAEError
 
 D, ATOMS, CATEGORIES, PAIRS, TOKENS = 24, 32, ("a", "b", "c", "d"), 12, 6
@@ -73,7 +79,7 @@ def test_deterministic_for_a_seed():
 
 def test_single_category_uses_two_halves_and_tensor_inputs():
     safe, unsafe, _, _ = _position(True, seed=1)
-    safe, unsafe = torch.stack(safe[:PAIRS]), torch.stack(unsafe[:PAIRS])   # [N, T, d]
+    safe, unsafe = torch.stack(safe[:PAIRS]), torch.stack(unsafe[:PAIRS])  # [N, T, d]
     result = score_position(safe, unsafe, ["a"] * PAIRS, settings=RoutingSettings(**FAST))
     assert result.pseudo_categories and result.categories == ["half-0", "half-1"]
 

@@ -3,6 +3,7 @@
 Synthetic data with a known sparse dictionary (64 unit atoms in 32 dimensions, 3 active per row,
 an offset, a little noise), so that what the SAE should learn is known exactly. CPU, one thread.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,20 @@ from safetensors.torch import save_file
 from safety_steer.steering.errors import SafetySteerError
 from safety_steer.steering.safedig.operations import HarmfulFeatures, blend, repel, select_harmful_features
 from safety_steer.steering.safedig.sae import (
-    MIN_TRAIN_ROWS, SAE_FORMAT, SAE_SCHEMA_VERSION, TENSOR_NAMES, SAEError, SparseAutoencoder, activations_sha256,
-    adapt_decoder, check_compatible, load_sae, prompt_codes, sae_sha256, save_sae, train_sae,
+    MIN_TRAIN_ROWS,
+    SAE_FORMAT,
+    SAE_SCHEMA_VERSION,
+    TENSOR_NAMES,
+    SAEError,
+    SparseAutoencoder,
+    activations_sha256,
+    adapt_decoder,
+    check_compatible,
+    load_sae,
+    prompt_codes,
+    sae_sha256,
+    save_sae,
+    train_sae,
 )
 
 D_IN, ATOMS, ACTIVE = 32, 64, 3
@@ -74,7 +87,7 @@ def test_deterministic_with_two_threads_too(data):
     torch.set_num_threads(2)
     try:
         runs = [train_sae(data[:512], expansion=2, k=8, epochs=2, seed=3) for _ in range(2)]
-        codes = [prompt_codes(runs[0], [data[i:i + 16] for i in range(0, 512, 16)]) for _ in range(2)]
+        codes = [prompt_codes(runs[0], [data[i : i + 16] for i in range(0, 512, 16)]) for _ in range(2)]
     finally:
         torch.set_num_threads(threads)
     assert sae_sha256(runs[0]) == sae_sha256(runs[1]) and torch.equal(codes[0], codes[1])
@@ -101,7 +114,7 @@ def test_exactly_k_codes_any_leading_dims(data, sae):
 
 
 def test_reconstructs_and_recovers_the_planted_atoms(atoms, data, sae):
-    assert fvu(sae, data) < 0.15          # predicting the mean gives 1
+    assert fvu(sae, data) < 0.15  # predicting the mean gives 1
     held_out = planted(atoms, 1024, 3.0, seed=9)
     assert fvu(sae, held_out) < 0.15
     best_cosine = (atoms.T @ sae.W_dec.detach()).max(1).values
@@ -109,7 +122,7 @@ def test_reconstructs_and_recovers_the_planted_atoms(atoms, data, sae):
 
 
 def test_bad_training_input_says_what_to_fix(data):
-    cases = [(data[0], "2-D"), (data[:MIN_TRAIN_ROWS - 1], "at least"), (torch.ones(64, D_IN), "identical")]
+    cases = [(data[0], "2-D"), (data[: MIN_TRAIN_ROWS - 1], "at least"), (torch.ones(64, D_IN), "identical")]
     nan = data[:64].clone()
     nan[3, 1] = float("nan")
     cases.append((nan, "NaN"))
@@ -136,14 +149,14 @@ def test_adapt_decoder_freezes_the_encoder_and_fits_the_shifted_domain(atoms, sa
     assert torch.allclose(adapted.W_dec.norm(dim=0), torch.ones(sae.width), atol=1e-5)
     before, after = fvu(sae, target), fvu(adapted, target)
     assert after < 0.75 * before
-    test_rows = planted(shifted, 1024, offset, seed=8)     # not only on the rows it was fitted on
+    test_rows = planted(shifted, 1024, offset, seed=8)  # not only on the rows it was fitted on
     assert fvu(adapted, test_rows) < 0.8 * fvu(sae, test_rows)
     meta = adapted.metadata
     assert meta["adapted_from"] == sae_sha256(sae) and meta["target_sha256"] == activations_sha256(target)
     assert meta["target_fvu_before"] == pytest.approx(before, abs=1e-3)
     assert meta["target_fvu"] == pytest.approx(after, abs=1e-3)
     assert meta["position"] == "double_block_4.txt" and sae.metadata.get("adapted_from") is None
-    assert sae_sha256(adapt_decoder(sae, target)) == sae_sha256(adapted)      # deterministic too
+    assert sae_sha256(adapt_decoder(sae, target)) == sae_sha256(adapted)  # deterministic too
     with pytest.raises(SAEError, match="reads 32"):
         adapt_decoder(sae, torch.randn(64, 16))
 
@@ -160,14 +173,21 @@ def test_save_load_round_trip(tmp_path, data, sae):
 
 def _raw(sae) -> tuple[dict, dict]:
     tensors = {name: getattr(sae, name).detach().clone().contiguous() for name in TENSOR_NAMES}
-    header = {"format": SAE_FORMAT, "schema_version": str(SAE_SCHEMA_VERSION), "d_in": str(sae.d_in),
-              "width": str(sae.width), "k": str(sae.k), "metadata": json.dumps(sae.metadata)}
+    header = {
+        "format": SAE_FORMAT,
+        "schema_version": str(SAE_SCHEMA_VERSION),
+        "d_in": str(sae.d_in),
+        "width": str(sae.width),
+        "k": str(sae.k),
+        "metadata": json.dumps(sae.metadata),
+    }
     return tensors, header
 
 
 class _Boom:
     def __reduce__(self):
         import pathlib
+
         return (pathlib.Path.mkdir, (pathlib.Path(self.marker),))
 
 
@@ -183,20 +203,23 @@ def test_pickles_are_never_unpickled(tmp_path):
     assert not (tmp_path / "unpickled").exists()
 
 
-@pytest.mark.parametrize("edit, words", [
-    (lambda t, h: h.update(format="safety-steer-direction-pack"), "not a Safety Steer SAE"),
-    (lambda t, h: h.pop("format"), "not a Safety Steer SAE"),
-    (lambda t, h: h.update(schema_version=str(SAE_SCHEMA_VERSION + 1)), "newer.*Update"),
-    (lambda t, h: t.pop("b_dec"), r"missing tensors \['b_dec'\]"),
-    (lambda t, h: h.pop("k"), "missing metadata"),
-    (lambda t, h: t.update(W_enc=t["W_enc"][:, :16].contiguous()), "W_enc has shape"),
-    (lambda t, h: t["W_enc"].__setitem__((0, 0), float("nan")), "NaN"),
-    (lambda t, h: t["b_dec"].__setitem__(0, float("inf")), "NaN or Inf"),
-    (lambda t, h: t["W_dec"].mul_(1.5), "unit norm"),
-    (lambda t, h: t.update(W_dec=t["W_dec"].half()), "float32"),
-    (lambda t, h: t["input_scale"].fill_(0), "input_scale must be positive"),
-    (lambda t, h: h.update(metadata="{not json"), "valid JSON"),
-])
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda t, h: h.update(format="safety-steer-direction-pack"), "not a Safety Steer SAE"),
+        (lambda t, h: h.pop("format"), "not a Safety Steer SAE"),
+        (lambda t, h: h.update(schema_version=str(SAE_SCHEMA_VERSION + 1)), "newer.*Update"),
+        (lambda t, h: t.pop("b_dec"), r"missing tensors \['b_dec'\]"),
+        (lambda t, h: h.pop("k"), "missing metadata"),
+        (lambda t, h: t.update(W_enc=t["W_enc"][:, :16].contiguous()), "W_enc has shape"),
+        (lambda t, h: t["W_enc"].__setitem__((0, 0), float("nan")), "NaN"),
+        (lambda t, h: t["b_dec"].__setitem__(0, float("inf")), "NaN or Inf"),
+        (lambda t, h: t["W_dec"].mul_(1.5), "unit norm"),
+        (lambda t, h: t.update(W_dec=t["W_dec"].half()), "float32"),
+        (lambda t, h: t["input_scale"].fill_(0), "input_scale must be positive"),
+        (lambda t, h: h.update(metadata="{not json"), "valid JSON"),
+    ],
+)
 def test_bad_files_name_the_problem(tmp_path, sae, edit, words):
     tensors, header = _raw(sae)
     edit(tensors, header)
@@ -214,7 +237,7 @@ def test_unreadable_and_missing_files(tmp_path, sae):
         load_sae(tmp_path / "nothing.safetensors")
     with pytest.raises(SAEError, match="must end in"):
         save_sae(sae, tmp_path / "sae.pt")
-    broken = SparseAutoencoder(4, 8, 2)      # zeros: decoder columns are not unit
+    broken = SparseAutoencoder(4, 8, 2)  # zeros: decoder columns are not unit
     with pytest.raises(SAEError, match="unit norm"):
         save_sae(broken, tmp_path / "broken.safetensors")
 
@@ -222,9 +245,11 @@ def test_unreadable_and_missing_files(tmp_path, sae):
 # -- compatibility, prompt codes ---------------------------------------------------------------------
 def test_check_compatible_names_both_sides(sae):
     check_compatible(sae, "double_block_4.txt", "Flux", 32)
-    for args, words in [(("single_block_10", "flux", 32), ["double_block_4.txt", "single_block_10"]),
-                        (("double_block_4.txt", "sd3", 32), ["flux", "sd3"]),
-                        (("double_block_4.txt", "flux", 3072), ["32", "3072"])]:
+    for args, words in [
+        (("single_block_10", "flux", 32), ["double_block_4.txt", "single_block_10"]),
+        (("double_block_4.txt", "sd3", 32), ["flux", "sd3"]),
+        (("double_block_4.txt", "flux", 3072), ["32", "3072"]),
+    ]:
         with pytest.raises(SAEError) as info:
             check_compatible(sae, *args)
         assert all(word in str(info.value) for word in words), str(info.value)
@@ -244,9 +269,9 @@ def test_select_harmful_features_ranks_paired_effect_size():
     g = torch.Generator().manual_seed(0)
     safe = torch.rand(40, 10, generator=g)
     unsafe = safe + 0.05 * torch.randn(40, 10, generator=g)
-    unsafe[:, 7] += 1.0          # strong, reliable
-    unsafe[:, 2] += 0.3          # weaker
-    unsafe[:, 4] -= 1.0          # more active on SAFE prompts: never harmful
+    unsafe[:, 7] += 1.0  # strong, reliable
+    unsafe[:, 2] += 0.3  # weaker
+    unsafe[:, 4] -= 1.0  # more active on SAFE prompts: never harmful
     found = select_harmful_features(safe, unsafe, 3)
     assert found.indices[:2].tolist() == [7, 2] and len(found) <= 3
     assert (found.scores > 0).all() and torch.all(found.scores[:-1] >= found.scores[1:]) and 4 not in found.indices
@@ -277,18 +302,19 @@ def test_repel_removes_the_harmful_components():
     harmful = HarmfulFeatures(indices=[1, 4], scores=[2.0, 1.0])
     d_h = sae.W_dec[:, [1, 4]].detach() * sae.input_scale
     x = torch.randn(3, 7, 8, generator=torch.Generator().manual_seed(4)) * 3
-    x[0, 0] = sae.input_mean - d_h.sum(1)           # both harmful projections negative: untouched
+    x[0, 0] = sae.input_mean - d_h.sum(1)  # both harmful projections negative: untouched
     out = repel(x, sae, harmful, 1.0)
     codes = sae.encode(x).detach()
     touched = (codes[..., [1, 4]] > 0).any(-1)
     assert touched.any() and not touched.all() and not touched[0, 0]
     assert out[~touched].numpy().tobytes() == x[~touched].numpy().tobytes()
     assert torch.all(sae.encode(out)[..., [1, 4]].detach()[touched] == 0) or torch.allclose(
-        sae.encode(out)[..., [1, 4]].detach()[touched], torch.zeros(1), atol=1e-5)
+        sae.encode(out)[..., [1, 4]].detach()[touched], torch.zeros(1), atol=1e-5
+    )
     projection = ((out - sae.input_mean) @ sae.W_dec[:, [1, 4]].detach())[touched]
-    assert (projection <= 1e-4).all()               # nothing left along an active harmful direction
-    other = [0, 2, 3, 5]                            # the other components are not moved
-    moved = ((out - x) @ sae.W_dec[:, other].detach())
+    assert (projection <= 1e-4).all()  # nothing left along an active harmful direction
+    other = [0, 2, 3, 5]  # the other components are not moved
+    moved = (out - x) @ sae.W_dec[:, other].detach()
     assert torch.allclose(moved, torch.zeros_like(moved), atol=1e-5)
     assert repel(x, sae, harmful, 0.0) is x and repel(x, sae, HarmfulFeatures([], []), 1.0) is x
     assert torch.allclose(repel(x, sae, harmful, 2.0) - x, 2 * (out - x), atol=1e-5)
@@ -321,7 +347,7 @@ def test_blend_moves_towards_the_safe_reconstruction(data, sae):
     assert out[~touched].numpy().tobytes() == x[~touched].numpy().tobytes()
     assert ((out - x_safe).norm(dim=1)[touched] < (x - x_safe).norm(dim=1)[touched]).all()
     assert blend(x, sae, harmful, 0.0) is x
-    pure = orthonormal_sae()              # a token made only of harmful features goes all the way
+    pure = orthonormal_sae()  # a token made only of harmful features goes all the way
     token = pure.input_mean + pure.W_dec[:, 2].detach() * pure.input_scale * 3
     only_harmful = blend(token.reshape(1, 8), pure, HarmfulFeatures([2], [1.0]), 1.0)
     assert torch.allclose(only_harmful[0], pure.decode(torch.zeros(6)).detach(), atol=1e-5)

@@ -1,6 +1,7 @@
 """SafeDIG nodes on tiny random-weight Flux, SD3 and Wan models built from ComfyUI's own classes:
 activation collection through the real sampler, routing, SAE training, saving/loading, and Repel /
 Blend through chained DiT block patches under a real KSampler."""
+
 from __future__ import annotations
 
 import sys
@@ -13,8 +14,19 @@ from safety_steer.runtime import load_module_from
 from safety_steer.steering.pack import DEFAULT_PACK_PATH
 
 UNSAFE = "a man stabbing another man in a dark alley, blood everywhere, photo"
-SMALL = {"candidates": 4, "keep": 2, "pairs_per_category": 2, "anchors": 6, "expansion": 2, "k": 8, "epochs": 3, "learning_rate": 3e-3,
-         "harmful_features": 16, "noise_level": 0.5, "seed": 0}
+SMALL = {
+    "candidates": 4,
+    "keep": 2,
+    "pairs_per_category": 2,
+    "anchors": 6,
+    "expansion": 2,
+    "k": 8,
+    "epochs": 3,
+    "learning_rate": 3e-3,
+    "harmful_features": 16,
+    "noise_level": 0.5,
+    "seed": 0,
+}
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
@@ -32,11 +44,13 @@ def kit(comfy):
         if name not in built:
             built[name] = tiny_models().build_clip(name), tiny_models().build_model(name)
         return built[name]
+
     return comfy, pack, family
 
 
 def latent(name):
     import nodes
+
     class_type, inputs = tiny_models().latent_node(name, 1)
     cls = nodes.NODE_CLASS_MAPPINGS[class_type]
     return getattr(cls(), cls.FUNCTION)(**inputs)[0] if hasattr(cls, "FUNCTION") else cls.execute(**inputs).result[0]
@@ -44,22 +58,36 @@ def latent(name):
 
 def encode(clip, text):
     import nodes
+
     return nodes.CLIPTextEncode().encode(clip, text)[0]
 
 
 def sample(model, clip, lat, cfg=2.0):
     import nodes
-    return nodes.common_ksampler(model, 5, 2, cfg, "euler", "normal", encode(clip, UNSAFE), encode(clip, ""), lat)[0]["samples"]
+
+    return nodes.common_ksampler(model, 5, 2, cfg, "euler", "normal", encode(clip, UNSAFE), encode(clip, ""), lat)[0][
+        "samples"
+    ]
 
 
 def train(comfy, pack, clip, model, name, positions="auto", prefix="safedig_test"):
-    return comfy.node("SafetySteerTrainSAE", model=model, clip=clip, direction=pack, latent=latent(name), positions=positions,
-                      **SMALL, filename_prefix=prefix)
+    return comfy.node(
+        "SafetySteerTrainSAE",
+        model=model,
+        clip=clip,
+        direction=pack,
+        latent=latent(name),
+        positions=positions,
+        **SMALL,
+        filename_prefix=prefix,
+    )
 
 
 def apply(comfy, model, bundle, operation="repel", strength=1.0, **options):
     settings = {"start_percent": 0.0, "end_percent": 1.0, "apply_to": "positive", **options}
-    return comfy.node("SafetySteerApplySafeDIG", model=model, safedig=bundle, operation=operation, strength=strength, **settings)[0]
+    return comfy.node(
+        "SafetySteerApplySafeDIG", model=model, safedig=bundle, operation=operation, strength=strength, **settings
+    )[0]
 
 
 def test_train_route_save_load_and_apply_on_flux(kit, comfy):
@@ -67,10 +95,11 @@ def test_train_route_save_load_and_apply_on_flux(kit, comfy):
     clip, model = family("flux")
     bundle, report = train(classes, pack, clip, model, "flux")
     assert len(bundle.positions) == 2 and "routing" in report and "<- chosen" in report
-    assert len(bundle.metadata["routing"]) == 4                     # every candidate scored, two kept
+    assert len(bundle.metadata["routing"]) == 4  # every candidate scored, two kept
     saved = sorted((comfy.base / "models" / "safety_saes").glob("safedig_test_*.safetensors"))
     assert saved
     import folder_paths
+
     folder_paths.filename_list_cache.clear()
     listed = classes.node("SafetySteerLoadSAE", bundle=saved[-1].name)[0]
     assert listed.positions == bundle.positions
@@ -85,7 +114,7 @@ def test_train_route_save_load_and_apply_on_flux(kit, comfy):
     blended = sample(apply(classes, model, listed, "blend", 1.0), clip, lat)
     assert torch.isfinite(repelled).all() and not torch.equal(repelled, base) and not torch.equal(blended, base)
     assert not torch.equal(repelled, blended)
-    assert torch.equal(sample(model, clip, lat), base)              # the original model is untouched
+    assert torch.equal(sample(model, clip, lat), base)  # the original model is untouched
     assert not model.model_options.get("transformer_options", {}).get("patches_replace")
     assert torch.isfinite(sample(apply(classes, model, listed, "repel", 2.0), clip, lat, cfg=1.0)).all()
 
@@ -100,20 +129,33 @@ def test_stacks_with_cross_model_steer_and_another_packs_block_patch(kit, tmp_pa
         calls.append(1)
         out = extra["original_block"](args)
         return {**out, "img": out["img"] * 1.01}
+
     other = model.clone()
     other.set_model_patch_replace(other_pack, "dit", "double_block", 0)
     lat = latent("flux")
     other_only = sample(other, clip, lat)
     both = apply(classes, other, bundle, "repel", 2.0)
     stacked = sample(both, clip, lat)
-    assert calls and not torch.equal(stacked, other_only)          # the other patch still runs, and ours too
+    assert calls and not torch.equal(stacked, other_only)  # the other patch still runs, and ours too
     calls.clear()
-    assert torch.equal(sample(other, clip, lat), other_only) and calls   # and `other` itself is unchanged
+    assert torch.equal(sample(other, clip, lat), other_only) and calls  # and `other` itself is unchanged
     monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
-    (aligned,) = classes.node("SafetySteerFitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=40)
-    (steered,) = classes.node("SafetySteerApplyModel", model=both, aligned_direction=aligned, strength=2.0,
-                              direction="auto", mode="add", gate="none", gate_threshold=-1.0, start_percent=0.0,
-                              end_percent=1.0, apply_to="positive")
+    (aligned,) = classes.node(
+        "SafetySteerFitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=40
+    )
+    (steered,) = classes.node(
+        "SafetySteerApplyModel",
+        model=both,
+        aligned_direction=aligned,
+        strength=2.0,
+        direction="auto",
+        mode="add",
+        gate="none",
+        gate_threshold=-1.0,
+        start_percent=0.0,
+        end_percent=1.0,
+        apply_to="positive",
+    )
     assert not torch.equal(sample(steered, clip, lat), stacked)
     twice = apply(classes, both, bundle, "blend", 1.0)
     assert not torch.equal(sample(twice, clip, lat), stacked)
@@ -144,8 +186,11 @@ def test_bad_inputs_get_clear_errors(kit):
     with pytest.raises(ValueError, match=r"Flux has no position double.9.img"):
         train(classes, pack, flux_clip, flux, "flux", positions="double.9.img")
     wan_bundle, _ = train(classes, pack, *family("wan"), "wan", positions="text_in")
-    with pytest.raises(ValueError, match=r"trained on a Wan 2.x model, not SD3 / SD3.5.*reads 32 features per token "
-                                         r"but SD3 / SD3.5 gives 128"):
+    with pytest.raises(
+        ValueError,
+        match=r"trained on a Wan 2.x model, not SD3 / SD3.5.*reads 32 features per token "
+        r"but SD3 / SD3.5 gives 128",
+    ):
         apply(classes, family("sd3")[1], wan_bundle)
 
 
@@ -155,9 +200,19 @@ def test_adapting_the_decoder_to_another_checkpoint_keeps_the_encoder(kit):
     clip, model = family("flux")
     bundle, _ = train(classes, pack, clip, model, "flux", positions="double.0.txt,single.0")
     finetune = tiny_models().build_model("flux", seed=7)
-    adapted, report = classes.node("SafetySteerAdaptSAEDecoder", model=finetune, clip=clip, safedig=bundle, direction=pack,
-                                   latent=latent("flux"), anchors=8, epochs=3, noise_level=0.5, seed=0,
-                                   filename_prefix="safedig_adapted_test")
+    adapted, report = classes.node(
+        "SafetySteerAdaptSAEDecoder",
+        model=finetune,
+        clip=clip,
+        safedig=bundle,
+        direction=pack,
+        latent=latent("flux"),
+        anchors=8,
+        epochs=3,
+        noise_level=0.5,
+        seed=0,
+        filename_prefix="safedig_adapted_test",
+    )
     assert "adapted decoder" in report
     for position in bundle.positions:
         source, target = bundle.saes[position], adapted.saes[position]

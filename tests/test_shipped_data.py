@@ -1,4 +1,5 @@
 """The prompt data the pack ships, and the one-way layering nodes -> steering."""
+
 from __future__ import annotations
 
 import ast
@@ -28,9 +29,10 @@ def test_anchors_are_many_and_diverse():
     prefixes = Counter(" ".join(a.lower().split()[:3]) for a in anchors)
     assert prefixes.most_common(1)[0][1] / len(anchors) < 0.02, prefixes.most_common(5)
     lengths = [len(a.split()) for a in anchors]
-    assert min(lengths) <= 3 and max(lengths) >= 40                     # one-word tags to long paragraphs
+    assert min(lengths) <= 3 and max(lengths) >= 40  # one-word tags to long paragraphs
     assert sum(n <= 5 for n in lengths) >= 0.01 * len(anchors) and sum(n >= 25 for n in lengths) >= 0.02 * len(anchors)
-    kinds = Counter(__import__("json").loads(line)["kind"] for line in open(ROOT / "prompts" / "anchors.jsonl"))
+    lines = (ROOT / "prompts" / "anchors.jsonl").read_text().splitlines()
+    kinds = Counter(__import__("json").loads(line)["kind"] for line in lines)
     assert len(kinds) >= 3 and min(kinds.values()) >= 300, kinds
     pair_texts = {p.safe for p in load_pairs()} | {p.unsafe for p in load_pairs()}
     assert not pair_texts & set(anchors), "anchors must not reuse pair prompts"
@@ -43,8 +45,11 @@ def test_steering_never_imports_comfyui_and_nodes_only_import_downwards():
             if isinstance(node, ast.Import):
                 names = [alias.name.split(".")[0] for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
-                names = [(node.module or "").split(".")[0]] if node.level == 0 else [
-                    "nodes" if (node.module or "").startswith("nodes") or node.level > 1 else ""]
+                names = (
+                    [(node.module or "").split(".")[0]]
+                    if node.level == 0
+                    else ["nodes" if (node.module or "").startswith("nodes") or node.level > 1 else ""]
+                )
             else:
                 continue
             assert not set(names) & comfy_modules, f"{path.name} imports {names}"

@@ -1,6 +1,7 @@
 """The three application points (text encoder, conditioning, model) under a real KSampler, on tiny
 random-weight models of all seven families built from ComfyUI's own classes (image and 5-D video
 latents). Node classes come from the copy of the pack that ComfyUI itself loaded."""
+
 from __future__ import annotations
 
 import sys
@@ -26,6 +27,7 @@ def tiny_models():
 def kit(comfy, tmp_path_factory):
     """Node classes, the shipped pack, and per-family tiny CLIP/model/alignment, built once."""
     import os
+
     classes = comfy.node_classes
     pack = sys.modules[classes["SafetySteerLoadDirection"].__module__].load_pack(DEFAULT_PACK_PATH)
     data = tmp_path_factory.mktemp("steer_data")
@@ -36,7 +38,9 @@ def kit(comfy, tmp_path_factory):
     def family(name: str):
         if name not in cache:
             clip, model = tiny_models().build_clip(name), tiny_models().build_model(name)
-            (aligned,) = comfy.node("SafetySteerFitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=40)
+            (aligned,) = comfy.node(
+                "SafetySteerFitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=40
+            )
             cache[name] = clip, model, aligned
         return cache[name]
 
@@ -49,11 +53,13 @@ def kit(comfy, tmp_path_factory):
 
 def encode(clip, text):
     import nodes
+
     return nodes.CLIPTextEncode().encode(clip, text)[0]
 
 
 def latent(name: str, batch: int = 1):
     import nodes
+
     class_type, inputs = tiny_models().latent_node(name, batch)
     cls = nodes.NODE_CLASS_MAPPINGS[class_type]
     if hasattr(cls, "FUNCTION"):
@@ -63,32 +69,50 @@ def latent(name: str, batch: int = 1):
 
 def sample(model, positive, negative, lat, cfg=2.0, steps=2):
     import nodes
+
     return nodes.common_ksampler(model, 7, steps, cfg, "euler", "normal", positive, negative, lat)[0]["samples"]
 
 
 def steer_model(comfy, model, aligned, strength, **options):
-    settings = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0,
-                "start_percent": 0.0, "end_percent": 1.0, "apply_to": "positive", **options}
+    settings = {
+        "direction": "auto",
+        "mode": "add",
+        "gate": "none",
+        "gate_threshold": -1.0,
+        "start_percent": 0.0,
+        "end_percent": 1.0,
+        "apply_to": "positive",
+        **options,
+    }
     return comfy.node("SafetySteerApplyModel", model=model, aligned_direction=aligned, strength=strength, **settings)[0]
 
 
 def steer_conditioning(comfy, conditioning, aligned, strength, **options):
     settings = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0, **options}
-    return comfy.node("SafetySteerApplyConditioning", conditioning=conditioning, aligned_direction=aligned,
-                      strength=strength, **settings)
+    return comfy.node(
+        "SafetySteerApplyConditioning",
+        conditioning=conditioning,
+        aligned_direction=aligned,
+        strength=strength,
+        **settings,
+    )
 
 
 def steer_clip(comfy, clip, aligned, strength, **options):
     settings = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0, **options}
-    return comfy.node("SafetySteerApplyTextEncoder", clip=clip, aligned_direction=aligned, strength=strength, **settings)[0]
+    return comfy.node(
+        "SafetySteerApplyTextEncoder", clip=clip, aligned_direction=aligned, strength=strength, **settings
+    )[0]
 
 
 def patch_state(model):
     """What a clone-then-patch must leave untouched on the original."""
     options = model.model_options.get("transformer_options", {})
-    return (repr(sorted((k, len(v)) for k, v in options.get("patches", {}).items())),
-            repr({k: {kk: len(vv) for kk, vv in v.items()} for k, v in model.wrappers.items()}),
-            repr(model.attachments.keys()))
+    return (
+        repr(sorted((k, len(v)) for k, v in options.get("patches", {}).items())),
+        repr({k: {kk: len(vv) for kk, vv in v.items()} for k, v in model.wrappers.items()}),
+        repr(model.attachments.keys()),
+    )
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -136,7 +160,7 @@ def test_batches_cfg_one_and_stacking_with_other_patches(kit, name):
     base = sample(model, positive, negative, lat)
     once = steer_model(classes, model, aligned, 2.0)
     twice = steer_model(classes, once, aligned, 2.0)
-    for cfg in (1.0, 2.0):                                        # CFG 1: guidance-distilled (no uncond pass)
+    for cfg in (1.0, 2.0):  # CFG 1: guidance-distilled (no uncond pass)
         out = sample(once, positive, negative, lat, cfg=cfg)
         assert out.shape[0] == 2 and torch.isfinite(out).all()
     one, two = sample(once, positive, negative, lat), sample(twice, positive, negative, lat)
@@ -146,9 +170,11 @@ def test_batches_cfg_one_and_stacking_with_other_patches(kit, name):
     other = model.clone()
     seen = []
     if name in ("sd15", "sdxl"):
+
         def other_patch(n, context, value, extra_options):
             seen.append(1)
             return n, context * 1.5, value * 1.5
+
         other.set_model_attn2_patch(other_patch)
     else:
         from comfy.patcher_extension import WrappersMP
@@ -156,6 +182,7 @@ def test_batches_cfg_one_and_stacking_with_other_patches(kit, name):
         def other_wrapper(executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
             seen.append(1)
             return executor(x, t, c_concat, c_crossattn * 1.5, control, transformer_options, **kwargs)
+
         other.add_wrapper_with_key(WrappersMP.APPLY_MODEL, "another_pack", other_wrapper)
     other_only = sample(other, positive, negative, lat)
     both = steer_model(classes, other, aligned, 2.0)
@@ -174,12 +201,14 @@ def test_positive_only_by_default_and_step_range(kit):
     positive, negative = encode(clip, UNSAFE), encode(clip, BENIGN)
     lat = latent("flux")
     base = sample(model, positive, negative, lat, steps=3)
-    late_only = sample(steer_model(classes, model, aligned, 3.0, start_percent=0.99, end_percent=1.0), positive,
-                       negative, lat, steps=3)
+    late_only = sample(
+        steer_model(classes, model, aligned, 3.0, start_percent=0.99, end_percent=1.0), positive, negative, lat, steps=3
+    )
     full = sample(steer_model(classes, model, aligned, 3.0), positive, negative, lat, steps=3)
     assert not torch.equal(full, late_only)
-    both = sample(steer_model(classes, model, aligned, 3.0, apply_to="positive and negative"), positive, negative,
-                  lat, steps=3)
+    both = sample(
+        steer_model(classes, model, aligned, 3.0, apply_to="positive and negative"), positive, negative, lat, steps=3
+    )
     assert not torch.equal(both, full) and not torch.equal(full, base)
 
 
@@ -195,7 +224,7 @@ def test_report_node_reads_conditioning_and_model(kit):
     sample(steered, encode(clip, UNSAFE), encode(clip, ""), latent("sd15"))
     (text,) = classes.node("SafetySteerReport", model=steered)
     assert "over 2 step(s)" in text and "'positive 1': applied 2.000" in text
-    assert "'negative 1': applied 0.000" in text          # the negative prompt is left alone by default
+    assert "'negative 1': applied 0.000" in text  # the negative prompt is left alone by default
 
 
 def test_mismatched_encoder_and_unsupported_model_errors(kit):
@@ -203,10 +232,14 @@ def test_mismatched_encoder_and_unsupported_model_errors(kit):
     _, _, sd15_aligned = family("sd15")
     _, flux_model, _ = family("flux")
     flux_clip, _, _ = family("flux")
-    with pytest.raises(ValueError, match=r"Flux model reads its text from the t5xxl encoder.*aligned to SD1ClipModel \(encoders l\)"):
+    with pytest.raises(
+        ValueError, match=r"Flux model reads its text from the t5xxl encoder.*aligned to SD1ClipModel \(encoders l\)"
+    ):
         steer_model(classes, flux_model, sd15_aligned, 1.0)
     _, _, sdxl_aligned = family("sdxl")
-    with pytest.raises(ValueError, match=r"SD1.5 model reads text features of width 32.*aligned to SDXLClipModel.*another text encoder"):
+    with pytest.raises(
+        ValueError, match=r"SD1.5 model reads text features of width 32.*aligned to SDXLClipModel.*another text encoder"
+    ):
         steer_model(classes, family("sd15")[1], sdxl_aligned, 1.0)
     with pytest.raises(ValueError, match=r"64 features per token.*l \(32\)"):
         steer_conditioning(classes, encode(family("sdxl")[0], UNSAFE), sd15_aligned, 1.0)
@@ -215,21 +248,36 @@ def test_mismatched_encoder_and_unsupported_model_errors(kit):
     import comfy.model_base
     import comfy.model_patcher
     import comfy.supported_models
-    config = comfy.supported_models.AuraFlow({"max_seq": 16, "cond_seq_dim": 32, "n_double_layers": 1,
-                                              "n_layers": 2, "dim": 32, "n_heads": 2, "patch_size": 2,
-                                              "in_channels": 4, "out_channels": 4, "global_conddim": 32})
+
+    config = comfy.supported_models.AuraFlow(
+        {
+            "max_seq": 16,
+            "cond_seq_dim": 32,
+            "n_double_layers": 1,
+            "n_layers": 2,
+            "dim": 32,
+            "n_heads": 2,
+            "patch_size": 2,
+            "in_channels": 4,
+            "out_channels": 4,
+            "global_conddim": 32,
+        }
+    )
     config.set_inference_dtype(torch.float32, None)
-    unsupported = comfy.model_patcher.ModelPatcher(config.get_model({}, "", device=torch.device("cpu")),
-                                                   torch.device("cpu"), torch.device("cpu"))
+    unsupported = comfy.model_patcher.ModelPatcher(
+        config.get_model({}, "", device=torch.device("cpu")), torch.device("cpu"), torch.device("cpu")
+    )
     with pytest.raises(ValueError, match=r"cannot steer a AuraFlow model.*SD1.5, SDXL, SD3 / SD3.5, Flux, Wan"):
         steer_model(classes, unsupported, sd15_aligned, 1.0)
 
 
 @pytest.mark.parametrize("name", ["sdxl", "wan"])
-def test_model_and_conditioning_points_in_a_real_graph(comfy, tiny_clip_node, tiny_model_node, name, tmp_path,
-                                                       monkeypatch):
+def test_model_and_conditioning_points_in_a_real_graph(
+    comfy, tiny_clip_node, tiny_model_node, name, tmp_path, monkeypatch
+):
     """The executor, validation and UI outputs as a server runs them: steered vs unsteered latents."""
     from safetensors.torch import load_file
+
     monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     latent_type, latent_inputs = tiny_models().latent_node(name, 2)
 
@@ -238,22 +286,59 @@ def test_model_and_conditioning_points_in_a_real_graph(comfy, tiny_clip_node, ti
             "1": {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}},
             "2": {"class_type": "TinyTestCLIP", "inputs": {"family": name, "seed": 0}},
             "3": {"class_type": "TinyTestModel", "inputs": {"family": name, "seed": 0}},
-            "4": {"class_type": "SafetySteerFitCrossModelAlignment", "inputs": {"clip": ["2", 0], "direction": ["1", 0],
-                                                                     "method": "ridge", "anchors": 40}},
-            "5": {"class_type": "SafetySteerApplyModel", "inputs": {
-                "model": ["3", 0], "aligned_direction": ["4", 0], "strength": strength, "direction": "violence",
-                "mode": "add", "gate": "none", "gate_threshold": -1.0, "start_percent": 0.0, "end_percent": 1.0,
-                "apply_to": "positive"}},
+            "4": {
+                "class_type": "SafetySteerFitCrossModelAlignment",
+                "inputs": {"clip": ["2", 0], "direction": ["1", 0], "method": "ridge", "anchors": 40},
+            },
+            "5": {
+                "class_type": "SafetySteerApplyModel",
+                "inputs": {
+                    "model": ["3", 0],
+                    "aligned_direction": ["4", 0],
+                    "strength": strength,
+                    "direction": "violence",
+                    "mode": "add",
+                    "gate": "none",
+                    "gate_threshold": -1.0,
+                    "start_percent": 0.0,
+                    "end_percent": 1.0,
+                    "apply_to": "positive",
+                },
+            },
             "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": UNSAFE}},
             "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": ""}},
-            "8": {"class_type": "SafetySteerApplyConditioning", "inputs": {
-                "conditioning": ["6", 0], "aligned_direction": ["4", 0], "strength": strength, "direction": "auto",
-                "mode": "project", "gate": "target projection", "gate_threshold": 3.0}},
+            "8": {
+                "class_type": "SafetySteerApplyConditioning",
+                "inputs": {
+                    "conditioning": ["6", 0],
+                    "aligned_direction": ["4", 0],
+                    "strength": strength,
+                    "direction": "auto",
+                    "mode": "project",
+                    "gate": "target projection",
+                    "gate_threshold": 3.0,
+                },
+            },
             "9": {"class_type": latent_type, "inputs": latent_inputs},
-            "10": {"class_type": "KSampler", "inputs": {
-                "model": ["5", 0], "positive": ["8", 0], "negative": ["7", 0], "latent_image": ["9", 0], "seed": 3,
-                "steps": 2, "cfg": 2.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
-            "11": {"class_type": "SaveLatent", "inputs": {"samples": ["10", 0], "filename_prefix": f"steer_{name}_{strength}"}},
+            "10": {
+                "class_type": "KSampler",
+                "inputs": {
+                    "model": ["5", 0],
+                    "positive": ["8", 0],
+                    "negative": ["7", 0],
+                    "latent_image": ["9", 0],
+                    "seed": 3,
+                    "steps": 2,
+                    "cfg": 2.0,
+                    "sampler_name": "euler",
+                    "scheduler": "normal",
+                    "denoise": 1.0,
+                },
+            },
+            "11": {
+                "class_type": "SaveLatent",
+                "inputs": {"samples": ["10", 0], "filename_prefix": f"steer_{name}_{strength}"},
+            },
             "12": {"class_type": "SafetySteerReport", "inputs": {"model": ["5", 0], "after": ["10", 0]}},
         }
 
@@ -267,6 +352,6 @@ def test_model_and_conditioning_points_in_a_real_graph(comfy, tiny_clip_node, ti
     assert latent_of(steered).shape == latent_of(plain).shape and not torch.equal(latent_of(steered), latent_of(plain))
     report = "".join(steered["12"]["text"])
     assert "violence x2: applied" in report and "'positive 2': applied 2.000" in report
-    assert "no Apply Safety Steer (Model) patch" in "".join(plain["12"]["text"])   # strength 0: no patch at all
+    assert "no Apply Safety Steer (Model) patch" in "".join(plain["12"]["text"])  # strength 0: no patch at all
     conditioning_report = "".join(steered["8"]["text"])
     assert "[conditioning |" in conditioning_report and "gate" in conditioning_report

@@ -1,5 +1,6 @@
 """Tiny random-weight models of every family run through the real ComfyUI: in-process on the
 test-only model/CLIP nodes, and by file through the stock loaders in a real server."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -32,8 +33,10 @@ def test_real_ksampler_in_process(comfy, tiny_model_node, tiny_clip_node, family
     (2 steps, cfg 2 and cfg 1) -> SaveLatent: finite latents of the stock latent's shape."""
     prompt = tm.api_prompt(family, None, steps=2, cfg=2.0, filename_prefix=f"tiny_inproc_{family}_cfg2")
     prompt["sampler_cfg1"] = {**prompt["sampler"], "inputs": {**prompt["sampler"]["inputs"], "cfg": 1.0}}
-    prompt["save_cfg1"] = {"class_type": "SaveLatent",
-                           "inputs": {"samples": ["sampler_cfg1", 0], "filename_prefix": f"tiny_inproc_{family}_cfg1"}}
+    prompt["save_cfg1"] = {
+        "class_type": "SaveLatent",
+        "inputs": {"samples": ["sampler_cfg1", 0], "filename_prefix": f"tiny_inproc_{family}_cfg1"},
+    }
     outputs = comfy.run(prompt)
     latents = {}
     for node in ("save", "save_cfg1"):
@@ -57,8 +60,14 @@ def test_build_model_matches_clip_width(comfy, tiny_model, tiny_clip, family):
     clip = tiny_clip(family)
     cond = clip.encode_from_tokens_scheduled(clip.tokenize("a cat"))[0][0]
     config = tm.UNET_CONFIGS[family]
-    width = {"sd15": "context_dim", "sdxl": "context_dim", "flux": "context_in_dim", "wan": "text_dim",
-             "hunyuan_video": "context_in_dim", "ltxv": "caption_channels"}.get(family)
+    width = {
+        "sd15": "context_dim",
+        "sdxl": "context_dim",
+        "flux": "context_in_dim",
+        "wan": "text_dim",
+        "hunyuan_video": "context_in_dim",
+        "ltxv": "caption_channels",
+    }.get(family)
     expected = config[width] if width else config["context_embedder_config"]["params"]["in_features"]
     assert cond.shape[-1] == expected
 
@@ -117,8 +126,9 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
     assert patches.tiny_encoder_options(full_size) == {}
     tiny = {"text_model.embeddings.token_embedding.weight": torch.empty(49408, 32, **meta)}
     assert patches.tiny_encoder_options([tiny])["clip_l_model_config"] == tm.TINY_CLIP
-    merged = patches.deep_merge({"clip_l_model_config": {"max_position_embeddings": 77}},
-                                patches.tiny_encoder_options([tiny]))
+    merged = patches.deep_merge(
+        {"clip_l_model_config": {"max_position_embeddings": 77}}, patches.tiny_encoder_options([tiny])
+    )
     assert merged["clip_l_model_config"] == {"max_position_embeddings": 77, **tm.TINY_CLIP}
 
 
@@ -134,8 +144,9 @@ def _assert_same(loaded: dict, expected: dict, what: str) -> None:
     missing = sorted(set(loaded) - set(expected))
     assert not missing, f"{what}: not in the file: {missing[:5]}"
     for key, value in loaded.items():
-        torch.testing.assert_close(value.float(), expected[key].float(), atol=2e-3, rtol=2e-3,
-                                   msg=lambda m, key=key: f"{what} {key}: {m}")
+        torch.testing.assert_close(
+            value.float(), expected[key].float(), atol=2e-3, rtol=2e-3, msg=lambda m, key=key: f"{what} {key}: {m}"
+        )
 
 
 def test_tiny_files_load_exactly_what_was_written(tiny_model_server, monkeypatch):
@@ -151,25 +162,33 @@ def test_tiny_files_load_exactly_what_was_written(tiny_model_server, monkeypatch
     for family, files in tiny_model_server.models.items():
         if "ckpt_name" in files:
             model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(
-                str(models / "checkpoints" / files["ckpt_name"]), output_vae=True, output_clip=True)
+                str(models / "checkpoints" / files["ckpt_name"]), output_vae=True, output_clip=True
+            )
             # The checkpoint format (ComfyUI's own saving code) drops CLIP-L's projection and logit
             # scale: stock ComfyUI leaves those two unloaded for real SD1.5/SDXL checkpoints too.
             dropped = ("clip_l.transformer.text_projection.weight", "clip_l.logit_scale", "clip_g.logit_scale")
             loaded = {k: v for k, v in clip.cond_stage_model.state_dict().items() if k not in dropped}
-            _assert_same(loaded, tm.build_clip(family, tm.FILE_SEED + 1).cond_stage_model.state_dict(), f"{family} clip")
+            _assert_same(
+                loaded, tm.build_clip(family, tm.FILE_SEED + 1).cond_stage_model.state_dict(), f"{family} clip"
+            )
             assert vae.latent_channels == 4
         else:
             model = comfy.sd.load_diffusion_model(str(models / "diffusion_models" / files["unet_name"]))
             names = [files[k] for k in ("clip_name", "clip_name1", "clip_name2") if k in files]
-            clip = comfy.sd.load_clip([str(models / "text_encoders" / n) for n in names],
-                                      clip_type=getattr(comfy.sd.CLIPType, files["type"].upper()))
+            clip = comfy.sd.load_clip(
+                [str(models / "text_encoders" / n) for n in names],
+                clip_type=getattr(comfy.sd.CLIPType, files["type"].upper()),
+            )
             for name in names:
                 slot = tm.ENCODER_FILES[name][1]
                 written = comfy.utils.load_torch_file(str(models / "text_encoders" / name))
                 _assert_same(getattr(clip.cond_stage_model, slot).transformer.state_dict(), written, f"{family} {name}")
             vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(models / "vae" / files["vae_name"])))
             assert vae.latent_channels == 16
-        _assert_same(model.model.diffusion_model.state_dict(),
-                     tm.build_model(family, tm.FILE_SEED).model.diffusion_model.state_dict(), f"{family} model")
+        _assert_same(
+            model.model.diffusion_model.state_dict(),
+            tm.build_model(family, tm.FILE_SEED).model.diffusion_model.state_dict(),
+            f"{family} model",
+        )
         cond = clip.encode_from_tokens_scheduled(clip.tokenize("a cat"))[0][0]
         assert torch.isfinite(cond).all()

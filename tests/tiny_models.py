@@ -34,6 +34,7 @@ How each by-file graph ends (``OUTPUT_KIND``):
 - ltxv: in-process only (no files are written: LTXV's VAE is fixed-size and its tiny diffusion
   model needs safetensors metadata); a graph for it ends in SaveLatent.
 """
+
 from __future__ import annotations
 
 import copy
@@ -46,60 +47,165 @@ FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_vide
 #: that loads tests/tiny_loader_extension).
 FILE_FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video")
 #: What a graph of the family ends in: "image" (VAEDecode + SaveImage) or "latent" (SaveLatent).
-OUTPUT_KIND = {"sd15": "image", "sdxl": "image", "sd3": "image", "flux": "image", "wan": "image",
-               "hunyuan_video": "image", "ltxv": "latent"}
+OUTPUT_KIND = {
+    "sd15": "image",
+    "sdxl": "image",
+    "sd3": "image",
+    "flux": "image",
+    "wan": "image",
+    "hunyuan_video": "image",
+    "ltxv": "latent",
+}
 
 # --- tiny text encoders (the configs the existing tests were written against) -----------------
-TINY_CLIP = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 3,
-             "projection_dim": 32}
+TINY_CLIP = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "num_hidden_layers": 3,
+    "projection_dim": 32,
+}
 # Llama's head_dim is fixed at 128 in ComfyUI; HunyuanVideo reads layer -3, so >= 4 layers.
-TINY_LLAMA = {"hidden_size": 256, "intermediate_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1,
-              "num_hidden_layers": 4}
+TINY_LLAMA = {
+    "hidden_size": 256,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "num_hidden_layers": 4,
+}
 TINY_T5 = {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 2}
 #: umT5 has no tokenizer inside ComfyUI: its files carry ComfyUI's t5_pile SentencePiece model (32000).
 TINY_UMT5 = {**TINY_T5, "vocab_size": 32000}
 
 # --- tiny diffusion models (unet_config exactly as ComfyUI's detection reads them back) --------
-SD15_CONTEXT = TINY_CLIP["hidden_size"]                       # 32
-SDXL_CONTEXT = 2 * TINY_CLIP["hidden_size"]                   # L 32 + G 32
-SDXL_ADM = TINY_CLIP["projection_dim"] + 1536                 # pooled G + 6 size embeddings x 256
-SD3_CONTEXT = 4096                                            # ComfyUI pads CLIP-L+G to 4096
-SD3_ADM = 2 * TINY_CLIP["projection_dim"]                     # pooled cat(L, G)
+SD15_CONTEXT = TINY_CLIP["hidden_size"]  # 32
+SDXL_CONTEXT = 2 * TINY_CLIP["hidden_size"]  # L 32 + G 32
+SDXL_ADM = TINY_CLIP["projection_dim"] + 1536  # pooled G + 6 size embeddings x 256
+SD3_CONTEXT = 4096  # ComfyUI pads CLIP-L+G to 4096
+SD3_ADM = 2 * TINY_CLIP["projection_dim"]  # pooled cat(L, G)
 
 UNET_CONFIGS = {
-    "sd15": {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
-             "adm_in_channels": None, "in_channels": 4, "out_channels": 4, "model_channels": 32,
-             "num_res_blocks": [1, 1], "transformer_depth": [1, 1], "transformer_depth_output": [1, 1, 1, 1],
-             "channel_mult": [1, 2], "transformer_depth_middle": 1, "use_linear_in_transformer": False,
-             "context_dim": SD15_CONTEXT, "use_temporal_resblock": False, "use_temporal_attention": False},
+    "sd15": {
+        "use_checkpoint": False,
+        "image_size": 32,
+        "use_spatial_transformer": True,
+        "legacy": False,
+        "adm_in_channels": None,
+        "in_channels": 4,
+        "out_channels": 4,
+        "model_channels": 32,
+        "num_res_blocks": [1, 1],
+        "transformer_depth": [1, 1],
+        "transformer_depth_output": [1, 1, 1, 1],
+        "channel_mult": [1, 2],
+        "transformer_depth_middle": 1,
+        "use_linear_in_transformer": False,
+        "context_dim": SD15_CONTEXT,
+        "use_temporal_resblock": False,
+        "use_temporal_attention": False,
+    },
     # SDXL forces 64-channel heads (num_head_channels 64): 64 channels is the smallest width.
-    "sdxl": {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
-             "num_classes": "sequential", "adm_in_channels": SDXL_ADM, "in_channels": 4, "out_channels": 4,
-             "model_channels": 64, "num_res_blocks": [1, 1], "transformer_depth": [0, 1],
-             "transformer_depth_output": [0, 0, 1, 1], "channel_mult": [1, 1], "transformer_depth_middle": 1,
-             "use_linear_in_transformer": True, "context_dim": SDXL_CONTEXT, "use_temporal_resblock": False,
-             "use_temporal_attention": False},
+    "sdxl": {
+        "use_checkpoint": False,
+        "image_size": 32,
+        "use_spatial_transformer": True,
+        "legacy": False,
+        "num_classes": "sequential",
+        "adm_in_channels": SDXL_ADM,
+        "in_channels": 4,
+        "out_channels": 4,
+        "model_channels": 64,
+        "num_res_blocks": [1, 1],
+        "transformer_depth": [0, 1],
+        "transformer_depth_output": [0, 0, 1, 1],
+        "channel_mult": [1, 1],
+        "transformer_depth_middle": 1,
+        "use_linear_in_transformer": True,
+        "context_dim": SDXL_CONTEXT,
+        "use_temporal_resblock": False,
+        "use_temporal_attention": False,
+    },
     # MMDiT: hidden = 64 * depth, heads = depth.
-    "sd3": {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": 2, "input_size": None,
-            "adm_in_channels": SD3_ADM,
-            "context_embedder_config": {"target": "torch.nn.Linear",
-                                        "params": {"in_features": SD3_CONTEXT, "out_features": 128}},
-            "num_patches": 256, "pos_embed_max_size": 16, "pos_embed_scaling_factor": None,
-            "x_block_self_attn_layers": []},
-    "flux": {"image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": TINY_CLIP["projection_dim"],
-             "context_in_dim": TINY_T5["d_model"], "hidden_size": 32, "mlp_ratio": 4.0, "num_heads": 2,
-             "depth": 1, "depth_single_blocks": 1, "axes_dim": [4, 6, 6], "theta": 10000, "patch_size": 2,
-             "qkv_bias": True, "guidance_embed": True},
-    "wan": {"image_model": "wan2.1", "model_type": "t2v", "dim": 32, "out_dim": 16, "num_heads": 2, "ffn_dim": 64,
-            "num_layers": 2, "patch_size": (1, 2, 2), "freq_dim": 256, "window_size": (-1, -1), "qk_norm": True,
-            "cross_attn_norm": True, "eps": 1e-6, "in_dim": 16, "text_dim": TINY_UMT5["d_model"]},
-    "hunyuan_video": {"image_model": "hunyuan_video", "in_channels": 16, "out_channels": 16, "patch_size": [1, 2, 2],
-                      "vec_in_dim": TINY_CLIP["projection_dim"], "axes_dim": [4, 6, 6], "meanflow": False,
-                      "context_in_dim": TINY_LLAMA["hidden_size"], "hidden_size": 32, "mlp_ratio": 4.0,
-                      "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "theta": 256, "qkv_bias": True,
-                      "byt5": False, "guidance_embed": True, "use_cond_type_embedding": False, "vision_in_dim": None},
-    "ltxv": {"image_model": "ltxv", "in_channels": 128, "num_layers": 2, "attention_head_dim": 8,
-             "num_attention_heads": 4, "cross_attention_dim": 32, "caption_channels": TINY_T5["d_model"]},
+    "sd3": {
+        "in_channels": 16,
+        "out_channels": 16,
+        "patch_size": 2,
+        "depth": 2,
+        "input_size": None,
+        "adm_in_channels": SD3_ADM,
+        "context_embedder_config": {
+            "target": "torch.nn.Linear",
+            "params": {"in_features": SD3_CONTEXT, "out_features": 128},
+        },
+        "num_patches": 256,
+        "pos_embed_max_size": 16,
+        "pos_embed_scaling_factor": None,
+        "x_block_self_attn_layers": [],
+    },
+    "flux": {
+        "image_model": "flux",
+        "in_channels": 16,
+        "out_channels": 16,
+        "vec_in_dim": TINY_CLIP["projection_dim"],
+        "context_in_dim": TINY_T5["d_model"],
+        "hidden_size": 32,
+        "mlp_ratio": 4.0,
+        "num_heads": 2,
+        "depth": 1,
+        "depth_single_blocks": 1,
+        "axes_dim": [4, 6, 6],
+        "theta": 10000,
+        "patch_size": 2,
+        "qkv_bias": True,
+        "guidance_embed": True,
+    },
+    "wan": {
+        "image_model": "wan2.1",
+        "model_type": "t2v",
+        "dim": 32,
+        "out_dim": 16,
+        "num_heads": 2,
+        "ffn_dim": 64,
+        "num_layers": 2,
+        "patch_size": (1, 2, 2),
+        "freq_dim": 256,
+        "window_size": (-1, -1),
+        "qk_norm": True,
+        "cross_attn_norm": True,
+        "eps": 1e-6,
+        "in_dim": 16,
+        "text_dim": TINY_UMT5["d_model"],
+    },
+    "hunyuan_video": {
+        "image_model": "hunyuan_video",
+        "in_channels": 16,
+        "out_channels": 16,
+        "patch_size": [1, 2, 2],
+        "vec_in_dim": TINY_CLIP["projection_dim"],
+        "axes_dim": [4, 6, 6],
+        "meanflow": False,
+        "context_in_dim": TINY_LLAMA["hidden_size"],
+        "hidden_size": 32,
+        "mlp_ratio": 4.0,
+        "num_heads": 2,
+        "depth": 1,
+        "depth_single_blocks": 1,
+        "theta": 256,
+        "qkv_bias": True,
+        "byt5": False,
+        "guidance_embed": True,
+        "use_cond_type_embedding": False,
+        "vision_in_dim": None,
+    },
+    "ltxv": {
+        "image_model": "ltxv",
+        "in_channels": 128,
+        "num_layers": 2,
+        "attention_head_dim": 8,
+        "num_attention_heads": 4,
+        "cross_attention_dim": 32,
+        "caption_channels": TINY_T5["d_model"],
+    },
 }
 
 #: Values ComfyUI's detection hard-codes for full-size files that the tiny files must override
@@ -110,25 +216,51 @@ DETECTION_OVERRIDES = {
     "wan": {"num_heads": 2, "text_dim": TINY_UMT5["d_model"]},
 }
 
-_SUPPORTED_MODEL = {"sd15": "SD15", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux", "wan": "WAN21_T2V",
-                    "hunyuan_video": "HunyuanVideo", "ltxv": "LTXV"}
+_SUPPORTED_MODEL = {
+    "sd15": "SD15",
+    "sdxl": "SDXL",
+    "sd3": "SD3",
+    "flux": "Flux",
+    "wan": "WAN21_T2V",
+    "hunyuan_video": "HunyuanVideo",
+    "ltxv": "LTXV",
+}
 
 #: Usual real file names, as the families' example workflows reference them.
 FILE_NAMES = {
     "sd15": {"ckpt_name": "v1-5-pruned-emaonly-fp16.safetensors"},
     "sdxl": {"ckpt_name": "sd_xl_base_1.0.safetensors"},
-    "sd3": {"unet_name": "sd3.5_medium.safetensors", "weight_dtype": "default",
-            "clip_name1": "clip_l.safetensors", "clip_name2": "clip_g.safetensors", "type": "sd3",
-            "vae_name": "sd3_vae.safetensors"},
-    "flux": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default",
-             "clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors", "type": "flux",
-             "vae_name": "ae.safetensors"},
-    "wan": {"unet_name": "wan2.1_t2v_1.3B_fp16.safetensors", "weight_dtype": "default",
-            "clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
-            "vae_name": "wan_2.1_vae.safetensors"},
-    "hunyuan_video": {"unet_name": "hunyuan_video_t2v_720p_bf16.safetensors", "weight_dtype": "default",
-                      "clip_name1": "clip_l.safetensors", "clip_name2": "llava_llama3_fp8_scaled.safetensors",
-                      "type": "hunyuan_video", "vae_name": "hunyuan_video_vae_bf16.safetensors"},
+    "sd3": {
+        "unet_name": "sd3.5_medium.safetensors",
+        "weight_dtype": "default",
+        "clip_name1": "clip_l.safetensors",
+        "clip_name2": "clip_g.safetensors",
+        "type": "sd3",
+        "vae_name": "sd3_vae.safetensors",
+    },
+    "flux": {
+        "unet_name": "flux1-dev.safetensors",
+        "weight_dtype": "default",
+        "clip_name1": "clip_l.safetensors",
+        "clip_name2": "t5xxl_fp16.safetensors",
+        "type": "flux",
+        "vae_name": "ae.safetensors",
+    },
+    "wan": {
+        "unet_name": "wan2.1_t2v_1.3B_fp16.safetensors",
+        "weight_dtype": "default",
+        "clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+        "type": "wan",
+        "vae_name": "wan_2.1_vae.safetensors",
+    },
+    "hunyuan_video": {
+        "unet_name": "hunyuan_video_t2v_720p_bf16.safetensors",
+        "weight_dtype": "default",
+        "clip_name1": "clip_l.safetensors",
+        "clip_name2": "llava_llama3_fp8_scaled.safetensors",
+        "type": "hunyuan_video",
+        "vae_name": "hunyuan_video_vae_bf16.safetensors",
+    },
 }
 
 #: Standalone text-encoder files: name -> (family whose build_clip makes it, sub-encoder slot in
@@ -144,8 +276,13 @@ ENCODER_FILES = {
 #: text encoder is ``build_clip(family, FILE_SEED + 1)``.
 FILE_SEED = 1000
 # Fixed seeds of the shared files (one file, one content, whichever family writes it first).
-_FILE_SEEDS = {"clip_l.safetensors": 101, "clip_g.safetensors": 102, "t5xxl_fp16.safetensors": 103,
-               "umt5_xxl_fp8_e4m3fn_scaled.safetensors": 104, "llava_llama3_fp8_scaled.safetensors": 105}
+_FILE_SEEDS = {
+    "clip_l.safetensors": 101,
+    "clip_g.safetensors": 102,
+    "t5xxl_fp16.safetensors": 103,
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": 104,
+    "llava_llama3_fp8_scaled.safetensors": 105,
+}
 
 
 def _check_family(family: str) -> None:
@@ -175,6 +312,7 @@ def randomise(module: torch.nn.Module, seed: int, buffers: bool = False) -> None
 
 def _spiece_tensor() -> torch.Tensor:
     import comfy.sd1_clip  # `comfy` itself is a namespace package (no __file__)
+
     comfy_dir = Path(comfy.sd1_clip.__file__).resolve().parent
     spiece = (comfy_dir / "text_encoders" / "t5_pile_tokenizer" / "tokenizer.model").read_bytes()
     return torch.frombuffer(bytearray(spiece), dtype=torch.uint8)
@@ -193,25 +331,47 @@ def _clip_recipe(family: str):
     if family == "sd15":
         return comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel, {"clip_l_model_config": TINY_CLIP}, {}
     if family == "sdxl":
-        return (comfy.sdxl_clip.SDXLTokenizer, comfy.sdxl_clip.SDXLClipModel,
-                {"clip_l_model_config": TINY_CLIP, "clip_g_model_config": TINY_CLIP}, {})
+        return (
+            comfy.sdxl_clip.SDXLTokenizer,
+            comfy.sdxl_clip.SDXLClipModel,
+            {"clip_l_model_config": TINY_CLIP, "clip_g_model_config": TINY_CLIP},
+            {},
+        )
     if family == "sd3":
-        return (comfy.text_encoders.sd3_clip.SD3Tokenizer,
-                comfy.text_encoders.sd3_clip.sd3_clip(clip_l=True, clip_g=True, t5=False),
-                {"clip_l_model_config": TINY_CLIP, "clip_g_model_config": TINY_CLIP}, {})
+        return (
+            comfy.text_encoders.sd3_clip.SD3Tokenizer,
+            comfy.text_encoders.sd3_clip.sd3_clip(clip_l=True, clip_g=True, t5=False),
+            {"clip_l_model_config": TINY_CLIP, "clip_g_model_config": TINY_CLIP},
+            {},
+        )
     if family == "flux":
-        return (comfy.text_encoders.flux.FluxTokenizer, comfy.text_encoders.flux.flux_clip(),
-                {"clip_l_model_config": TINY_CLIP, "t5xxl_model_config": TINY_T5}, {})
+        return (
+            comfy.text_encoders.flux.FluxTokenizer,
+            comfy.text_encoders.flux.flux_clip(),
+            {"clip_l_model_config": TINY_CLIP, "t5xxl_model_config": TINY_T5},
+            {},
+        )
     if family == "hunyuan_video":
-        return (comfy.text_encoders.hunyuan_video.HunyuanVideoTokenizer,
-                comfy.text_encoders.hunyuan_video.hunyuan_video_clip(),
-                {"clip_l_model_config": TINY_CLIP, "llama_model_config": TINY_LLAMA}, {})
+        return (
+            comfy.text_encoders.hunyuan_video.HunyuanVideoTokenizer,
+            comfy.text_encoders.hunyuan_video.hunyuan_video_clip(),
+            {"clip_l_model_config": TINY_CLIP, "llama_model_config": TINY_LLAMA},
+            {},
+        )
     if family == "wan":
-        return (comfy.text_encoders.wan.WanT5Tokenizer, comfy.text_encoders.wan.te(),
-                {"umt5xxl_model_config": TINY_UMT5}, {"spiece_model": _spiece_tensor()})
+        return (
+            comfy.text_encoders.wan.WanT5Tokenizer,
+            comfy.text_encoders.wan.te(),
+            {"umt5xxl_model_config": TINY_UMT5},
+            {"spiece_model": _spiece_tensor()},
+        )
     if family == "ltxv":
-        return (comfy.text_encoders.lt.LTXVT5Tokenizer, comfy.text_encoders.lt.ltxv_te(),
-                {"t5xxl_model_config": TINY_T5}, {})
+        return (
+            comfy.text_encoders.lt.LTXVT5Tokenizer,
+            comfy.text_encoders.lt.ltxv_te(),
+            {"t5xxl_model_config": TINY_T5},
+            {},
+        )
     raise ValueError(family)
 
 
@@ -222,8 +382,11 @@ def build_clip(family: str, seed: int = 0):
     from comfy.supported_models_base import ClipTarget
 
     tokenizer, encoder, options, tokenizer_data = _clip_recipe(family)
-    clip = comfy.sd.CLIP(ClipTarget(tokenizer, encoder), tokenizer_data=tokenizer_data,
-                         model_options={**copy.deepcopy(options), "dtype": torch.float32})
+    clip = comfy.sd.CLIP(
+        ClipTarget(tokenizer, encoder),
+        tokenizer_data=tokenizer_data,
+        model_options={**copy.deepcopy(options), "dtype": torch.float32},
+    )
     randomise(clip.cond_stage_model, seed)
     return clip
 
@@ -232,6 +395,7 @@ def model_config(family: str):
     """``comfy.supported_models.<Family>(unet_config)`` for the tiny model, inference dtype float32."""
     _check_family(family)
     import comfy.supported_models
+
     config = getattr(comfy.supported_models, _SUPPORTED_MODEL[family])(copy.deepcopy(UNET_CONFIGS[family]))
     config.set_inference_dtype(torch.float32, None)
     return config
@@ -246,8 +410,11 @@ def build_model(family: str, seed: int = 0):
     model = config.get_model({}, "", device=torch.device("cpu"))
     randomise(model.diffusion_model, seed, buffers=True)
     model.eval()
-    return comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
-                                            offload_device=comfy.model_management.unet_offload_device())
+    return comfy.model_patcher.ModelPatcher(
+        model,
+        load_device=comfy.model_management.get_torch_device(),
+        offload_device=comfy.model_management.unet_offload_device(),
+    )
 
 
 _LATENT_NODES = {
@@ -276,9 +443,11 @@ def latent_shape(family: str, batch: int = 1) -> tuple[int, ...]:
 
 # --- files ----------------------------------------------------------------------------------------
 
+
 def _taesd_vae(latent_channels: int, seed: int):
     import comfy.sd
     import comfy.taesd.taesd
+
     module = comfy.taesd.taesd.TAESD(latent_channels=latent_channels)
     randomise(module, seed)
     return comfy.sd.VAE(sd=module.state_dict())
@@ -286,8 +455,16 @@ def _taesd_vae(latent_channels: int, seed: int):
 
 def _wan21_vae_sd(seed: int) -> dict:
     import comfy.ldm.wan.vae
-    module = comfy.ldm.wan.vae.WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                                      temperal_downsample=[False, True, True], dropout=0.0)
+
+    module = comfy.ldm.wan.vae.WanVAE(
+        dim=8,
+        z_dim=16,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=2,
+        attn_scales=[],
+        temperal_downsample=[False, True, True],
+        dropout=0.0,
+    )
     randomise(module, seed)
     return module.state_dict()
 
@@ -312,6 +489,7 @@ def _encoder_sd(family: str, slot: str, seed: int) -> dict:
 
 def _save(sd: dict, path: Path, metadata: dict | None = None) -> None:
     from safetensors.torch import save_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata)
@@ -369,9 +547,19 @@ def write_model_files(models_dir: Path, family: str) -> dict[str, str]:
 
 # --- API-format graphs ------------------------------------------------------------------------------
 
-def api_prompt(family: str, files: dict[str, str] | None, text: str = "a photo of a cat", negative: str = "",
-               steps: int = 2, cfg: float = 2.0, seed: int = 0, filename_prefix: str | None = None,
-               output: str | None = None, model_seed: int = 0) -> dict:
+
+def api_prompt(
+    family: str,
+    files: dict[str, str] | None,
+    text: str = "a photo of a cat",
+    negative: str = "",
+    steps: int = 2,
+    cfg: float = 2.0,
+    seed: int = 0,
+    filename_prefix: str | None = None,
+    output: str | None = None,
+    model_seed: int = 0,
+) -> dict:
     """The API-format graph a user's example workflow would be, on the files ``write_model_files``
     returned: stock loaders -> CLIPTextEncode x2 -> stock empty latent -> KSampler -> VAEDecode +
     SaveImage (or SaveLatent where OUTPUT_KIND says "latent"). Node ids: "model", "clip", "vae",
@@ -394,24 +582,41 @@ def api_prompt(family: str, files: dict[str, str] | None, text: str = "a photo o
         prompt["model"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": files["ckpt_name"]}}
         model, clip, vae = ["model", 0], ["model", 1], ["model", 2]
     else:
-        prompt["model"] = {"class_type": "UNETLoader",
-                           "inputs": {"unet_name": files["unet_name"], "weight_dtype": files.get("weight_dtype", "default")}}
+        prompt["model"] = {
+            "class_type": "UNETLoader",
+            "inputs": {"unet_name": files["unet_name"], "weight_dtype": files.get("weight_dtype", "default")},
+        }
         if "clip_name" in files:
-            prompt["clip"] = {"class_type": "CLIPLoader", "inputs": {"clip_name": files["clip_name"], "type": files["type"]}}
+            prompt["clip"] = {
+                "class_type": "CLIPLoader",
+                "inputs": {"clip_name": files["clip_name"], "type": files["type"]},
+            }
         else:
-            prompt["clip"] = {"class_type": "DualCLIPLoader",
-                              "inputs": {"clip_name1": files["clip_name1"], "clip_name2": files["clip_name2"],
-                                         "type": files["type"]}}
+            prompt["clip"] = {
+                "class_type": "DualCLIPLoader",
+                "inputs": {"clip_name1": files["clip_name1"], "clip_name2": files["clip_name2"], "type": files["type"]},
+            }
         prompt["vae"] = {"class_type": "VAELoader", "inputs": {"vae_name": files["vae_name"]}}
         model, clip, vae = ["model", 0], ["clip", 0], ["vae", 0]
     prompt["positive"] = {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": clip}}
     prompt["negative"] = {"class_type": "CLIPTextEncode", "inputs": {"text": negative, "clip": clip}}
     latent_type, latent_inputs = latent_node(family)
     prompt["latent"] = {"class_type": latent_type, "inputs": latent_inputs}
-    prompt["sampler"] = {"class_type": "KSampler",
-                         "inputs": {"model": model, "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
-                                    "scheduler": "simple", "positive": ["positive", 0], "negative": ["negative", 0],
-                                    "latent_image": ["latent", 0], "denoise": 1.0}}
+    prompt["sampler"] = {
+        "class_type": "KSampler",
+        "inputs": {
+            "model": model,
+            "seed": seed,
+            "steps": steps,
+            "cfg": cfg,
+            "sampler_name": "euler",
+            "scheduler": "simple",
+            "positive": ["positive", 0],
+            "negative": ["negative", 0],
+            "latent_image": ["latent", 0],
+            "denoise": 1.0,
+        },
+    }
     if output == "image":
         prompt["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sampler", 0], "vae": vae}}
         prompt["save"] = {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": prefix}}

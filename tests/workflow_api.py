@@ -19,6 +19,7 @@ The conversion follows what ComfyUI's frontend does when you press Queue (``grap
 - a muted node (mode 2) is dropped, a bypassed node (mode 4) forwards its first input of the same
   type to whatever read its output; inputs linked to dropped nodes are left out.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -33,10 +34,11 @@ UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "animated_image_
 
 # --------------------------------------------------------------------------- node definitions
 
+
 def node_info(node_class: type, name: str, display_names: dict | None = None) -> dict:
     """One node's entry of GET /object_info, computed exactly as ComfyUI's server.py does
     (``PromptServer.node_info``, a closure there, so it is repeated here)."""
-    if hasattr(node_class, "GET_NODE_INFO_V1"):       # V3 schema (comfy_api.latest.io.ComfyNode)
+    if hasattr(node_class, "GET_NODE_INFO_V1"):  # V3 schema (comfy_api.latest.io.ComfyNode)
         return node_class.GET_NODE_INFO_V1()
     input_types = node_class.INPUT_TYPES()
     info = {
@@ -61,6 +63,7 @@ def object_info_in_process(names=None) -> dict:
     """GET /object_info of the ComfyUI imported in this process (its ``nodes`` module already loaded
     with the custom nodes), restricted to ``names`` if given."""
     import nodes  # ComfyUI's top-level module
+
     mappings = nodes.NODE_CLASS_MAPPINGS
     wanted = mappings if names is None else [n for n in names if n in mappings]
     return {n: node_info(mappings[n], n, nodes.NODE_DISPLAY_NAME_MAPPINGS) for n in wanted}
@@ -138,6 +141,7 @@ def socket_inputs(info: dict) -> list[tuple[str, str, bool]]:
 
 # --------------------------------------------------------------------------- UI -> API
 
+
 class WorkflowError(ValueError):
     pass
 
@@ -146,28 +150,35 @@ def _widget_values_by_name(node: dict, info: dict) -> dict[str, Any]:
     values = node.get("widgets_values")
     if values is None:
         return {}
-    if isinstance(values, dict):                     # some nodes serialise widgets by name
+    if isinstance(values, dict):  # some nodes serialise widgets by name
         return {name: values[name] for name in widget_names(info) if name in values}
     slots = widget_slots(info)
     values = list(values)
     # Tolerate a missing control/upload value (hand-written files), never a missing real value.
     out: dict[str, Any] = {}
     position = 0
-    for index, (kind, name) in enumerate(slots):
+    for kind, name in slots:
         if position >= len(values):
             if kind == "value":
-                raise WorkflowError(f"node {node['id']} ({node['type']}): no value for widget {name!r} "
-                                    f"(widgets_values has {len(values)}, the node has {len(slots)} widget slots)")
+                raise WorkflowError(
+                    f"node {node['id']} ({node['type']}): no value for widget {name!r} "
+                    f"(widgets_values has {len(values)}, the node has {len(slots)} widget slots)"
+                )
             break
         if kind == "value":
             out[name] = values[position]
             position += 1
         else:
             value = values[position]
-            if kind == "control" and isinstance(value, str) and value in (
-                    "fixed", "increment", "decrement", "randomize"):
-                position += 1
-            elif kind == "upload" and (value is None or value in ("image", "video", "audio", "model")):
+            if (
+                (
+                    kind == "control"
+                    and isinstance(value, str)
+                    and value in ("fixed", "increment", "decrement", "randomize")
+                )
+                or kind == "upload"
+                and (value is None or value in ("image", "video", "audio", "model"))
+            ):
                 position += 1
     return out
 
@@ -181,8 +192,14 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
     links = {}
     for link in workflow.get("links", []):
         if isinstance(link, dict):
-            link = [link["id"], link["origin_id"], link["origin_slot"], link["target_id"], link["target_slot"],
-                    link.get("type")]
+            link = [
+                link["id"],
+                link["origin_id"],
+                link["origin_slot"],
+                link["target_id"],
+                link["target_slot"],
+                link.get("type"),
+            ]
         links[int(link[0])] = (int(link[1]), int(link[2]), int(link[3]), int(link[4]), link[5])
 
     def source(link_id, seen=()) -> tuple[str, int] | None:
@@ -198,7 +215,7 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
             upstream = (node.get("inputs") or [{}])[0].get("link")
             return source(upstream, (*seen, origin))
         if node["type"] in VIRTUAL_NODES:
-            return None                                # PrimitiveNode: handled as a value
+            return None  # PrimitiveNode: handled as a value
         if mode == MODE_NEVER:
             return None
         if mode == MODE_BYPASS:
@@ -240,11 +257,14 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
                 inputs[name] = value
                 continue
             upstream = source(link_id)
-            if upstream is None:     # fed by a muted node or a dangling Reroute: left out (a widget keeps its value)
+            if upstream is None:  # fed by a muted node or a dangling Reroute: left out (a widget keeps its value)
                 continue
             inputs[name] = [upstream[0], upstream[1]]
-        prompt[str(node_id)] = {"class_type": kind, "inputs": inputs,
-                                "_meta": {"title": node.get("title") or info.get("display_name") or kind}}
+        prompt[str(node_id)] = {
+            "class_type": kind,
+            "inputs": inputs,
+            "_meta": {"title": node.get("title") or info.get("display_name") or kind},
+        }
     return prompt
 
 

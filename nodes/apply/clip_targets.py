@@ -5,11 +5,12 @@ diffusion model (its `encode_token_weights` output, at the layer CLIPTextEncode 
 over the prompt's real tokens (word id > 0: no start/end/padding/template tokens). The pooled
 vector output (CLIP-L / CLIP-G) is a space of its own, named "<key>.pooled".
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -22,8 +23,8 @@ SUPPORTED_ENCODERS = ("l", "g", "t5xxl", "umt5xxl", "llama")
 #: (it stays uninitialised memory), so aligning to it would fit on garbage.
 UNUSED_POOLED = {"SD1ClipModel": {"l"}, "SDXLClipModel": {"l"}}
 #: Llama-3 chat tokens around the user's text in HunyuanVideo's prompt template.
-_LLAMA_USER_HEADER = (128006, 882, 128007)   # <|start_header_id|> user <|end_header_id|>
-_LLAMA_EOT = 128009                           # <|eot_id|>
+_LLAMA_USER_HEADER = (128006, 882, 128007)  # <|start_header_id|> user <|end_header_id|>
+_LLAMA_EOT = 128009  # <|eot_id|>
 
 
 class UnsupportedEncoderError(SafetySteerError):
@@ -39,19 +40,21 @@ def sub_encoders(clip) -> dict[str, torch.nn.Module]:
         if key not in SUPPORTED_ENCODERS:
             raise UnsupportedEncoderError(
                 f"This CLIP has a text encoder {key!r} that Safety Steer does not support yet. Supported "
-                f"encoders: {', '.join(SUPPORTED_ENCODERS)} (CLIP-L, CLIP-G, T5-XXL, umT5-XXL, Llama).")
+                f"encoders: {', '.join(SUPPORTED_ENCODERS)} (CLIP-L, CLIP-G, T5-XXL, umT5-XXL, Llama)."
+            )
         names = [n for n in (f"clip_{key}", key) if hasattr(model, n)]
         module = next((getattr(model, n) for n in names if getattr(model, n) is not None), None)
         if names and module is None:
-            continue          # a slot the model has but left empty (e.g. SD3 loaded without T5): no tokens reach it
+            continue  # a slot the model has but left empty (e.g. SD3 loaded without T5): no tokens reach it
         if module is None or not hasattr(module, "encode_token_weights"):
             raise UnsupportedEncoderError(f"Could not find the {key!r} sub-encoder inside {type(model).__name__}.")
         found[key] = module
     return found
 
 
-def encoder_fingerprint(module: torch.nn.Module, samples: int = 4096,
-                        originals: dict[str, torch.Tensor] | None = None) -> str:
+def encoder_fingerprint(
+    module: torch.nn.Module, samples: int = 4096, originals: dict[str, torch.Tensor] | None = None
+) -> str:
     """A cheap identity for encoder weights: names, shapes and a strided sample of every tensor
     (hashing all of a 10 GB T5-XXL on each run would cost more than the fit it keys).
     ``originals`` replaces weights that a patch (a LoRA) currently overwrites in place, so the
@@ -75,7 +78,7 @@ def base_encoder_fingerprints(clip) -> dict[str, str]:
     fingerprints = {}
     for key, module in sub_encoders(clip).items():
         prefix = names.get(id(module), "") + "."
-        originals = {k[len(prefix):]: v.weight for k, v in backup.items() if k.startswith(prefix)}
+        originals = {k[len(prefix) :]: v.weight for k, v in backup.items() if k.startswith(prefix)}
         fingerprints[key] = encoder_fingerprint(module, originals=originals)
     return fingerprints
 
@@ -107,10 +110,10 @@ def prompt_token_mask(key: str, module, sections) -> torch.Tensor:
     ids = [t[0] if isinstance(t[0], int) else None for t in tokens]
     if key == "llama":
         for i in range(len(ids) - 2):
-            if tuple(ids[i:i + 3]) == _LLAMA_USER_HEADER:
+            if tuple(ids[i : i + 3]) == _LLAMA_USER_HEADER:
                 end = next((j for j in range(i + 3, len(ids)) if ids[j] == _LLAMA_EOT), len(ids))
                 mask = torch.zeros(len(ids), dtype=torch.bool)
-                mask[i + 3:end] = True
+                mask[i + 3 : end] = True
                 if mask.any():
                     return mask
     if tokens and len(tokens[0]) > 2:
@@ -120,8 +123,9 @@ def prompt_token_mask(key: str, module, sections) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_per_encoder(clip, prompts: list[str], progress: Callable[[int, int], None] | None = None,
-                       include_pooled: bool = True) -> dict[str, torch.Tensor]:
+def encode_per_encoder(
+    clip, prompts: list[str], progress: Callable[[int, int], None] | None = None, include_pooled: bool = True
+) -> dict[str, torch.Tensor]:
     """{space name: [len(prompts), dim]} mean-pooled real-token features for every sub-encoder."""
     encoders = sub_encoders(clip)
     model = clip.cond_stage_model
@@ -140,7 +144,7 @@ def encode_per_encoder(clip, prompts: list[str], progress: Callable[[int, int], 
             cond = cond[0].to(torch.float32).cpu()
             mask = prompt_token_mask(key, module, sections)
             if len(mask) != cond.shape[0] or not mask.any():
-                mask = torch.ones(cond.shape[0], dtype=torch.bool)   # an unexpected layout: use all tokens
+                mask = torch.ones(cond.shape[0], dtype=torch.bool)  # an unexpected layout: use all tokens
             rows.setdefault(key, []).append(cond[mask].mean(0))
             if include_pooled and pooled is not None and key not in unused_pooled:
                 rows.setdefault(f"{key}.pooled", []).append(pooled.reshape(-1).to(torch.float32).cpu())
@@ -149,7 +153,9 @@ def encode_per_encoder(clip, prompts: list[str], progress: Callable[[int, int], 
     model.reset_clip_options()
     features = {key: torch.stack(values) for key, values in rows.items()}
     for key in [k for k, v in features.items() if k.endswith(".pooled") and not torch.isfinite(v).all()]:
-        logging.warning(f"Safety Steer: the {key} vector of this CLIP holds NaN/Inf (its projection weights were "
-                        "probably never loaded); that pooled space is left out of the alignment.")
+        logging.warning(
+            f"Safety Steer: the {key} vector of this CLIP holds NaN/Inf (its projection weights were "
+            "probably never loaded); that pooled space is left out of the alignment."
+        )
         del features[key]
     return features

@@ -4,6 +4,7 @@ For graphs whose conditioning does not come from a CLIP this pack can wrap (cond
 combined or scheduled elsewhere). Each entry's token stream (and pooled vector, where an aligned
 pooled space fits it) is steered once, here; nothing happens per sampling step.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,10 +20,14 @@ ASSEMBLED_GATES = ("target projection", "none")
 
 
 def gate_input() -> io.Input:
-    return io.Combo.Input("gate", options=list(ASSEMBLED_GATES), default="target projection",
-                          tooltip="target projection: steer each prompt in proportion to how far below the benign "
-                                  "anchors it projects (here over all token positions: weaker than at the text "
-                                  "encoder, where the source LLM can gate). none: steer every prompt.")
+    return io.Combo.Input(
+        "gate",
+        options=list(ASSEMBLED_GATES),
+        default="target projection",
+        tooltip="target projection: steer each prompt in proportion to how far below the benign "
+        "anchors it projects (here over all token positions: weaker than at the text "
+        "encoder, where the source LLM can gate). none: steer every prompt.",
+    )
 
 
 class SafetySteerApplyConditioning(io.ComfyNode):
@@ -32,20 +37,32 @@ class SafetySteerApplyConditioning(io.ComfyNode):
             node_id="SafetySteerApplyConditioning",
             display_name="Apply Safety Steer (Conditioning)",
             category="safety_steer",
-            description=("Steers a CONDITIONING along the aligned safety direction: for conditioning that comes "
-                         "from elsewhere. Prefer Apply Safety Steer (Text Encoder) when you have the CLIP: it "
-                         "steers only the prompt's own tokens and can gate with the source LLM."),
-            inputs=[io.Conditioning.Input("conditioning"), aligned_input(), *common_inputs(), gate_input(),
-                    threshold_input()],
-            outputs=[io.Conditioning.Output(display_name="conditioning"),
-                     io.String.Output(display_name="report", tooltip="Per prompt and category: projection and steer applied.")],
+            description=(
+                "Steers a CONDITIONING along the aligned safety direction: for conditioning that comes "
+                "from elsewhere. Prefer Apply Safety Steer (Text Encoder) when you have the CLIP: it "
+                "steers only the prompt's own tokens and can gate with the source LLM."
+            ),
+            inputs=[
+                io.Conditioning.Input("conditioning"),
+                aligned_input(),
+                *common_inputs(),
+                gate_input(),
+                threshold_input(),
+            ],
+            outputs=[
+                io.Conditioning.Output(display_name="conditioning"),
+                io.String.Output(
+                    display_name="report", tooltip="Per prompt and category: projection and steer applied."
+                ),
+            ],
             is_output_node=False,
         )
 
     @classmethod
     def validate_inputs(cls, strength, direction, mode, gate, gate_threshold) -> bool | str:
-        return validation_result(cls, strength=strength, direction=direction, mode=mode, gate=gate,
-                                 gate_threshold=gate_threshold)
+        return validation_result(
+            cls, strength=strength, direction=direction, mode=mode, gate=gate, gate_threshold=gate_threshold
+        )
 
     @classmethod
     def execute(cls, conditioning, aligned_direction, strength, direction, mode, gate, gate_threshold) -> io.NodeOutput:
@@ -61,19 +78,20 @@ class SafetySteerApplyConditioning(io.ComfyNode):
             mask = options.get("attention_mask")
             new_cond, reports = steer_tokens(cond, aligned, row, strength, mode, target_gate, token_mask=mask)
             new_options = dict(options)
-            prompts = [f"conditioning {number}" + (f".{b + 1}" if cond.shape[0] > 1 else "") for b in range(cond.shape[0])]
+            prompts = [
+                f"conditioning {number}" + (f".{b + 1}" if cond.shape[0] > 1 else "") for b in range(cond.shape[0])
+            ]
             gate_kind = gate if target_gate is None else "target projection"
             point_entries = entries_from(reports, "conditioning", prompts, aligned.names, label, gate_kind)
             pooled = options.get("pooled_output")
             if pooled is not None:
                 new_pooled, pooled_reports = steer_pooled(pooled, aligned, row, strength, mode, target_gate)
                 new_options["pooled_output"] = new_pooled
-                point_entries += entries_from(pooled_reports, "conditioning", prompts, aligned.names, label,
-                                               gate_kind)
+                point_entries += entries_from(pooled_reports, "conditioning", prompts, aligned.names, label, gate_kind)
             new_options[REPORT_KEY] = [*options.get(REPORT_KEY, []), *(e.as_dict() for e in point_entries)]
             entries += point_entries
             steered.append([new_cond, new_options])
         if strength == 0:
-            steered = conditioning            # bit-identical: the very same objects
+            steered = conditioning  # bit-identical: the very same objects
         text = format_report(entries)
         return io.NodeOutput(steered, text, ui=ui.PreviewText(text))

@@ -1,44 +1,69 @@
 """Inputs shared by every Apply Safety Steer node, so the three read and behave alike."""
+
 from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ...steering.transfer.aligned import AlignedSafetyDirection
 from ...steering.application.steer import MODES
 from ...steering.prompts import I2P_CATEGORIES
+from ...steering.transfer.aligned import AlignedSafetyDirection
 from ..types import AlignedDirectionType
 
 DIRECTION_CHOICES = ("auto", "global", *I2P_CATEGORIES)
-REPORT_KEY = "safety_steer_report"   # conditioning-dict key holding the text-encoder point's report
+REPORT_KEY = "safety_steer_report"  # conditioning-dict key holding the text-encoder point's report
 
 
 def aligned_input() -> io.Input:
     return AlignedDirectionType.Input(
-        "aligned_direction", tooltip="From Fit Cross-Model Alignment (or Category Vector Mixer / Fit Native "
-                                     "Direction) with the same CLIP as this graph's.")
+        "aligned_direction",
+        tooltip="From Fit Cross-Model Alignment (or Category Vector Mixer / Fit Native "
+        "Direction) with the same CLIP as this graph's.",
+    )
 
 
 def common_inputs() -> list[io.Input]:
     return [
-        io.Float.Input("strength", default=1.0, min=0.0, max=20.0, step=0.05,
-                       tooltip="1 = the calibrated step (a typical safe-unsafe gap); 0 = no change at all."),
-        io.Combo.Input("direction", options=list(DIRECTION_CHOICES), default="auto",
-                       tooltip="auto: the Category Vector Mixer's mix if one is connected, else the global direction. "
-                               "Or one harm category's own direction."),
-        io.Combo.Input("mode", options=list(MODES), default="add",
-                       tooltip="add: push towards safe (the paper). project: remove the unsafe-leaning component. "
-                               "both: project, then add."),
+        io.Float.Input(
+            "strength",
+            default=1.0,
+            min=0.0,
+            max=20.0,
+            step=0.05,
+            tooltip="1 = the calibrated step (a typical safe-unsafe gap); 0 = no change at all.",
+        ),
+        io.Combo.Input(
+            "direction",
+            options=list(DIRECTION_CHOICES),
+            default="auto",
+            tooltip="auto: the Category Vector Mixer's mix if one is connected, else the global direction. "
+            "Or one harm category's own direction.",
+        ),
+        io.Combo.Input(
+            "mode",
+            options=list(MODES),
+            default="add",
+            tooltip="add: push towards safe (the paper). project: remove the unsafe-leaning component. "
+            "both: project, then add.",
+        ),
     ]
 
 
 def threshold_input() -> io.Input:
-    return io.Float.Input("gate_threshold", default=-1.0, min=-6.0, max=3.0, step=0.05,
-                          tooltip="target projection gate: opens below this projection (benign-anchor standard "
-                                  "deviations; lower = only clearly unsafe prompts are steered).")
+    return io.Float.Input(
+        "gate_threshold",
+        default=-1.0,
+        min=-6.0,
+        max=3.0,
+        step=0.05,
+        tooltip="target projection gate: opens below this projection (benign-anchor standard "
+        "deviations; lower = only clearly unsafe prompts are steered).",
+    )
 
 
 def checked_aligned(aligned, node: str) -> AlignedSafetyDirection:
     if not isinstance(aligned, AlignedSafetyDirection):
-        raise ValueError(f"{node} needs a direction aligned to this graph's text encoder: pass the pack through "
-                         "Fit Cross-Model Alignment first.")
+        raise ValueError(
+            f"{node} needs a direction aligned to this graph's text encoder: pass the pack through "
+            "Fit Cross-Model Alignment first."
+        )
     return aligned

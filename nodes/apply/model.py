@@ -5,23 +5,23 @@ the text conditioning the model reads, only between the chosen start and end of 
 default only for the positive prompt (steering the negative one towards safe would, through CFG,
 push the image away from safe). The original MODEL is untouched; patches stack.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import torch
 from comfy.patcher_extension import WrappersMP
 from comfy_api.latest import io
 
-from ...steering.transfer.aligned import AlignedSafetyDirection
 from ...steering.application.assembled import constant_offset, steer_tokens
 from ...steering.application.gating import Gate
 from ...steering.application.layout import token_segments
 from ...steering.application.report import SamplingLog, entries_from
-from .conditioning import gate_input
+from ...steering.transfer.aligned import AlignedSafetyDirection
 from ..input_checks import check_numbers, validation_result
 from ..sampling_window import SigmaWindow, positive_rows
-from .model_targets import check_text_stream, model_kind, text_context_width
+from .conditioning import gate_input
 from .inputs import aligned_input, checked_aligned, common_inputs, threshold_input
+from .model_targets import check_text_stream, model_kind, text_context_width
 
 WRAPPER_KEY = "safety_steer"
 LOGS_ATTACHMENT = "safety_steer_logs"
@@ -31,11 +31,20 @@ APPLY_TO = ("positive", "positive and negative")
 class TextStreamSteer:
     """The steer one node adds: shared by its attn2 patch or wrapper closures (never deep-copied)."""
 
-    def __init__(self, aligned: AlignedSafetyDirection, row: int, strength: float, mode: str, gate: Gate | None,
-                 include_negative: bool, window: SigmaWindow, log: SamplingLog):
+    def __init__(
+        self,
+        aligned: AlignedSafetyDirection,
+        row: int,
+        strength: float,
+        mode: str,
+        gate: Gate | None,
+        include_negative: bool,
+        window: SigmaWindow,
+        log: SamplingLog,
+    ):
         self.aligned, self.row, self.strength, self.mode, self.gate = aligned, row, strength, mode, gate
         self.include_negative, self.window, self.log = include_negative, window, log
-        self._last: tuple | None = None     # (context, (sigma, cond_or_uncond), steered) of the latest call
+        self._last: tuple | None = None  # (context, (sigma, cond_or_uncond), steered) of the latest call
         self._offsets: dict = {}
 
     def __call__(self, context: torch.Tensor, cond_or_uncond, sigmas, token_mask=None) -> torch.Tensor:
@@ -44,20 +53,22 @@ class TextStreamSteer:
         sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float(sigmas or 0.0)
         key = (sigma, tuple(cond_or_uncond or ()))
         if self._last is not None and self._last[0] is context and self._last[1] == key:
-            self.log.record(sigma)                     # a UNet's next cross-attention block, same step: reuse
+            self.log.record(sigma)  # a UNet's next cross-attention block, same step: reuse
             return self._last[2]
-        weights = positive_rows(tuple(cond_or_uncond or ()), context.shape[0], self.include_negative,
-                                context.device).to(context.dtype)
+        weights = positive_rows(
+            tuple(cond_or_uncond or ()), context.shape[0], self.include_negative, context.device
+        ).to(context.dtype)
         if not bool(weights.any()):
             return context
         offset = self._offset(context) if token_mask is None else None
         if offset is not None:
             steered = torch.addcmul(context, weights.to(context.dtype)[:, None, None], offset)
         else:
-            steered, _ = steer_tokens(context, self.aligned, self.row, self.strength, self.mode, self.gate,
-                                      weights, token_mask, report=False)
+            steered, _ = steer_tokens(
+                context, self.aligned, self.row, self.strength, self.mode, self.gate, weights, token_mask, report=False
+            )
         self.log.record(sigma, lambda: self.report(context, cond_or_uncond, weights, token_mask))
-        self._last = (context, key, steered)           # holds the reference, so identity cannot be reused
+        self._last = (context, key, steered)  # holds the reference, so identity cannot be reused
         return steered
 
     def _offset(self, context: torch.Tensor) -> torch.Tensor | None:
@@ -72,14 +83,23 @@ class TextStreamSteer:
 
     def report(self, context, cond_or_uncond, weights, token_mask) -> list:
         """Report entries for one call's inputs (computed when a Safety Steer Report reads them)."""
-        _, reports = steer_tokens(context, self.aligned, self.row, self.strength, self.mode, self.gate,
-                                  weights, token_mask, report=True)
+        _, reports = steer_tokens(
+            context, self.aligned, self.row, self.strength, self.mode, self.gate, weights, token_mask, report=True
+        )
         chunks = cond_or_uncond or [0]
         per_chunk = max(1, context.shape[0] // len(chunks))
-        prompts = [f"{'negative' if chunks[min(i // per_chunk, len(chunks) - 1)] else 'positive'} {i % per_chunk + 1}"
-                   for i in range(context.shape[0])]
-        return entries_from(reports, "model", prompts, self.aligned.names, self.aligned.names[self.row],
-                            "target projection" if self.gate is not None else "none")
+        prompts = [
+            f"{'negative' if chunks[min(i // per_chunk, len(chunks) - 1)] else 'positive'} {i % per_chunk + 1}"
+            for i in range(context.shape[0])
+        ]
+        return entries_from(
+            reports,
+            "model",
+            prompts,
+            self.aligned.names,
+            self.aligned.names[self.row],
+            "target projection" if self.gate is not None else "none",
+        )
 
 
 def attn2_patch(steer: TextStreamSteer):
@@ -90,6 +110,7 @@ def attn2_patch(steer: TextStreamSteer):
         elif value is not None and steered is not context:
             value = steer(value, extra_options.get("cond_or_uncond"), extra_options.get("sigmas"))
         return n, steered, value
+
     return patch
 
 
@@ -98,6 +119,7 @@ def apply_model_wrapper(steer: TextStreamSteer):
         if c_crossattn is not None:
             c_crossattn = steer(c_crossattn, transformer_options.get("cond_or_uncond"), t, kwargs.get("attention_mask"))
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+
     return wrapper
 
 
@@ -108,35 +130,86 @@ class SafetySteerApplyModel(io.ComfyNode):
             node_id="SafetySteerApplyModel",
             display_name="Apply Safety Steer (Model)",
             category="safety_steer",
-            description=("Returns a copy of the MODEL that steers the text conditioning inside the UNet's "
-                         "cross-attention (SD1.5, SDXL) or where the DiT reads it (SD3.x, Flux, Wan, HunyuanVideo, "
-                         "LTX-Video), between start and end of sampling. The original MODEL is unchanged; other "
-                         "patches keep working."),
+            description=(
+                "Returns a copy of the MODEL that steers the text conditioning inside the UNet's "
+                "cross-attention (SD1.5, SDXL) or where the DiT reads it (SD3.x, Flux, Wan, HunyuanVideo, "
+                "LTX-Video), between start and end of sampling. The original MODEL is unchanged; other "
+                "patches keep working."
+            ),
             inputs=[
-                io.Model.Input("model"), aligned_input(), *common_inputs(), gate_input(), threshold_input(),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Start steering at this fraction of sampling (0 = the first step)."),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Stop steering after this fraction of sampling (1 = the last step)."),
-                io.Combo.Input("apply_to", options=list(APPLY_TO), default="positive",
-                               tooltip="positive: steer only the positive prompt (recommended). With CFG, steering "
-                                       "the negative prompt towards safe pushes the image the other way."),
+                io.Model.Input("model"),
+                aligned_input(),
+                *common_inputs(),
+                gate_input(),
+                threshold_input(),
+                io.Float.Input(
+                    "start_percent",
+                    default=0.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Start steering at this fraction of sampling (0 = the first step).",
+                ),
+                io.Float.Input(
+                    "end_percent",
+                    default=1.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Stop steering after this fraction of sampling (1 = the last step).",
+                ),
+                io.Combo.Input(
+                    "apply_to",
+                    options=list(APPLY_TO),
+                    default="positive",
+                    tooltip="positive: steer only the positive prompt (recommended). With CFG, steering "
+                    "the negative prompt towards safe pushes the image the other way.",
+                ),
             ],
             outputs=[io.Model.Output(display_name="steered_model")],
         )
 
     @classmethod
-    def validate_inputs(cls, strength, direction, mode, gate, gate_threshold, start_percent, end_percent,
-                        apply_to) -> bool | str:
-        return validation_result(cls, strength=strength, direction=direction, mode=mode, gate=gate,
-                                 gate_threshold=gate_threshold, start_percent=start_percent, end_percent=end_percent,
-                                 apply_to=apply_to)
+    def validate_inputs(
+        cls, strength, direction, mode, gate, gate_threshold, start_percent, end_percent, apply_to
+    ) -> bool | str:
+        return validation_result(
+            cls,
+            strength=strength,
+            direction=direction,
+            mode=mode,
+            gate=gate,
+            gate_threshold=gate_threshold,
+            start_percent=start_percent,
+            end_percent=end_percent,
+            apply_to=apply_to,
+        )
 
     @classmethod
-    def execute(cls, model, aligned_direction, strength, direction, mode, gate, gate_threshold,
-                start_percent, end_percent, apply_to) -> io.NodeOutput:
-        check_numbers(cls, strength=strength, direction=direction, mode=mode, gate=gate, gate_threshold=gate_threshold,
-                      start_percent=start_percent, end_percent=end_percent, apply_to=apply_to)
+    def execute(
+        cls,
+        model,
+        aligned_direction,
+        strength,
+        direction,
+        mode,
+        gate,
+        gate_threshold,
+        start_percent,
+        end_percent,
+        apply_to,
+    ) -> io.NodeOutput:
+        check_numbers(
+            cls,
+            strength=strength,
+            direction=direction,
+            mode=mode,
+            gate=gate,
+            gate_threshold=gate_threshold,
+            start_percent=start_percent,
+            end_percent=end_percent,
+            apply_to=apply_to,
+        )
         aligned = checked_aligned(aligned_direction, "Apply Safety Steer (Model)")
         kind, label = model_kind(model)
         row, _ = aligned.resolve(direction)
@@ -146,17 +219,24 @@ class SafetySteerApplyModel(io.ComfyNode):
             try:
                 token_segments({k: int(e.unit.shape[1]) for k, e in aligned.encoders.items()}, width)
             except ValueError as exc:
-                raise ValueError(f"This {label} model reads text features of width {width}, but the direction was "
-                                 f"aligned to {aligned.metadata.get('target', 'another text encoder')}: {exc}") from exc
+                raise ValueError(
+                    f"This {label} model reads text features of width {width}, but the direction was "
+                    f"aligned to {aligned.metadata.get('target', 'another text encoder')}: {exc}"
+                ) from exc
         steered = model.clone()
         if strength == 0:
             return io.NodeOutput(steered)
         log = SamplingLog()
-        steer = TextStreamSteer(aligned, row, strength, mode,
-                                Gate(threshold=gate_threshold) if gate == "target projection" else None,
-                                apply_to == "positive and negative",
-                                SigmaWindow(model, start_percent, end_percent),
-                                log)
+        steer = TextStreamSteer(
+            aligned,
+            row,
+            strength,
+            mode,
+            Gate(threshold=gate_threshold) if gate == "target projection" else None,
+            apply_to == "positive and negative",
+            SigmaWindow(model, start_percent, end_percent),
+            log,
+        )
         if kind == "unet":
             steered.set_model_attn2_patch(attn2_patch(steer))
         else:

@@ -5,6 +5,7 @@ DiTs (SD3.x, Flux, Wan, HunyuanVideo, LTX-Video): a keyed APPLY_MODEL wrapper, w
 text conditioning (c_crossattn) before the model's own text projection. Both stack with other
 patches and wrappers and survive ModelPatcher.clone().
 """
+
 from __future__ import annotations
 
 import comfy.model_base as model_base
@@ -23,8 +24,13 @@ DIT_MODELS = (
 SUPPORTED_MODELS = ("SD1.5", "SDXL", *(label for _, label, _ in DIT_MODELS))
 #: The text encoders whose tokens each model's text stream is made of (any one set must be aligned).
 TEXT_STREAM_ENCODERS = {
-    "SD1.5": ({"l"},), "SDXL": ({"l", "g"}, {"g"}), "SD3 / SD3.5": ({"l", "g"}, {"t5xxl"}),
-    "Flux": ({"t5xxl"},), "Wan 2.x": ({"umt5xxl"},), "HunyuanVideo": ({"llama"},), "LTX-Video": ({"t5xxl"},),
+    "SD1.5": ({"l"},),
+    "SDXL": ({"l", "g"}, {"g"}),
+    "SD3 / SD3.5": ({"l", "g"}, {"t5xxl"}),
+    "Flux": ({"t5xxl"},),
+    "Wan 2.x": ({"umt5xxl"},),
+    "HunyuanVideo": ({"llama"},),
+    "LTX-Video": ({"t5xxl"},),
 }
 
 
@@ -36,13 +42,20 @@ def model_kind(model) -> tuple[str, str]:
     """("unet" | "dit", label) for a ModelPatcher; an unsupported model is an error listing the supported ones."""
     base = model.model
     if isinstance(getattr(base, "diffusion_model", None), UNetModel) and type(base).__name__ in (
-            "BaseModel", "SDXL", "SDXLRefiner", "SD15_instructpix2pix", "SDXL_instructpix2pix"):
+        "BaseModel",
+        "SDXL",
+        "SDXLRefiner",
+        "SD15_instructpix2pix",
+        "SDXL_instructpix2pix",
+    ):
         return "unet", "SDXL" if "SDXL" in type(base).__name__ else "SD1.5"
     for cls, label, _ in DIT_MODELS:
         if isinstance(base, cls):
             return "dit", label
-    raise UnsupportedModelError(f"Safety Steer cannot steer a {type(base).__name__} model yet. Supported diffusion "
-                                f"models: {', '.join(SUPPORTED_MODELS)}.")
+    raise UnsupportedModelError(
+        f"Safety Steer cannot steer a {type(base).__name__} model yet. Supported diffusion "
+        f"models: {', '.join(SUPPORTED_MODELS)}."
+    )
 
 
 def check_text_stream(label: str, aligned_keys: set[str], target: str) -> None:
@@ -53,7 +66,8 @@ def check_text_stream(label: str, aligned_keys: set[str], target: str) -> None:
         raise UnsupportedModelError(
             f"This {label} model reads its text from the {wanted} encoder(s), but the direction was aligned to "
             f"{target} (encoders {', '.join(sorted(k for k in aligned_keys if '.pooled' not in k))}). Fit Cross-Model "
-            f"Alignment with this model's own CLIP.")
+            f"Alignment with this model's own CLIP."
+        )
 
 
 def text_context_width(model) -> int | None:

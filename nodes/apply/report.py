@@ -1,11 +1,12 @@
 """SafetySteerReport: what the steer did, per prompt and category, on the node and as text."""
+
 from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
 from ...steering.application.report import ReportEntry, format_report
-from .model import LOGS_ATTACHMENT
 from .inputs import REPORT_KEY
+from .model import LOGS_ATTACHMENT
 
 
 def conditioning_report(conditioning) -> str:
@@ -27,15 +28,20 @@ class SafetySteerReport(io.ComfyNode):
             node_id="SafetySteerReport",
             display_name="Safety Steer Report",
             category="safety_steer",
-            description=("Shows how strongly each prompt projected on every harm category and how much steer "
-                         "was applied. Connect the conditioning from a steered CLIP (or from Apply Safety Steer "
-                         "(Conditioning)), and/or a steered MODEL with 'after' fed from the sampler's output so "
-                         "that the report is read once sampling has run."),
+            description=(
+                "Shows how strongly each prompt projected on every harm category and how much steer "
+                "was applied. Connect the conditioning from a steered CLIP (or from Apply Safety Steer "
+                "(Conditioning)), and/or a steered MODEL with 'after' fed from the sampler's output so "
+                "that the report is read once sampling has run."
+            ),
             inputs=[
                 io.Conditioning.Input("conditioning", optional=True),
                 io.Model.Input("model", optional=True),
-                io.AnyType.Input("after", optional=True,
-                                 tooltip="Anything produced after sampling (e.g. the LATENT): orders this node after it."),
+                io.AnyType.Input(
+                    "after",
+                    optional=True,
+                    tooltip="Anything produced after sampling (e.g. the LATENT): orders this node after it.",
+                ),
             ],
             outputs=[io.String.Output(display_name="report")],
             is_output_node=True,
@@ -53,4 +59,4 @@ class SafetySteerReport(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, **_) -> float:
-        return float("nan")      # re-read every run: a model's sampling log changes without its inputs changing
+        return float("nan")  # re-read every run: a model's sampling log changes without its inputs changing

@@ -6,6 +6,7 @@ text-encoder stack; each encode runs on a shallow view of the stack whose sub-en
 steering proxies of the shared modules (wrap, never swap). The original CLIP never sees a change,
 and wrappers nest, so several steers (and other packs' CLIP clones) stack.
 """
+
 from __future__ import annotations
 
 import copy
@@ -14,16 +15,15 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from ...steering.transfer.aligned import AlignedSafetyDirection
-from ...steering.application.steer import steer_hidden
-from ...steering.errors import SourceModelError
 from ...steering.application.gating import Gate
 from ...steering.application.report import ReportEntry, entries_from
-from .clip_targets import prompt_token_mask, sub_encoders
+from ...steering.application.steer import steer_hidden
+from ...steering.errors import SourceModelError
+from ...steering.transfer.aligned import AlignedSafetyDirection
 from ..directions.fit_alignment import encoder_fingerprints
 from ..input_checks import check_numbers, validation_result
+from .clip_targets import prompt_token_mask, sub_encoders
 from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
-
 
 GATES = ("source LLM", "target projection", "none")
 
@@ -37,7 +37,7 @@ class PromptTexts:
         self._keep = keep
 
     def record(self, tokens: dict, text: str) -> None:
-        self._entries = [*self._entries[-(self._keep - 1):], (tokens, text)]
+        self._entries = [*self._entries[-(self._keep - 1) :], (tokens, text)]
 
     def text_of(self, tokens: dict) -> str | None:
         return next((text for known, text in reversed(self._entries) if known is tokens), None)
@@ -89,8 +89,18 @@ class SteeredTextEncoder:
     """Delegates to the wrapped text-encoder stack; steers its sub-encoders during encoding and
     adds the steer's report to the output (it lands in the conditioning, for Safety Steer Report)."""
 
-    def __init__(self, inner, encoders: dict[str, torch.nn.Module], aligned: AlignedSafetyDirection,
-                 strength: float, mode: str, gate_mode: str, gate_threshold: float, choice: str, texts: PromptTexts):
+    def __init__(
+        self,
+        inner,
+        encoders: dict[str, torch.nn.Module],
+        aligned: AlignedSafetyDirection,
+        strength: float,
+        mode: str,
+        gate_mode: str,
+        gate_threshold: float,
+        choice: str,
+        texts: PromptTexts,
+    ):
         self._inner, self._aligned = inner, aligned
         self._slots = slot_names(inner, encoders)
         self._strength, self._mode, self._texts, self._choice = strength, mode, texts, choice
@@ -98,7 +108,7 @@ class SteeredTextEncoder:
         self._gate_mode, self._gate_threshold = gate_mode, gate_threshold
 
     def __getattr__(self, name):
-        inner = self.__dict__.get("_inner")        # absent while copy.copy rebuilds the object
+        inner = self.__dict__.get("_inner")  # absent while copy.copy rebuilds the object
         if inner is None:
             raise AttributeError(name)
         return getattr(inner, name)
@@ -109,18 +119,22 @@ class SteeredTextEncoder:
         if self._gate_mode == "none":
             return None, None, "none"
         if text is not None and not text.strip():
-            return None, torch.zeros(1), "empty prompt"   # a usual negative: nothing to steer away from
+            return None, torch.zeros(1), "empty prompt"  # a usual negative: nothing to steer away from
         source = self._aligned.source_gate
         if self._gate_mode == "source LLM" and text is not None and source is not None:
             try:
                 return None, source.gate_values([text], self._source_rows), "source LLM"
             except SourceModelError as exc:
-                logging.warning(f"Safety Steer: the source LLM gate is unavailable ({exc}); gating on the target "
-                                "projection instead. Install the source model's package to use it.")
+                logging.warning(
+                    f"Safety Steer: the source LLM gate is unavailable ({exc}); gating on the target "
+                    "projection instead. Install the source model's package to use it."
+                )
                 return Gate(threshold=self._gate_threshold), None, "target projection (source LLM unavailable)"
         if self._gate_mode == "source LLM":
-            logging.warning("Safety Steer: the prompt text is not known here (the CLIP was cloned again after "
-                            "Apply Safety Steer, or the pack has no source model); gating on the target projection.")
+            logging.warning(
+                "Safety Steer: the prompt text is not known here (the CLIP was cloned again after "
+                "Apply Safety Steer, or the pack has no source model); gating on the target projection."
+            )
             return Gate(threshold=self._gate_threshold), None, "target projection (prompt text unknown)"
         return Gate(threshold=self._gate_threshold), None, "target projection"
 
@@ -155,17 +169,31 @@ class SteeredTextEncoder:
             if mask.numel() != cond.shape[1]:
                 mask = torch.ones(cond.shape[1], dtype=torch.bool)
             weights = fixed_gate.expand(cond.shape[0]) if fixed_gate is not None else None
-            cond, report = steer_hidden(cond, mask.unsqueeze(0).expand(cond.shape[0], -1), directions,
-                                        self._strength, self._mode, gate, self._row, weights)
-            if fixed_gate is not None:                    # the gate that ran is the source LLM's
+            cond, report = steer_hidden(
+                cond,
+                mask.unsqueeze(0).expand(cond.shape[0], -1),
+                directions,
+                self._strength,
+                self._mode,
+                gate,
+                self._row,
+                weights,
+            )
+            if fixed_gate is not None:  # the gate that ran is the source LLM's
                 report["gate"] = fixed_gate.expand(cond.shape[0]).tolist()
-            entries.extend(entries_from({key: report}, "text encoder", [text or "(prompt)"], names, label,
-                                        gate_kind))
+            entries.extend(entries_from({key: report}, "text encoder", [text or "(prompt)"], names, label, gate_kind))
             if pooled is not None and pooled_directions is not None:
                 pooled_weights = fixed_gate.expand(pooled.shape[0]) if fixed_gate is not None else None
-                steered_pooled, report = steer_hidden(pooled.reshape(pooled.shape[0], 1, -1), torch.ones(pooled.shape[0], 1),
-                                                      pooled_directions, self._strength, self._mode, gate, self._row,
-                                                      pooled_weights)
+                steered_pooled, report = steer_hidden(
+                    pooled.reshape(pooled.shape[0], 1, -1),
+                    torch.ones(pooled.shape[0], 1),
+                    pooled_directions,
+                    self._strength,
+                    self._mode,
+                    gate,
+                    self._row,
+                    pooled_weights,
+                )
                 pooled = steered_pooled.reshape(pooled.shape)
             return (cond, pooled, *out[2:])
 
@@ -183,7 +211,8 @@ def check_alignment_matches(aligned: AlignedSafetyDirection, clip) -> dict[str, 
             f"{', '.join(k for k in aligned.encoders if '.pooled' not in k)}), but the CLIP in this graph is "
             f"{type(clip.cond_stage_model).__name__} (encoders {', '.join(encoders)})"
             + (f"; encoders with other weights: {', '.join(changed)}" if changed else "")
-            + ". Fit Cross-Model Alignment with the CLIP you steer.")
+            + ". Fit Cross-Model Alignment with the CLIP you steer."
+        )
     return encoders
 
 
@@ -194,18 +223,24 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
             node_id="SafetySteerApplyTextEncoder",
             display_name="Apply Safety Steer (Text Encoder)",
             category="safety_steer",
-            description=("Returns a copy of the CLIP whose text encoders push every prompt's conditioning along "
-                         "the aligned safety direction (the paper's application point). Every CLIPTextEncode "
-                         "fed by it yields steered conditioning; the original CLIP is unchanged."),
+            description=(
+                "Returns a copy of the CLIP whose text encoders push every prompt's conditioning along "
+                "the aligned safety direction (the paper's application point). Every CLIPTextEncode "
+                "fed by it yields steered conditioning; the original CLIP is unchanged."
+            ),
             inputs=[
                 io.Clip.Input("clip", tooltip="The CLIP to steer (the one the direction was aligned to)."),
                 aligned_input(),
                 *common_inputs(),
-                io.Combo.Input("gate", options=list(GATES), default="source LLM",
-                               tooltip="Steer each prompt in proportion to how unsafe it is, so benign prompts keep "
-                                       "their look. source LLM: the pack's source model reads the prompt (best "
-                                       "separation; one small forward pass per prompt). target projection: the "
-                                       "prompt's projection in this encoder (weaker). none: steer every prompt."),
+                io.Combo.Input(
+                    "gate",
+                    options=list(GATES),
+                    default="source LLM",
+                    tooltip="Steer each prompt in proportion to how unsafe it is, so benign prompts keep "
+                    "their look. source LLM: the pack's source model reads the prompt (best "
+                    "separation; one small forward pass per prompt). target projection: the "
+                    "prompt's projection in this encoder (weaker). none: steer every prompt.",
+                ),
                 threshold_input(),
             ],
             outputs=[io.Clip.Output(display_name="steered_clip")],
@@ -213,14 +248,15 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, strength, direction, mode, gate, gate_threshold) -> bool | str:
-        return validation_result(cls, strength=strength, direction=direction, mode=mode, gate=gate,
-                                 gate_threshold=gate_threshold)
+        return validation_result(
+            cls, strength=strength, direction=direction, mode=mode, gate=gate, gate_threshold=gate_threshold
+        )
 
     @classmethod
     def execute(cls, clip, aligned_direction, strength, direction, mode, gate, gate_threshold) -> io.NodeOutput:
         check_numbers(cls, strength=strength, direction=direction, mode=mode, gate=gate, gate_threshold=gate_threshold)
         aligned_direction = checked_aligned(aligned_direction, "Apply Safety Steer (Text Encoder)")
-        aligned_direction.resolve(direction)          # an unknown direction fails here, not mid-encode
+        aligned_direction.resolve(direction)  # an unknown direction fails here, not mid-encode
         encoders = check_alignment_matches(aligned_direction, clip)
         steered = clip.clone()
         if strength == 0:
@@ -233,7 +269,8 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
             texts.record(tokens, text)
             return tokens
 
-        steered.tokenize = tokenize_and_remember   # an attribute of this clone only
-        steered.cond_stage_model = SteeredTextEncoder(clip.cond_stage_model, encoders, aligned_direction, strength,
-                                                      mode, gate, gate_threshold, direction, texts)
+        steered.tokenize = tokenize_and_remember  # an attribute of this clone only
+        steered.cond_stage_model = SteeredTextEncoder(
+            clip.cond_stage_model, encoders, aligned_direction, strength, mode, gate, gate_threshold, direction, texts
+        )
         return io.NodeOutput(steered)

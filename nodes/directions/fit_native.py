@@ -1,18 +1,19 @@
 """SafetySteerFitNativeDirection: the native baseline, fitted inside the graph's own text encoder."""
+
 from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ...steering.transfer.aligned import AlignedSafetyDirection, anchor_subset, cached_fit
-from ...steering.extraction.directions import METHODS
 from ...steering.evaluation.transfer import training_pairs_for
-from ...steering.transfer.native import native_pack
+from ...steering.extraction.directions import METHODS
 from ...steering.pack import pack_sha256
+from ...steering.transfer.aligned import AlignedSafetyDirection, anchor_subset, cached_fit
+from ...steering.transfer.native import native_pack
 from ..apply.clip_targets import encode_per_encoder, patch_fingerprint
-from .fit_alignment import alignment_cache_dir, cache_key, encoder_fingerprints
 from ..input_checks import check_numbers, validation_result
 from ..progress import progress_reporter
 from ..types import AlignedDirectionType, DirectionPackType
+from .fit_alignment import alignment_cache_dir, cache_key, encoder_fingerprints
 
 
 class SafetySteerFitNativeDirection(io.ComfyNode):
@@ -22,20 +23,37 @@ class SafetySteerFitNativeDirection(io.ComfyNode):
             node_id="SafetySteerFitNativeDirection",
             display_name="Fit Native Direction (baseline)",
             category="safety_steer",
-            description=("The native* baseline for side-by-side comparison: estimates the safety directions "
-                         "directly in this CLIP's encoders from the pack's training pairs. Unlike Fit Cross-Model "
-                         "Alignment, the target sees unsafe prompts. Cached on disk like the alignment."),
+            description=(
+                "The native* baseline for side-by-side comparison: estimates the safety directions "
+                "directly in this CLIP's encoders from the pack's training pairs. Unlike Fit Cross-Model "
+                "Alignment, the target sees unsafe prompts. Cached on disk like the alignment."
+            ),
             inputs=[
                 io.Clip.Input("clip"),
-                DirectionPackType.Input("direction", tooltip="A pack from Load Safety Direction: its training pairs "
-                                                           "and anchors are used (checked by hash)."),
-                io.Combo.Input("method", options=list(METHODS), default="mean_diff",
-                               tooltip="How to estimate each direction from the paired features."),
-                io.Int.Input("anchors", default=2000, min=20, max=100000,
-                             tooltip="Benign anchors for standardisation and the gate's statistics."),
+                DirectionPackType.Input(
+                    "direction",
+                    tooltip="A pack from Load Safety Direction: its training pairs "
+                    "and anchors are used (checked by hash).",
+                ),
+                io.Combo.Input(
+                    "method",
+                    options=list(METHODS),
+                    default="mean_diff",
+                    tooltip="How to estimate each direction from the paired features.",
+                ),
+                io.Int.Input(
+                    "anchors",
+                    default=2000,
+                    min=20,
+                    max=100000,
+                    tooltip="Benign anchors for standardisation and the gate's statistics.",
+                ),
             ],
-            outputs=[AlignedDirectionType.Output(display_name="native_direction",
-                                            tooltip="Use in place of an aligned direction in any Apply node.")],
+            outputs=[
+                AlignedDirectionType.Output(
+                    display_name="native_direction", tooltip="Use in place of an aligned direction in any Apply node."
+                )
+            ],
         )
 
     @classmethod
@@ -46,7 +64,9 @@ class SafetySteerFitNativeDirection(io.ComfyNode):
     def execute(cls, clip, direction, method, anchors) -> io.NodeOutput:
         check_numbers(cls, method=method)
         if isinstance(direction, AlignedSafetyDirection):
-            raise ValueError("Fit Native Direction needs the pack itself (Load Safety Direction), not an aligned direction.")
+            raise ValueError(
+                "Fit Native Direction needs the pack itself (Load Safety Direction), not an aligned direction."
+            )
         fingerprints = encoder_fingerprints(clip)
         key = cache_key(direction, fingerprints, clip.layer_idx, f"native-{method}", anchors, patch_fingerprint(clip))
 
@@ -57,11 +77,22 @@ class SafetySteerFitNativeDirection(io.ComfyNode):
             prompts = [p.safe for p in pairs] + [p.unsafe for p in pairs] + anchor_prompts
             features = encode_per_encoder(clip, prompts, progress=progress_reporter(len(prompts)))
             n = len(pairs)
-            safe, unsafe, benign = ({k: v[rows] for k, v in features.items()}
-                                    for rows in (slice(0, n), slice(n, 2 * n), slice(2 * n, None)))
-            return native_pack(direction, pairs, safe, unsafe, benign, method,
-                               metadata={"cache_key": key, "pack_sha256": pack_sha256(direction),
-                                         "target": type(clip.cond_stage_model).__name__,
-                                         "encoder_fingerprints": fingerprints})
+            safe, unsafe, benign = (
+                {k: v[rows] for k, v in features.items()} for rows in (slice(0, n), slice(n, 2 * n), slice(2 * n, None))
+            )
+            return native_pack(
+                direction,
+                pairs,
+                safe,
+                unsafe,
+                benign,
+                method,
+                metadata={
+                    "cache_key": key,
+                    "pack_sha256": pack_sha256(direction),
+                    "target": type(clip.cond_stage_model).__name__,
+                    "encoder_fingerprints": fingerprints,
+                },
+            )
 
         return io.NodeOutput(cached_fit(alignment_cache_dir() / f"{key}.safetensors", fit))

@@ -11,10 +11,11 @@ A hook is ``fn(tensor, transformer_options) -> tensor``; all hooks a node puts o
 one replace patch, which calls the block's previous patch (another pack's, or an earlier Safety
 Steer node's) instead of overwriting it.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -28,8 +29,10 @@ def block_counts(model) -> tuple[str, int, int]:
     """(family label, number of joint/double blocks, number of single blocks)."""
     kind, label = model_kind(model)
     if kind != "dit" or label not in SUPPORTED_DIT:
-        raise UnsupportedModelError(f"SafeDIG intervenes inside DiT blocks; it supports {', '.join(SUPPORTED_DIT)}, "
-                                    f"not {label}. Use Apply Safety Steer (Model) for that model instead.")
+        raise UnsupportedModelError(
+            f"SafeDIG intervenes inside DiT blocks; it supports {', '.join(SUPPORTED_DIT)}, "
+            f"not {label}. Use Apply Safety Steer (Model) for that model instead."
+        )
     net = model.model.diffusion_model
     if label == "Flux":
         return label, len(net.double_blocks), len(net.single_blocks)
@@ -50,7 +53,7 @@ def available_positions(model) -> list[str]:
     label, doubles, singles = block_counts(model)
     positions = ["text_in"]
     for i in range(doubles):
-        if label != "Wan 2.x" and not (label == "SD3 / SD3.5" and i == doubles - 1):   # SD3's last block drops txt
+        if label != "Wan 2.x" and not (label == "SD3 / SD3.5" and i == doubles - 1):  # SD3's last block drops txt
             positions.append(f"double.{i}.txt")
         positions.append(f"double.{i}.img")
     positions += [f"single.{j}" for j in range(singles)]
@@ -90,7 +93,9 @@ def patch_positions(model, hooks: dict[str, Hook]):
     patched = model.clone()
     existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for (block_type, index), block_hooks in by_block.items():
-        patched.set_model_patch_replace(_chained(existing.get((block_type, index)), block_hooks), "dit", block_type, index)
+        patched.set_model_patch_replace(
+            _chained(existing.get((block_type, index)), block_hooks), "dit", block_type, index
+        )
     return patched
 
 
@@ -108,5 +113,5 @@ def _chained(previous, hooks: list[tuple[str, Hook]]):
             if key is not None and out.get(key) is not None:
                 out[key] = hook(out[key], options)
         return out
-    return patch
 
+    return patch

@@ -6,23 +6,32 @@ told from start/end/padding tokens here, so every token row counts unless an att
 otherwise (HunyuanVideo, LTX-Video carry one): the gate then reads a projection diluted by padding,
 which is why the text-encoder point, which knows the tokens, is the recommended one for gating.
 """
+
 from __future__ import annotations
 
 import torch
 
 from ..transfer.aligned import AlignedSafetyDirection
-from .steer import steer_hidden
 from .gating import Gate
 from .layout import pooled_segments, token_segments
+from .steer import steer_hidden
 
 
 def encoder_dims(aligned: AlignedSafetyDirection) -> dict[str, int]:
     return {key: int(enc.unit.shape[1]) for key, enc in aligned.encoders.items()}
 
 
-def steer_tokens(hidden: torch.Tensor, aligned: AlignedSafetyDirection, row: int, strength: float, mode: str,
-                 gate: Gate | None = None, weights: torch.Tensor | None = None,
-                 token_mask: torch.Tensor | None = None, report: bool = True) -> tuple[torch.Tensor, dict[str, dict]]:
+def steer_tokens(
+    hidden: torch.Tensor,
+    aligned: AlignedSafetyDirection,
+    row: int,
+    strength: float,
+    mode: str,
+    gate: Gate | None = None,
+    weights: torch.Tensor | None = None,
+    token_mask: torch.Tensor | None = None,
+    report: bool = True,
+) -> tuple[torch.Tensor, dict[str, dict]]:
     """Steer [B, T, W] conditioning; returns (steered, {encoder key: steer_hidden report}, empty
     when ``report`` is False)."""
     segments, clip_width = token_segments(encoder_dims(aligned), hidden.shape[-1])
@@ -35,8 +44,17 @@ def steer_tokens(hidden: torch.Tensor, aligned: AlignedSafetyDirection, row: int
         rows = segment.row_mask(hidden, clip_width)
         if rows is not None:
             mask = mask & rows
-        steered, summary = steer_hidden(hidden[..., segment.features], mask, aligned.encoders[segment.key],
-                                        strength, mode, gate, row, weights, report)
+        steered, summary = steer_hidden(
+            hidden[..., segment.features],
+            mask,
+            aligned.encoders[segment.key],
+            strength,
+            mode,
+            gate,
+            row,
+            weights,
+            report,
+        )
         if summary is not None:
             reports[segment.key] = summary
         if strength != 0:
@@ -46,14 +64,29 @@ def steer_tokens(hidden: torch.Tensor, aligned: AlignedSafetyDirection, row: int
     return out, reports
 
 
-def steer_pooled(pooled: torch.Tensor, aligned: AlignedSafetyDirection, row: int, strength: float, mode: str,
-                 gate: Gate | None = None, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, dict]]:
+def steer_pooled(
+    pooled: torch.Tensor,
+    aligned: AlignedSafetyDirection,
+    row: int,
+    strength: float,
+    mode: str,
+    gate: Gate | None = None,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, dict]]:
     """Steer a [B, W] pooled vector where an aligned pooled space matches it (else unchanged)."""
     out, reports = pooled, {}
     for segment in pooled_segments(encoder_dims(aligned), pooled.shape[-1]):
         part = pooled[:, segment.features].unsqueeze(1)
-        steered, reports[segment.key] = steer_hidden(part, torch.ones(part.shape[:2], dtype=torch.bool), aligned.encoders[segment.key],
-                                                     strength, mode, gate, row, weights)
+        steered, reports[segment.key] = steer_hidden(
+            part,
+            torch.ones(part.shape[:2], dtype=torch.bool),
+            aligned.encoders[segment.key],
+            strength,
+            mode,
+            gate,
+            row,
+            weights,
+        )
         if strength != 0:
             if out is pooled:
                 out = pooled.clone()

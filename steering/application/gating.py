@@ -5,13 +5,14 @@ anchors' projections (p~ = (p - anchor_mean) / anchor_std, the same units on eve
 opens smoothly below a threshold: g = sigmoid((threshold - p~) / temperature). Unsafe prompts sit
 low (the direction points towards safe), so they get the full steer and ordinary prompts little.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 
-THRESHOLDS = tuple(x / 4 for x in range(-16, 5))   # -4.0 .. 1.0 anchor standard deviations
+THRESHOLDS = tuple(x / 4 for x in range(-16, 5))  # -4.0 .. 1.0 anchor standard deviations
 TEMPERATURES = (0.25, 0.5, 1.0)
 
 

@@ -10,6 +10,7 @@ the context a diffusion model receives, is already assembled by ComfyUI:
 The layout follows from which encoders a direction was aligned to and their widths, and is
 checked against the tensor: a direction aligned to other encoders is an error, not a silent miss.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,37 +54,39 @@ def token_segments(dims: dict[str, int], width: int) -> tuple[list[Segment], int
     dims = {k: d for k, d in dims.items() if not k.endswith(".pooled")}
     long_keys = [k for k in LONG_KEYS if k in dims]
     clip_keys = [k for k in CLIP_KEYS if k in dims]
-    mismatch = LayoutError(f"This conditioning has {width} features per token, but the direction was aligned to "
-                           f"the text encoders {_describe(dims)}: it comes from another text encoder. Fit Cross-Model "
-                           "Alignment with the CLIP that made this conditioning.")
+    mismatch = LayoutError(
+        f"This conditioning has {width} features per token, but the direction was aligned to "
+        f"the text encoders {_describe(dims)}: it comes from another text encoder. Fit Cross-Model "
+        "Alignment with the CLIP that made this conditioning."
+    )
     if len(long_keys) > 1 or not dims:
         raise LayoutError(f"Unknown conditioning layout for the encoders {_describe(dims)}.")
     segments, offset = [], 0
-    if long_keys and not (clip_keys == ["l", "g"]):            # Flux, LTXV, Wan, HunyuanVideo
+    if long_keys and clip_keys != ["l", "g"]:  # Flux, LTXV, Wan, HunyuanVideo
         key = long_keys[0]
         if dims[key] != width:
             raise mismatch
         return [Segment(key, slice(0, width))], 0
     sd3_rows = "clip" if long_keys else "all"
-    for key in clip_keys:                                      # SD1.5, SDXL, SD3 (CLIP part)
+    for key in clip_keys:  # SD1.5, SDXL, SD3 (CLIP part)
         segments.append(Segment(key, slice(offset, offset + dims[key]), sd3_rows))
         offset += dims[key]
-    if long_keys:                                              # SD3 with T5: T5 tokens after the CLIP ones
+    if long_keys:  # SD3 with T5: T5 tokens after the CLIP ones
         key = long_keys[0]
         if dims[key] != width or offset > width:
             raise mismatch
         segments.append(Segment(key, slice(0, width), "t5"))
-    elif width != offset and not (len(clip_keys) == 2 and width > offset):   # SD3 without T5: zero padding
+    elif width != offset and not (len(clip_keys) == 2 and width > offset):  # SD3 without T5: zero padding
         raise mismatch
     return segments, offset
 
 
 def pooled_segments(dims: dict[str, int], width: int) -> list[Segment]:
     """Segments of the pooled vector (empty when no aligned pooled space fits it)."""
-    pooled = {k[:-len(".pooled")]: d for k, d in dims.items() if k.endswith(".pooled")}
-    if "l" in pooled and "g" in pooled and width == pooled["l"] + pooled["g"]:     # SD3
+    pooled = {k[: -len(".pooled")]: d for k, d in dims.items() if k.endswith(".pooled")}
+    if "l" in pooled and "g" in pooled and width == pooled["l"] + pooled["g"]:  # SD3
         return [Segment("l.pooled", slice(0, pooled["l"])), Segment("g.pooled", slice(pooled["l"], width))]
-    for key in ("g", "l"):                                     # SDXL pools CLIP-G; SD1.5, Flux, Hunyuan CLIP-L
+    for key in ("g", "l"):  # SDXL pools CLIP-G; SD1.5, Flux, Hunyuan CLIP-L
         if key in pooled and pooled[key] == width:
             return [Segment(f"{key}.pooled", slice(0, width))]
     return []

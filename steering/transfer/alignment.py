@@ -4,6 +4,7 @@ Each map sends standardised source features z_s (rows) to standardised target fe
 carry a direction across (``transport``): exactly for the linear maps (ridge, Procrustes, CCA),
 through the Jacobian averaged over the anchors for the MLP. Nothing here ever sees unsafe data.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ from ..autograd import trains
 from ..errors import SafetySteerError
 
 MAP_METHODS = ("ridge", "procrustes", "cca", "mlp")
-RIDGE_LAMBDAS = tuple(10.0 ** p for p in range(-1, 6))
+RIDGE_LAMBDAS = tuple(10.0**p for p in range(-1, 6))
 
 
 class AlignmentError(SafetySteerError):
@@ -28,10 +29,10 @@ class FittedMap:
     method: str
     source_dim: int
     target_dim: int
-    weight: torch.Tensor | None = None          # [ds, dt] for linear maps: z_t ~= z_s @ weight
+    weight: torch.Tensor | None = None  # [ds, dt] for linear maps: z_t ~= z_s @ weight
     mlp: torch.nn.Module | None = None
-    mean_jacobian: torch.Tensor | None = None   # [ds, dt] for the MLP, averaged over the anchors
-    info: dict = field(default_factory=dict)    # chosen hyper-parameters, fit R^2, timings
+    mean_jacobian: torch.Tensor | None = None  # [ds, dt] for the MLP, averaged over the anchors
+    info: dict = field(default_factory=dict)  # chosen hyper-parameters, fit R^2, timings
 
     def predict(self, z_source: torch.Tensor) -> torch.Tensor:
         if self.mlp is not None:
@@ -42,9 +43,11 @@ class FittedMap:
     def transport(self, direction: torch.Tensor) -> torch.Tensor:
         """Carry a source-space direction (or rows of directions) into the target space."""
         if direction.shape[-1] != self.source_dim:
-            raise AlignmentError(f"A direction of {direction.shape[-1]} dimensions cannot go through a map fitted "
-                                 f"from {self.source_dim} source dimensions: the pack and the alignment come from "
-                                 "different source models or layers.")
+            raise AlignmentError(
+                f"A direction of {direction.shape[-1]} dimensions cannot go through a map fitted "
+                f"from {self.source_dim} source dimensions: the pack and the alignment come from "
+                "different source models or layers."
+            )
         matrix = self.mean_jacobian if self.mlp is not None else self.weight
         return direction.to(matrix.dtype) @ matrix
 
@@ -52,26 +55,37 @@ class FittedMap:
 def check_anchor_features(source: torch.Tensor, target: torch.Tensor) -> None:
     """The two sides must be the same anchors, finite, and enough of them."""
     if source.ndim != 2 or target.ndim != 2:
-        raise AlignmentError(f"Anchor features must be 2-D [anchors, dims]; got {list(source.shape)} and {list(target.shape)}.")
+        raise AlignmentError(
+            f"Anchor features must be 2-D [anchors, dims]; got {list(source.shape)} and {list(target.shape)}."
+        )
     if source.shape[0] != target.shape[0]:
-        raise AlignmentError(f"The source has {source.shape[0]} anchor features but the target {target.shape[0]}: "
-                             "both sides must encode the same anchor prompts, in the same order.")
+        raise AlignmentError(
+            f"The source has {source.shape[0]} anchor features but the target {target.shape[0]}: "
+            "both sides must encode the same anchor prompts, in the same order."
+        )
     for side, tensor in (("source", source), ("target", target)):
         if not torch.isfinite(tensor).all():
             bad = int((~torch.isfinite(tensor)).any(1).sum())
-            raise AlignmentError(f"{bad} {side} anchor feature rows contain NaN/Inf; check that model's dtype "
-                                 "(float16 overflows) and re-encode the anchors.")
+            raise AlignmentError(
+                f"{bad} {side} anchor feature rows contain NaN/Inf; check that model's dtype "
+                "(float16 overflows) and re-encode the anchors."
+            )
     if source.shape[0] < 20:
-        raise AlignmentError(f"Only {source.shape[0]} anchors: at least 20 benign anchors are needed to fit a map "
-                             "(2,000 diverse ones work well).")
+        raise AlignmentError(
+            f"Only {source.shape[0]} anchors: at least 20 benign anchors are needed to fit a map "
+            "(2,000 diverse ones work well)."
+        )
     if source.shape[0] < max(source.shape[1], target.shape[1]):
-        warnings.warn(f"{source.shape[0]} anchors for {source.shape[1]} -> {target.shape[1]} dimensions: the fit is "
-                      "under-determined and relies on regularisation; more diverse anchors transport better.",
-                      stacklevel=3)
+        warnings.warn(
+            f"{source.shape[0]} anchors for {source.shape[1]} -> {target.shape[1]} dimensions: the fit is "
+            "under-determined and relies on regularisation; more diverse anchors transport better.",
+            stacklevel=3,
+        )
 
 
-def fit_map(z_source: torch.Tensor, z_target: torch.Tensor, method: str = "ridge", seed: int = 0,
-            **options) -> FittedMap:
+def fit_map(
+    z_source: torch.Tensor, z_target: torch.Tensor, method: str = "ridge", seed: int = 0, **options
+) -> FittedMap:
     """Fit ``method`` on standardised anchor features (rows paired: the same anchor prompt)."""
     check_anchor_features(z_source, z_target)
     # float64 keeps small fits exact; wide ones (e.g. 4,096 -> 4,096) solve in float32 for speed.
@@ -89,7 +103,9 @@ def fit_map(z_source: torch.Tensor, z_target: torch.Tensor, method: str = "ridge
         raise ValueError(f"Unknown alignment method {method!r}; use one of {MAP_METHODS}.")
     if fitted.weight is not None:
         fitted.weight = fitted.weight.to(torch.float32)
-    fitted.info["train_r2"] = round(r_squared(fitted.predict(z_source.to(torch.float32)), z_target.to(torch.float32)), 4)
+    fitted.info["train_r2"] = round(
+        r_squared(fitted.predict(z_source.to(torch.float32)), z_target.to(torch.float32)), 4
+    )
     return fitted
 
 
@@ -117,25 +133,31 @@ def _spectral(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     return u, s, v
 
 
-def fit_ridge(x: torch.Tensor, y: torch.Tensor, lambdas: tuple[float, ...] = RIDGE_LAMBDAS,
-              ridge_lambda: float | None = None) -> FittedMap:
+def fit_ridge(
+    x: torch.Tensor, y: torch.Tensor, lambdas: tuple[float, ...] = RIDGE_LAMBDAS, ridge_lambda: float | None = None
+) -> FittedMap:
     """Closed-form ridge. The regularisation is chosen by exact leave-one-out error on the anchors
     (one spectral decomposition serves every lambda); the solve is primal or dual by shape."""
     u, s, v = _spectral(x)
-    uty = u.T @ y                                                   # [r, dt]
+    uty = u.T @ y  # [r, dt]
     scores = {}
     candidates = (ridge_lambda,) if ridge_lambda is not None else lambdas
     if ridge_lambda is None:
         for lam in candidates:
-            shrink = s ** 2 / (s ** 2 + lam)
+            shrink = s**2 / (s**2 + lam)
             fitted = u @ (shrink[:, None] * uty)
-            leverage = (u ** 2) @ shrink
+            leverage = (u**2) @ shrink
             loo = (y - fitted) / (1 - leverage)[:, None]
-            scores[lam] = float((loo ** 2).mean())
+            scores[lam] = float((loo**2).mean())
         ridge_lambda = min(scores, key=scores.get)
-    weight = v @ ((s / (s ** 2 + ridge_lambda))[:, None] * uty)
-    return FittedMap("ridge", x.shape[1], y.shape[1], weight=weight,
-                     info={"lambda": ridge_lambda, "loo_mse": {f"{k:g}": round(v_, 4) for k, v_ in scores.items()}})
+    weight = v @ ((s / (s**2 + ridge_lambda))[:, None] * uty)
+    return FittedMap(
+        "ridge",
+        x.shape[1],
+        y.shape[1],
+        weight=weight,
+        info={"lambda": ridge_lambda, "loo_mse": {f"{k:g}": round(v_, 4) for k, v_ in scores.items()}},
+    )
 
 
 def _top_axes(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -154,13 +176,19 @@ def fit_procrustes(x: torch.Tensor, y: torch.Tensor, components: int | None = No
     a, b = x @ px, y @ py
     u, _, vh = torch.linalg.svd(a.T @ b, full_matrices=False)
     rotation = u @ vh
-    scale = float((a @ rotation * b).sum() / (a * a).sum())         # one isotropic scale, least squares
-    return FittedMap("procrustes", x.shape[1], y.shape[1], weight=scale * px @ rotation @ py.T,
-                     info={"components": k, "scale": round(scale, 4)})
+    scale = float((a @ rotation * b).sum() / (a * a).sum())  # one isotropic scale, least squares
+    return FittedMap(
+        "procrustes",
+        x.shape[1],
+        y.shape[1],
+        weight=scale * px @ rotation @ py.T,
+        info={"components": k, "scale": round(scale, 4)},
+    )
 
 
-def fit_cca(x: torch.Tensor, y: torch.Tensor, components: int | None = None, reg: float = 1e-1,
-            canonical: int | None = None) -> FittedMap:
+def fit_cca(
+    x: torch.Tensor, y: torch.Tensor, components: int | None = None, reg: float = 1e-1, canonical: int | None = None
+) -> FittedMap:
     """Regularised CCA in PCA-reduced spaces (each side keeps up to ``components`` axes); the map
     predicts the target's canonical variates from the source's, weighted by their correlations."""
     cap = components or min(x.shape[0] // 4, 256)
@@ -175,8 +203,13 @@ def fit_cca(x: torch.Tensor, y: torch.Tensor, components: int | None = None, reg
     m = canonical or u.shape[1]
     sqrt_b = torch.linalg.inv(wb)
     weight = px @ wa @ u[:, :m] @ torch.diag(rho[:m]) @ vh[:m] @ sqrt_b @ py.T
-    return FittedMap("cca", x.shape[1], y.shape[1], weight=weight,
-                     info={"components": k, "canonical": m, "reg": reg, "top_correlations": [round(float(r), 3) for r in rho[:5]]})
+    return FittedMap(
+        "cca",
+        x.shape[1],
+        y.shape[1],
+        weight=weight,
+        info={"components": k, "canonical": m, "reg": reg, "top_correlations": [round(float(r), 3) for r in rho[:5]]},
+    )
 
 
 def _inverse_sqrt(matrix: torch.Tensor) -> torch.Tensor:
@@ -185,8 +218,17 @@ def _inverse_sqrt(matrix: torch.Tensor) -> torch.Tensor:
 
 
 @trains
-def fit_mlp(x: torch.Tensor, y: torch.Tensor, hidden: int = 512, epochs: int = 200, lr: float = 1e-3,
-            weight_decay: float = 1e-4, patience: int = 15, holdout: float = 0.1, seed: int = 0) -> FittedMap:
+def fit_mlp(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    hidden: int = 512,
+    epochs: int = 200,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    patience: int = 15,
+    holdout: float = 0.1,
+    seed: int = 0,
+) -> FittedMap:
     """A one-hidden-layer MLP with a linear skip, early-stopped on held-out anchors (deterministic)."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -197,11 +239,11 @@ def fit_mlp(x: torch.Tensor, y: torch.Tensor, hidden: int = 512, epochs: int = 2
     model = _SkipMLP(x.shape[1], y.shape[1], hidden)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     best, best_state, waited, batch = math.inf, None, 0, 128
-    for epoch in range(epochs):
+    for epoch in range(epochs):  # noqa: B007  (read after the loop: epochs run before early stopping)
         model.train()
         perm = train[torch.randperm(len(train), generator=generator)]
         for start in range(0, len(perm), batch):
-            idx = perm[start:start + batch]
+            idx = perm[start : start + batch]
             optimiser.zero_grad()
             loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
             loss.backward()
@@ -219,15 +261,23 @@ def fit_mlp(x: torch.Tensor, y: torch.Tensor, hidden: int = 512, epochs: int = 2
     model.load_state_dict(best_state)
     model.eval()
     jacobian = mean_jacobian(model, x)
-    return FittedMap("mlp", x.shape[1], y.shape[1], mlp=model, mean_jacobian=jacobian,
-                     info={"hidden": hidden, "epochs_run": epoch + 1, "val_mse": round(best, 4)})
+    return FittedMap(
+        "mlp",
+        x.shape[1],
+        y.shape[1],
+        mlp=model,
+        mean_jacobian=jacobian,
+        info={"hidden": hidden, "epochs_run": epoch + 1, "val_mse": round(best, 4)},
+    )
 
 
 class _SkipMLP(torch.nn.Module):
     def __init__(self, d_in: int, d_out: int, hidden: int):
         super().__init__()
         self.linear = torch.nn.Linear(d_in, d_out)
-        self.hidden = torch.nn.Sequential(torch.nn.Linear(d_in, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, d_out))
+        self.hidden = torch.nn.Sequential(
+            torch.nn.Linear(d_in, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, d_out)
+        )
 
     def forward(self, x):
         return self.linear(x) + self.hidden(x)
@@ -238,8 +288,8 @@ def mean_jacobian(model: torch.nn.Module, anchors: torch.Tensor, chunk: int = 25
     """d f / d z averaged over the anchors, as a [d_in, d_out] matrix (rows: input dims)."""
     total = None
     for start in range(0, anchors.shape[0], chunk):
-        rows = anchors[start:start + chunk]
-        jac = torch.func.vmap(torch.func.jacrev(model))(rows)          # [b, d_out, d_in]
+        rows = anchors[start : start + chunk]
+        jac = torch.func.vmap(torch.func.jacrev(model))(rows)  # [b, d_out, d_in]
         part = jac.sum(0)
         total = part if total is None else total + part
     return (total / anchors.shape[0]).T.detach()

@@ -8,6 +8,7 @@ its anchor statistics follow exactly from the per-row anchor means and the ancho
 transport calibration's meaning: the weighted mean of the rows' gap-to-spread ratios, times the
 mix's own anchor spread.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,9 @@ class MixError(SafetySteerError):
     pass
 
 
-def mix_coefficients(unit: torch.Tensor, names: list[str], weights: dict[str, float],
-                     orthogonalise: bool) -> tuple[list[int], torch.Tensor]:
+def mix_coefficients(
+    unit: torch.Tensor, names: list[str], weights: dict[str, float], orthogonalise: bool
+) -> tuple[list[int], torch.Tensor]:
     """(rows used, coefficients c) such that the mixed unit vector is c @ unit[rows]."""
     unknown = sorted(set(weights) - set(names))
     if unknown:
@@ -47,8 +49,10 @@ def mix_coefficients(unit: torch.Tensor, names: list[str], weights: dict[str, fl
     if orthogonalise and len(rows) > 1:
         values, vectors = torch.linalg.eigh(u @ u.T)
         if values.min() < 1e-6:
-            raise MixError("The selected category directions are (nearly) parallel in this encoder, so they "
-                           "cannot be orthogonalised; turn orthogonalise off or select fewer categories.")
+            raise MixError(
+                "The selected category directions are (nearly) parallel in this encoder, so they "
+                "cannot be orthogonalised; turn orthogonalise off or select fewer categories."
+            )
         a = vectors @ torch.diag(values.rsqrt()) @ vectors.T @ a
     norm = (a @ u).norm()
     if norm < 1e-9:
@@ -70,11 +74,14 @@ def add_mixed_row(directions: AlignedDirections, weights: dict[str, float], orth
     ratio = kappa / stats[rows, 1].clamp_min(1e-6)
     w = torch.tensor([weights[names[r]] for r in rows])
     mixed_kappa = (w * ratio).sum() / w.sum() * spread
-    cross = c @ cov[rows]                                 # covariance of the mix with every row
-    new_cov = torch.cat([torch.cat([cov, cross[:, None]], 1),
-                         torch.cat([cross, (spread ** 2).reshape(1)])[None]], 0)
+    cross = c @ cov[rows]  # covariance of the mix with every row
+    new_cov = torch.cat([torch.cat([cov, cross[:, None]], 1), torch.cat([cross, (spread**2).reshape(1)])[None]], 0)
     return AlignedDirections(
-        names=[*names, MIXED], unit=torch.cat([unit, mixed_unit[None]]),
+        names=[*names, MIXED],
+        unit=torch.cat([unit, mixed_unit[None]]),
         calibrated=torch.cat([calibrated, (mixed_unit * mixed_kappa)[None]]),
         anchor_projection=torch.cat([stats, torch.stack([mean, spread])[None]]),
-        target_mean=directions.target_mean, target_std=directions.target_std, anchor_covariance=new_cov)
+        target_mean=directions.target_mean,
+        target_std=directions.target_std,
+        anchor_covariance=new_cov,
+    )

@@ -1,20 +1,27 @@
 """The native baseline: directions estimated in the target encoder itself, from the pack's
 training pairs. Unlike the transported direction it shows the target unsafe prompts; it exists
 to compare against (labelled native* wherever it appears), not to ship."""
+
 from __future__ import annotations
 
 import torch
 
-from .aligned import AlignedSafetyDirection
+from ..application.source_gate import SourceGate
 from ..extraction.directions import anchor_statistics, fit_direction
 from ..pack import DirectionPack
 from ..prompts import PromptPair
-from ..application.source_gate import SourceGate
+from .aligned import AlignedSafetyDirection
 from .transport import AlignedDirections
 
 
-def native_directions(names: list[str], pairs: list[PromptPair], safe: torch.Tensor, unsafe: torch.Tensor,
-                      anchors: torch.Tensor, method: str = "mean_diff") -> AlignedDirections:
+def native_directions(
+    names: list[str],
+    pairs: list[PromptPair],
+    safe: torch.Tensor,
+    unsafe: torch.Tensor,
+    anchors: torch.Tensor,
+    method: str = "mean_diff",
+) -> AlignedDirections:
     """One encoder's native directions: ``safe[i]``/``unsafe[i]`` are the features of ``pairs[i]``,
     ``anchors`` benign features for standardisation. Calibration: strength 1 = the training gap."""
     mean, std = anchor_statistics(anchors)
@@ -27,18 +34,36 @@ def native_directions(names: list[str], pairs: list[PromptPair], safe: torch.Ten
         gaps.append(float((z_safe[pick] @ unit).mean() - (z_unsafe[pick] @ unit).mean()))
     unit = torch.stack(units)
     projections = z_anchor @ unit.T
-    return AlignedDirections(names=list(names), unit=unit, calibrated=unit * torch.tensor(gaps)[:, None],
-                             anchor_projection=torch.stack([projections.mean(0), projections.std(0)], 1),
-                             target_mean=mean, target_std=std,
-                             anchor_covariance=torch.cov(projections.T).reshape(len(names), len(names)))
+    return AlignedDirections(
+        names=list(names),
+        unit=unit,
+        calibrated=unit * torch.tensor(gaps)[:, None],
+        anchor_projection=torch.stack([projections.mean(0), projections.std(0)], 1),
+        target_mean=mean,
+        target_std=std,
+        anchor_covariance=torch.cov(projections.T).reshape(len(names), len(names)),
+    )
 
 
-def native_pack(pack: DirectionPack, pairs: list[PromptPair], safe: dict[str, torch.Tensor],
-                unsafe: dict[str, torch.Tensor], anchors: dict[str, torch.Tensor], method: str,
-                metadata: dict | None = None) -> AlignedSafetyDirection:
+def native_pack(
+    pack: DirectionPack,
+    pairs: list[PromptPair],
+    safe: dict[str, torch.Tensor],
+    unsafe: dict[str, torch.Tensor],
+    anchors: dict[str, torch.Tensor],
+    method: str,
+    metadata: dict | None = None,
+) -> AlignedSafetyDirection:
     encoders = {key: native_directions(pack.names, pairs, safe[key], unsafe[key], anchors[key], method) for key in safe}
-    meta = {"native": True, "method": f"native {method}", "n_train_pairs": len(pairs), "n_anchors": len(next(iter(anchors.values()))),
-            "source_model": pack.metadata["source_model"], "layer": pack.metadata["layer"],
-            "pack_version": pack.metadata["pack_version"], **(metadata or {})}
+    meta = {
+        "native": True,
+        "method": f"native {method}",
+        "n_train_pairs": len(pairs),
+        "n_anchors": len(next(iter(anchors.values()))),
+        "source_model": pack.metadata["source_model"],
+        "layer": pack.metadata["layer"],
+        "pack_version": pack.metadata["pack_version"],
+        **(metadata or {}),
+    }
     gate = SourceGate.from_pack(pack) if pack.metadata.get("source_ref") else None
     return AlignedSafetyDirection(encoders=encoders, metadata=meta, source_gate=gate)

@@ -6,6 +6,7 @@ the test server's custom_nodes. It registers no nodes; on import it patches the 
 VAELoader load the files ``tests/tiny_models.py`` writes. Every patch acts only on tiny widths
 (those of tiny_models); full-size files take ComfyUI's own code paths unchanged.
 """
+
 from .patches import install
 
 install()

@@ -17,6 +17,7 @@ to load (or load wrongly). Two patches, both keyed on the exact tiny widths of t
 
 The file-format details (CLIP-G's layer-30 key, T5-XXL's block-23 key) are in tiny_models.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -42,9 +43,11 @@ def tiny_models():
 
 # --- 1. diffusion models --------------------------------------------------------------------------
 
+
 def tiny_model_classes() -> list[type]:
     """Tiny subclasses of comfy.supported_models classes, matching only tiny_models' widths."""
     import comfy.supported_models as sm
+
     tm = tiny_models()
     configs = tm.UNET_CONFIGS
 
@@ -54,27 +57,59 @@ def tiny_model_classes() -> list[type]:
         def __init__(self, unet_config):
             base.__init__(self, {**unet_config, **copy.deepcopy(overrides)})
 
-        return type(f"Tiny{base.__name__}", (base,), {"unet_config": match, "__init__": __init__,
-                                                      "__module__": __name__})
+        return type(
+            f"Tiny{base.__name__}", (base,), {"unet_config": match, "__init__": __init__, "__module__": __name__}
+        )
 
     sd15, sdxl = configs["sd15"], configs["sdxl"]
     return [
-        with_overrides(sm.SD15, "sd15", {key: sd15[key] for key in (
-            "context_dim", "model_channels", "use_linear_in_transformer", "adm_in_channels",
-            "use_temporal_attention")}),
-        with_overrides(sm.SDXL, "sdxl", {key: sdxl[key] for key in (
-            "model_channels", "use_linear_in_transformer", "transformer_depth", "context_dim",
-            "adm_in_channels", "use_temporal_attention")}),
+        with_overrides(
+            sm.SD15,
+            "sd15",
+            {
+                key: sd15[key]
+                for key in (
+                    "context_dim",
+                    "model_channels",
+                    "use_linear_in_transformer",
+                    "adm_in_channels",
+                    "use_temporal_attention",
+                )
+            },
+        ),
+        with_overrides(
+            sm.SDXL,
+            "sdxl",
+            {
+                key: sdxl[key]
+                for key in (
+                    "model_channels",
+                    "use_linear_in_transformer",
+                    "transformer_depth",
+                    "context_dim",
+                    "adm_in_channels",
+                    "use_temporal_attention",
+                )
+            },
+        ),
         with_overrides(sm.Flux, "flux", {"image_model": "flux", "hidden_size": configs["flux"]["hidden_size"]}),
-        with_overrides(sm.HunyuanVideo, "hunyuan_video", {
-            "image_model": "hunyuan_video", "hidden_size": configs["hunyuan_video"]["hidden_size"],
-            "context_in_dim": configs["hunyuan_video"]["context_in_dim"]}),
-        with_overrides(sm.WAN21_T2V, "wan", {"image_model": "wan2.1", "model_type": "t2v",
-                                             "dim": configs["wan"]["dim"]}),
+        with_overrides(
+            sm.HunyuanVideo,
+            "hunyuan_video",
+            {
+                "image_model": "hunyuan_video",
+                "hidden_size": configs["hunyuan_video"]["hidden_size"],
+                "context_in_dim": configs["hunyuan_video"]["context_in_dim"],
+            },
+        ),
+        with_overrides(
+            sm.WAN21_T2V, "wan", {"image_model": "wan2.1", "model_type": "t2v", "dim": configs["wan"]["dim"]}
+        ),
     ]
 
 
 # --- 2. text encoders -----------------------------------------------------------------------------
+
 
 def tiny_encoder_options(state_dicts) -> dict:
     """The tiny encoder configs to merge into model_options for these state dicts ({} if none
@@ -136,22 +171,38 @@ def patched_attributes() -> list[tuple[object, str, object]]:
     original_init = comfy.sd.CLIP.__init__
 
     @functools.wraps(original_init)
-    def clip_init(self, target=None, embedding_directory=None, no_init=False, tokenizer_data={}, parameters=0,
-                  model_options={}):
+    def clip_init(
+        self, target=None, embedding_directory=None, no_init=False, tokenizer_data={}, parameters=0, model_options={}
+    ):
         options = _PENDING.get()
         if options and not no_init:
             model_options = deep_merge(model_options, options)
-        original_init(self, target=target, embedding_directory=embedding_directory, no_init=no_init,
-                      tokenizer_data=tokenizer_data, parameters=parameters, model_options=model_options)
+        original_init(
+            self,
+            target=target,
+            embedding_directory=embedding_directory,
+            no_init=no_init,
+            tokenizer_data=tokenizer_data,
+            parameters=parameters,
+            model_options=model_options,
+        )
 
     return [
         # model_detection reads comfy.supported_models.models at each call: a new list is enough.
         (sm, "models", tiny_model_classes() + list(sm.models)),
         (comfy.sd.CLIP, "__init__", clip_init),
-        (comfy.sd, "load_text_encoder_state_dicts", _with_tiny_encoders(
-            comfy.sd.load_text_encoder_state_dicts, lambda state_dicts=[], *args, **kwargs: state_dicts)),
-        (comfy.sd, "load_state_dict_guess_config", _with_tiny_encoders(
-            comfy.sd.load_state_dict_guess_config, lambda sd, *args, **kwargs: [sd])),
+        (
+            comfy.sd,
+            "load_text_encoder_state_dicts",
+            _with_tiny_encoders(
+                comfy.sd.load_text_encoder_state_dicts, lambda state_dicts=[], *args, **kwargs: state_dicts
+            ),
+        ),
+        (
+            comfy.sd,
+            "load_state_dict_guess_config",
+            _with_tiny_encoders(comfy.sd.load_state_dict_guess_config, lambda sd, *args, **kwargs: [sd]),
+        ),
     ]
 
 
