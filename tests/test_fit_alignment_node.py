@@ -90,7 +90,9 @@ def test_node_fits_in_a_real_graph_and_caches_on_disk(comfy, tiny_clip_node, fam
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_node_rejects_an_already_aligned_direction(comfy, tiny_clip_node, tmp_path, monkeypatch):
+def test_node_rejects_an_already_aligned_direction(comfy, tiny_clip_node, tiny_clip, tmp_path, monkeypatch):
+    """An aligned direction is another socket type than a pack: the link is refused in validation
+    (and, should one arrive anyway, the node itself refuses it)."""
     monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
     graph = alignment_graph("sd15", anchors=40)
     graph["5"] = {
@@ -98,8 +100,15 @@ def test_node_rejects_an_already_aligned_direction(comfy, tiny_clip_node, tmp_pa
         "inputs": {"clip": ["2", 0], "direction": ["3", 0], "method": "ridge", "anchors": 40},
     }
     graph["6"] = {"class_type": "SafetySteerDirectionInfo", "inputs": {"direction": ["5", 0]}}
+    del graph["4"]  # the only output left is the one fed by the wrong link
+    valid, _, _, node_errors = comfy.validate(graph)
+    assert valid is False
+    assert "received_type(ALIGNED_SAFETY_DIRECTION) mismatch input_type(SAFETY_DIRECTION_PACK)" in str(node_errors)
+    clip = tiny_clip("sd15")
+    fit = {"clip": clip, "method": "ridge", "anchors": 40}
+    (aligned,) = comfy.node("SafetySteerFitCrossModelAlignment", direction=load_pack(DEFAULT_PACK_PATH), **fit)
     with pytest.raises(ValueError, match="already aligned"):
-        comfy.run(graph)
+        comfy.node("SafetySteerFitCrossModelAlignment", direction=aligned, **fit)
 
 
 def test_unknown_encoder_is_a_clear_error(comfy, tiny_clip):
