@@ -12,6 +12,7 @@ checked when the node runs.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 
@@ -64,8 +65,10 @@ def validation_result(node_cls, **values) -> bool | str:
     return number_problem(node_cls, **values) or True
 
 
-def check_numbers(node_cls, **values) -> None:
-    """The same checks at run time (values that came through links): raise with the message."""
-    problem = number_problem(node_cls, **values)
-    if problem is not None:
-        raise ValueError(f"{node_cls.define_schema().display_name}: {problem}")
+def check_at_run_time(node_cls, values: dict) -> None:
+    """The node's own ``validate_inputs`` again, on the values that reached ``execute`` (linked
+    values were unknown during validation): pass ``locals()`` at the top of ``execute``."""
+    names = inspect.signature(node_cls.validate_inputs).parameters
+    result = node_cls.validate_inputs(**{name: values[name] for name in names if name in values})
+    if result is not True:
+        raise ValueError(f"{node_cls.define_schema().display_name}: {result}")

@@ -721,6 +721,26 @@ def test_fit_nodes_refuse_an_unknown_method(comfy, run, class_type):
     assert valid is False and "method" in str(node_errors.get(fit)), node_errors
 
 
+def test_a_linked_negative_strength_is_refused_when_the_node_runs(comfy, run):
+    """Values that arrive through links are unknown during validation: the node checks them again."""
+    g, ids = base("sd15")
+    g.capture(g.add("CLIPTextEncode", clip=[ids["clip"], 0], text=UNSAFE), "unused")
+    graph = {**g}
+    graph["linked"] = {"class_type": "PrimitiveFloat", "inputs": {"value": -5.0}}
+    graph["steer"] = {
+        "class_type": "SafetySteerApplyTextEncoder",
+        "inputs": {
+            "clip": [ids["clip"], 0],
+            "aligned_direction": [ids["aligned"], 0],
+            "gate": "none",
+            **steer_settings(strength=["linked", 0]),
+        },
+    }
+    graph["out"] = {"class_type": "CaptureForTest", "inputs": {"value": ["steer", 0], "key": "steered"}}
+    with pytest.raises(ValueError, match="strength must be at least 0"):
+        comfy.run(graph)
+
+
 def test_nan_over_http_is_refused_by_the_server(comfy_server):
     """Python's JSON parser takes NaN in a /prompt body; the node's own check must refuse it."""
     import json

@@ -13,7 +13,7 @@ from comfy_api.latest import io, ui
 from ...steering.application.assembled import steer_pooled, steer_tokens
 from ...steering.application.gating import Gate
 from ...steering.application.report import entries_from, format_report
-from ..input_checks import check_numbers, validation_result
+from ..input_checks import check_at_run_time, validation_result
 from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
 
 ASSEMBLED_GATES = ("target projection", "none")
@@ -66,7 +66,7 @@ class SafetySteerApplyConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, conditioning, aligned_direction, strength, direction, mode, gate, gate_threshold) -> io.NodeOutput:
-        check_numbers(cls, strength=strength, direction=direction, mode=mode, gate=gate, gate_threshold=gate_threshold)
+        check_at_run_time(cls, locals())
         aligned = checked_aligned(aligned_direction, "Apply Safety Steer (Conditioning)")
         row, _ = aligned.resolve(direction)
         label = aligned.names[row]

@@ -17,7 +17,7 @@ from ...steering.application.gating import Gate
 from ...steering.application.layout import token_segments
 from ...steering.application.report import SamplingLog, entries_from
 from ...steering.transfer.aligned import AlignedSafetyDirection
-from ..input_checks import check_numbers, validation_result
+from ..input_checks import check_at_run_time, validation_result
 from ..sampling_window import SigmaWindow, positive_rows
 from .conditioning import gate_input
 from .inputs import aligned_input, checked_aligned, common_inputs, threshold_input
@@ -199,17 +199,7 @@ class SafetySteerApplyModel(io.ComfyNode):
         end_percent,
         apply_to,
     ) -> io.NodeOutput:
-        check_numbers(
-            cls,
-            strength=strength,
-            direction=direction,
-            mode=mode,
-            gate=gate,
-            gate_threshold=gate_threshold,
-            start_percent=start_percent,
-            end_percent=end_percent,
-            apply_to=apply_to,
-        )
+        check_at_run_time(cls, locals())
         aligned = checked_aligned(aligned_direction, "Apply Safety Steer (Model)")
         kind, label = model_kind(model)
         row, _ = aligned.resolve(direction)

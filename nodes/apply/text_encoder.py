@@ -21,7 +21,7 @@ from ...steering.application.steer import steer_hidden
 from ...steering.errors import SourceModelError
 from ...steering.transfer.aligned import AlignedSafetyDirection
 from ..directions.fit_alignment import encoder_fingerprints
-from ..input_checks import check_numbers, validation_result
+from ..input_checks import check_at_run_time, validation_result
 from .clip_targets import prompt_token_mask, sub_encoders
 from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
 
@@ -254,7 +254,7 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip, aligned_direction, strength, direction, mode, gate, gate_threshold) -> io.NodeOutput:
-        check_numbers(cls, strength=strength, direction=direction, mode=mode, gate=gate, gate_threshold=gate_threshold)
+        check_at_run_time(cls, locals())
         aligned_direction = checked_aligned(aligned_direction, "Apply Safety Steer (Text Encoder)")
         aligned_direction.resolve(direction)  # an unknown direction fails here, not mid-encode
         encoders = check_alignment_matches(aligned_direction, clip)

@@ -12,7 +12,7 @@ from ...steering.pack import DirectionPack, pack_sha256
 from ...steering.transfer.aligned import AlignedSafetyDirection, align_pack, anchor_subset, cached_fit
 from ...steering.transfer.alignment import MAP_METHODS
 from ..apply.clip_targets import base_encoder_fingerprints, encode_per_encoder, patch_fingerprint
-from ..input_checks import check_numbers, validation_result
+from ..input_checks import check_at_run_time, validation_result
 from ..progress import progress_reporter
 from ..types import AlignedDirectionType, DirectionPackType
 
@@ -90,7 +90,7 @@ class SafetySteerFitCrossModelAlignment(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip, direction, method, anchors) -> io.NodeOutput:
-        check_numbers(cls, method=method)
+        check_at_run_time(cls, locals())
         if isinstance(direction, AlignedSafetyDirection):
             raise ValueError(
                 "This direction is already aligned to a text encoder; connect Load Safety Direction "

@@ -10,7 +10,7 @@ from ...steering.pack import pack_sha256
 from ...steering.transfer.aligned import AlignedSafetyDirection, anchor_subset, cached_fit
 from ...steering.transfer.native import native_pack
 from ..apply.clip_targets import encode_per_encoder, patch_fingerprint
-from ..input_checks import check_numbers, validation_result
+from ..input_checks import check_at_run_time, validation_result
 from ..progress import progress_reporter
 from ..types import AlignedDirectionType, DirectionPackType
 from .fit_alignment import alignment_cache_dir, cache_key, encoder_fingerprints
@@ -62,7 +62,7 @@ class SafetySteerFitNativeDirection(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip, direction, method, anchors) -> io.NodeOutput:
-        check_numbers(cls, method=method)
+        check_at_run_time(cls, locals())
         if isinstance(direction, AlignedSafetyDirection):
             raise ValueError(
                 "Fit Native Direction needs the pack itself (Load Safety Direction), not an aligned direction."

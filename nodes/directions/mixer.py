@@ -7,7 +7,7 @@ from comfy_api.latest import io
 from ...steering.prompts import I2P_CATEGORIES
 from ...steering.transfer.mixing import PRESETS
 from ..apply.inputs import aligned_input, checked_aligned
-from ..input_checks import check_numbers, validation_result
+from ..input_checks import check_at_run_time, validation_result
 from ..types import AlignedDirectionType
 
 CUSTOM = "custom (sliders)"
@@ -80,7 +80,7 @@ class SafetySteerCategoryVectorMixer(io.ComfyNode):
 
     @classmethod
     def execute(cls, aligned_direction, preset, orthogonalise, **sliders) -> io.NodeOutput:
-        check_numbers(cls, **sliders)
+        check_at_run_time(cls, {**locals(), **sliders})
         aligned = checked_aligned(aligned_direction, "Category Vector Mixer")
         if preset == CUSTOM:
             weights = {c: float(sliders[weight_input_name(c)]) for c in I2P_CATEGORIES}

@@ -16,7 +16,7 @@ from ...steering.safedig.operations import blend, repel, select_harmful_features
 from ...steering.safedig.routing import score_position, top_positions
 from ...steering.safedig.sae import adapt_decoder, check_compatible, prompt_codes, sample_rows, train_sae
 from ...steering.transfer.aligned import anchor_subset
-from ..input_checks import check_numbers, validation_result
+from ..input_checks import check_at_run_time, validation_result
 from ..model_folders import list_sae_bundles, sae_bundle_path, sae_save_path
 from ..progress import progress_reporter
 from ..sampling_window import SigmaWindow, positive_rows
@@ -130,7 +130,7 @@ class SafetySteerTrainSAE(io.ComfyNode):
         seed,
         filename_prefix,
     ) -> io.NodeOutput:
-        check_numbers(cls, learning_rate=learning_rate, noise_level=noise_level)
+        check_at_run_time(cls, locals())
         label, _, _ = block_counts(model)
         names = (
             spread_positions(model, candidates)
@@ -295,7 +295,7 @@ class SafetySteerAdaptSAEDecoder(io.ComfyNode):
     def execute(
         cls, model, clip, safedig, direction, latent, anchors, epochs, noise_level, seed, filename_prefix
     ) -> io.NodeOutput:
-        check_numbers(cls, noise_level=noise_level)
+        check_at_run_time(cls, locals())
         label, _, _ = block_counts(model)
         check_bundle_fits(safedig, model)
         index = anchor_subset(len(direction.anchor_prompts), anchors).tolist()
@@ -381,14 +381,7 @@ class SafetySteerApplySafeDIG(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, safedig, operation, strength, start_percent, end_percent, apply_to) -> io.NodeOutput:
-        check_numbers(
-            cls,
-            operation=operation,
-            strength=strength,
-            start_percent=start_percent,
-            end_percent=end_percent,
-            apply_to=apply_to,
-        )
+        check_at_run_time(cls, locals())
         if operation not in OPERATIONS:
             raise ValueError(f"Unknown operation {operation!r}; use one of {OPERATIONS}.")
         check_bundle_fits(safedig, model)
