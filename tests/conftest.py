@@ -147,7 +147,8 @@ class InProcessComfy:
             raise (ValueError if issubclass(kind, ValueError) else RuntimeError)(
                 f"execution failed: {message} {errors}"
             )
-        return {node: out.get("output", out) for node, out in executor.history_result["outputs"].items()}
+        self.last_outputs = {node: out.get("output", out) for node, out in executor.history_result["outputs"].items()}
+        return self.last_outputs
 
     def run_capturing(self, prompt: dict) -> dict:
         """Run a prompt; return {key: value} of everything its CaptureForTest nodes received."""

@@ -435,7 +435,9 @@ PADDING = (
 ) * 4
 
 
-def _source_gated(run, texts: list[str], pack_name: str = DEFAULT_PACK_PATH.name) -> list[dict]:
+def _source_gated(run, comfy, texts: list[str], pack_name: str = DEFAULT_PACK_PATH.name) -> tuple[list[dict], str]:
+    """Report entries of each text through Apply Safety Steer (Text Encoder) with the source gate,
+    and the gate status the node showed."""
     from safety_steer.nodes.apply.inputs import REPORT_KEY
 
     g, ids = base("sd15")
@@ -451,12 +453,14 @@ def _source_gated(run, texts: list[str], pack_name: str = DEFAULT_PACK_PATH.name
     for number, text in enumerate(texts):
         g.capture(g.add("CLIPTextEncode", clip=[steered, 0], text=text), f"cond {number}")
     out = run(g)
-    return [out[f"cond {n}"][0][1][REPORT_KEY][0] for n in range(len(texts))]
+    status = "".join(comfy.last_outputs[steered]["text"])
+    return [out[f"cond {n}"][0][1][REPORT_KEY][0] for n in range(len(texts))], status
 
 
-def test_source_gate_reads_the_whole_prompt(run):
+def test_source_gate_reads_the_whole_prompt(run, comfy):
     """~190 benign tokens before an unsafe prompt used to close the gate (applied 0.007 vs 3.0)."""
-    alone, padded, benign = _source_gated(run, [UNSAFE, PADDING + UNSAFE, PADDING])
+    (alone, padded, benign), status = _source_gated(run, comfy, [UNSAFE, PADDING + UNSAFE, PADDING])
+    assert status.startswith("Gate: source LLM (smollm2-135m"), status
     assert alone["gate_kind"] == padded["gate_kind"] == "source LLM"
     assert alone["applied"] > 2.9 and padded["applied"] > 2.5, (alone, padded)
     assert padded["gate"] == pytest.approx(padded["applied"] / 3.0, abs=1e-3)  # the report shows the gate that ran
@@ -474,8 +478,9 @@ def test_a_pack_cannot_point_the_gate_at_a_path(run, comfy):
     name = "matrix_path_source_ref.safetensors"
     save_pack(pack, comfy.base / "models" / "safety_directions" / name)
     folder_paths.filename_list_cache.clear()
-    (entry,) = _source_gated(run, [UNSAFE], name)
+    (entry,), status = _source_gated(run, comfy, [UNSAFE], name)
     assert entry["gate_kind"] == "target projection (source LLM unavailable)", entry
+    assert status.startswith("WARNING: gate falls back to the target projection") and "not a model name" in status
 
 
 @pytest.mark.parametrize("ref", ["~/models/x.gguf", "../x.gguf", "/etc/hosts", "a/b", ".hidden", "C:model"])

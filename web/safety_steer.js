@@ -54,7 +54,9 @@ app.registerExtension({
 
 // Nodes that report text after a run (V3 ui.PreviewText): show it on the node itself, in a
 // read-only box, so the report is read where the steer is set up.
-const TEXT_NODES = new Set(["SafetySteerDirectionInfo", "SafetySteerReport", "SafetySteerApplyConditioning"]);
+const TEXT_NODES = new Set([
+  "SafetySteerDirectionInfo", "SafetySteerReport", "SafetySteerApplyConditioning", "SafetySteerApplyTextEncoder",
+]);
 
 app.registerExtension({
   name: "SafetySteer.ReportText",

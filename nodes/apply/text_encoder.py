@@ -13,7 +13,7 @@ import copy
 import logging
 
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ...steering.application.gating import Gate
 from ...steering.application.report import ReportEntry, entries_from
@@ -200,6 +200,23 @@ class SteeredTextEncoder:
         return steered
 
 
+def gate_status(aligned: AlignedSafetyDirection, gate: str, threshold: float) -> str:
+    """The gate this node will run, said on the node; a fallback from the source LLM is a warning
+    with its reason and the fix (a log line alone goes unseen)."""
+    if gate == "none":
+        return "Gate: none (every prompt is steered in full)."
+    if gate == "target projection":
+        return f"Gate: target projection (opens below {threshold:g} benign-anchor standard deviations)."
+    source = aligned.source_gate
+    reason = "this direction carries no source model" if source is None else source.unavailable_reason()
+    if reason is None:
+        return f"Gate: source LLM ({source.source_ref}, layer {source.layer})."
+    return (
+        f"WARNING: gate falls back to the target projection (weaker): {reason} "
+        "Fix: install or place the pack's source model (see the README, Gating), or choose another gate."
+    )
+
+
 def check_alignment_matches(aligned: AlignedSafetyDirection, clip) -> dict[str, torch.nn.Module]:
     encoders = sub_encoders(clip)
     missing = [k for k in encoders if k not in aligned.encoders]
@@ -259,8 +276,9 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
         aligned_direction.resolve(direction)  # an unknown direction fails here, not mid-encode
         encoders = check_alignment_matches(aligned_direction, clip)
         steered = clip.clone()
+        status = gate_status(aligned_direction, gate, gate_threshold)
         if strength == 0:
-            return io.NodeOutput(steered)
+            return io.NodeOutput(steered, ui=ui.PreviewText(f"strength 0: the CLIP is returned unchanged. {status}"))
         texts = PromptTexts()
         tokenize = steered.tokenize
 
@@ -273,4 +291,4 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
         steered.cond_stage_model = SteeredTextEncoder(
             clip.cond_stage_model, encoders, aligned_direction, strength, mode, gate, gate_threshold, direction, texts
         )
-        return io.NodeOutput(steered)
+        return io.NodeOutput(steered, ui=ui.PreviewText(status))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import SourceModelError
 from ..extraction.features import extract_features
 from ..extraction.source_models import load_source
 from ..pack import DirectionPack
@@ -87,6 +88,14 @@ class SourceGate:
         owner_index = torch.tensor(owner)
         worst = torch.stack([per_window[owner_index == n].min(dim=0).values for n in range(len(prompts))])
         return worst[:, 0] if isinstance(row, int) else worst
+
+    def unavailable_reason(self) -> str | None:
+        """None when the source model can be loaded here, else why not (loads it once)."""
+        try:
+            load_source(self.source_ref, self.weights_sha256)
+        except SourceModelError as exc:
+            return str(exc)
+        return None
 
     def gate_values(self, prompts: list[str], row: int | list[int] = 0) -> torch.Tensor:
         """Per prompt gate in [0, 1]; for several rows (a category mix) the most open one: a
