@@ -60,9 +60,10 @@ def number_problem(node_cls, **values) -> str | None:
     return None
 
 
-def validation_result(node_cls, **values) -> bool | str:
-    """What a ``validate_inputs`` returns: True, or the message ComfyUI shows on the node."""
-    return number_problem(node_cls, **values) or True
+def validation_result(node_cls, values: dict) -> bool | str:
+    """What a ``validate_inputs`` returns: True, or the message ComfyUI shows on the node. Pass
+    ``locals()``: the inputs a node checks are exactly the ones its ``validate_inputs`` names."""
+    return number_problem(node_cls, **{k: v for k, v in values.items() if k != "cls"}) or True
 
 
 def check_at_run_time(node_cls, values: dict) -> None:

@@ -60,9 +60,7 @@ class SafetySteerApplyConditioning(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, strength, direction, mode, gate, gate_threshold) -> bool | str:
-        return validation_result(
-            cls, strength=strength, direction=direction, mode=mode, gate=gate, gate_threshold=gate_threshold
-        )
+        return validation_result(cls, locals())
 
     @classmethod
     def execute(cls, conditioning, aligned_direction, strength, direction, mode, gate, gate_threshold) -> io.NodeOutput:

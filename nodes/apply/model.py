@@ -173,17 +173,7 @@ class SafetySteerApplyModel(io.ComfyNode):
     def validate_inputs(
         cls, strength, direction, mode, gate, gate_threshold, start_percent, end_percent, apply_to
     ) -> bool | str:
-        return validation_result(
-            cls,
-            strength=strength,
-            direction=direction,
-            mode=mode,
-            gate=gate,
-            gate_threshold=gate_threshold,
-            start_percent=start_percent,
-            end_percent=end_percent,
-            apply_to=apply_to,
-        )
+        return validation_result(cls, locals())
 
     @classmethod
     def execute(

@@ -86,7 +86,7 @@ class SafetySteerFitCrossModelAlignment(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, method) -> bool | str:
-        return validation_result(cls, method=method)
+        return validation_result(cls, locals())
 
     @classmethod
     def execute(cls, clip, direction, method, anchors) -> io.NodeOutput:

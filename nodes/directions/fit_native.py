@@ -58,7 +58,7 @@ class SafetySteerFitNativeDirection(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, method) -> bool | str:
-        return validation_result(cls, method=method)
+        return validation_result(cls, locals())
 
     @classmethod
     def execute(cls, clip, direction, method, anchors) -> io.NodeOutput:

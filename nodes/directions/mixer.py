@@ -66,17 +66,7 @@ class SafetySteerCategoryVectorMixer(io.ComfyNode):
     def validate_inputs(
         cls, preset, hate, harassment, violence, self_harm, sexual, shocking, illegal_activity
     ) -> bool | str:
-        return validation_result(
-            cls,
-            preset=preset,
-            hate=hate,
-            harassment=harassment,
-            violence=violence,
-            self_harm=self_harm,
-            sexual=sexual,
-            shocking=shocking,
-            illegal_activity=illegal_activity,
-        )
+        return validation_result(cls, locals())
 
     @classmethod
     def execute(cls, aligned_direction, preset, orthogonalise, **sliders) -> io.NodeOutput:

@@ -107,7 +107,7 @@ class SafetySteerTrainSAE(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, learning_rate, noise_level):
-        return validation_result(cls, learning_rate=learning_rate, noise_level=noise_level)
+        return validation_result(cls, locals())
 
     @classmethod
     def execute(
@@ -289,7 +289,7 @@ class SafetySteerAdaptSAEDecoder(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, noise_level):
-        return validation_result(cls, noise_level=noise_level)
+        return validation_result(cls, locals())
 
     @classmethod
     def execute(
@@ -370,14 +370,7 @@ class SafetySteerApplySafeDIG(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, operation, strength, start_percent, end_percent, apply_to):
-        return validation_result(
-            cls,
-            operation=operation,
-            strength=strength,
-            start_percent=start_percent,
-            end_percent=end_percent,
-            apply_to=apply_to,
-        )
+        return validation_result(cls, locals())
 
     @classmethod
     def execute(cls, model, safedig, operation, strength, start_percent, end_percent, apply_to) -> io.NodeOutput:
