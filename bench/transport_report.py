@@ -16,12 +16,18 @@ from pathlib import Path
 import torch
 
 from ..steering import load_pairs, load_text_model
-from ..steering.evaluation.targets import memoized, pack_source_encoder, text_model_encoder
+from ..steering.evaluation.targets import memoized, pack_detector_gate, pack_source_encoder, text_model_encoder
 from ..steering.evaluation.transfer import evaluate_transfer, resolve_pack
 from ..steering.transfer.alignment import MAP_METHODS
 
 ANCHOR_STUDY = (100, 300, 1000)
-COMBOS = (("smollm2-135m", "gemma3-270m"), ("smollm2-135m", "minilm-l6"), ("minilm-l6", "smollm2-135m"))
+COMBOS = (
+    ("smollm2-135m", "gemma3-270m"),
+    ("gemma3-270m", "smollm2-135m"),
+    ("smollm2-135m", "minilm-l6"),
+    ("gemma3-270m", "minilm-l6"),
+    ("minilm-l6", "smollm2-135m"),
+)
 
 
 def run(combos=COMBOS, methods=MAP_METHODS, out_dir: Path = Path("bench/results")) -> dict:
@@ -36,9 +42,13 @@ def run(combos=COMBOS, methods=MAP_METHODS, out_dir: Path = Path("bench/results"
         encoder = memoized(text_model_encoder(target))
         source_encoder = pack_source_encoder(pack, progress=say)
         source_encoder = memoized(source_encoder) if source_encoder is not None else None
+        detector = pack_detector_gate(pack) if source_encoder is not None else None
+        detector = memoized(detector) if detector is not None else None
         for method in methods:
             started = time.perf_counter()
-            report = evaluate_transfer(pack, encoder, pairs, method=method, encode_source=source_encoder).report
+            report = evaluate_transfer(
+                pack, encoder, pairs, method=method, encode_source=source_encoder, detector_gate=detector
+            ).report
             report.update(
                 source=pack.metadata["source_model"],
                 source_layer=int(pack.metadata["layer"]),
@@ -54,7 +64,13 @@ def run(combos=COMBOS, methods=MAP_METHODS, out_dir: Path = Path("bench/results"
         if (source, target_name) == combos[0]:
             for n_anchors in ANCHOR_STUDY:
                 report = evaluate_transfer(
-                    pack, encoder, pairs, method="ridge", encode_source=source_encoder, max_fit_anchors=n_anchors
+                    pack,
+                    encoder,
+                    pairs,
+                    method="ridge",
+                    encode_source=source_encoder,
+                    max_fit_anchors=n_anchors,
+                    detector_gate=detector,
                 ).report
                 results[f"{source}->{target_name}:ridge@{n_anchors} anchors"] = report
                 say(f"  ridge on {n_anchors} anchors: ratio {report['goals']['auroc_ratio_transported_over_native']}")
@@ -77,7 +93,7 @@ def plot(results: dict, out_dir: Path) -> None:
             if not key.startswith(combo + ":"):
                 continue
             method = key.split(":")[1]
-            for gate, style in (("none", ":"), ("source", "-")):
+            for gate, style in (("none", ":"), ("source", "--"), ("detector", "-")):
                 rows = [e for e in report["sweep"] if e["gate"] == gate]
                 ax.plot(
                     [e["benign_preservation_transported"] for e in rows],
@@ -98,6 +114,7 @@ def plot(results: dict, out_dir: Path) -> None:
                 label=f"native*, gate {gate}",
             )
         ax.axvline(0.95, color="grey", lw=0.8)
+        ax.axvline(0.99, color="grey", lw=0.8, ls="--")
         ax.set_xlim(0.5, 1.001)
         ax.invert_xaxis()
         ax.set_xlabel("benign preservation (centred cosine, held-out anchors)")
@@ -115,17 +132,20 @@ def summary_table(results: dict) -> str:
     """A Markdown table of the headline figures (what the README shows)."""
     lines = [
         "| source -> target : map | AUROC transported | native* | random | ratio | cos(t, n*) | fit s | "
-        "unsteered repASR | best repASR at pres >= 0.95 (setting) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "unsteered repASR | best repASR at pres >= 0.95 (setting) | best repASR at pres >= 0.99 (setting) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in results.items():
         g = r["goals"]
         setting = g["best_setting"] and f"{g['best_setting']['strength']}, gate {g['best_setting']['gate']}"
+        strict = g.get("best_setting_at_preservation_0.99")
+        strict = strict and f"{strict['strength']}, gate {strict['gate']}"
         lines.append(
             f"| {key} | {r['auroc_transported']:.3f} | {r['auroc_native']:.3f} | {r['auroc_random']:.3f} | "
             f"{g['auroc_ratio_transported_over_native']:.3f} | {r['cosine_transported_native']:+.3f} | "
             f"{r['map_fit_seconds']:.2f} | {g['unsteered_rep_asr']:.3f} | "
-            f"{g['best_rep_asr_at_preservation_0.95']} ({setting}) |"
+            f"{g['best_rep_asr_at_preservation_0.95']} ({setting}) | "
+            f"{g.get('best_rep_asr_at_preservation_0.99')} ({strict}) |"
         )
     return "\n".join(lines)
 

@@ -23,3 +23,18 @@ def progress_reporter(total: int, offset: int = 0) -> Callable[[int, int], None]
 
     report(0)
     return report
+
+
+def download_progress() -> Callable[[int, int], None]:
+    """A ``progress(bytes done, bytes total)`` callback for a model download: ComfyUI's bar in
+    megabytes, created on the first report (nothing shows when nothing downloads)."""
+    state: dict = {}
+
+    def report(done: int, total: int) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        megabytes = max(1, total // 2**20)
+        if state.get("total") != megabytes:
+            state["bar"], state["total"] = comfy.utils.ProgressBar(megabytes), megabytes
+        state["bar"].update_absolute(min(done // 2**20, megabytes), megabytes)
+
+    return report

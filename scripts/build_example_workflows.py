@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "example_workflows"
 FAMILIES = ("sd15", "sdxl", "sd3_5", "flux", "wan_t2v", "hunyuan_video")
-SHIPPED_PACK = "smollm2-135m-i2p.safetensors"
+SHIPPED_PACK = "gemma3-270m-i2p.safetensors"
 #: Node types the frontend provides itself (never in NODE_CLASS_MAPPINGS, never sent to the server).
 FRONTEND_NODES = {"Note", "MarkdownNote"}
 #: Combo inputs whose options are files in the user's model folders: not checked against this machine.
@@ -437,7 +437,7 @@ OVERVIEW = """
 ## Safety Steer: {title}
 
 Steers generation away from harmful content **from inside the text encoder**. A safety direction (safe minus
-unsafe) learned once in a small source LLM (SmolLM2-135M) is carried into this model's text encoder
+unsafe) learned once in a small source LLM (Gemma-3-270m) is carried into this model's text encoder
 ({encoders}) by a map fitted on **benign prompts only**, calibrated, and added to every prompt's conditioning
 with a strength. This model never sees unsafe data.
 
@@ -746,8 +746,9 @@ def build_inspect(info: dict) -> Graph:
     g.add("SafetySteerDirectionInfo", [460, 120], size=[460, 260], direction=load)
     g.note(
         "Safety Steer: inspect a safety direction pack.\n\nLoad Safety Direction lists the packs in "
-        "models/safety_directions/ and the ones shipped with Safety Steer (built from SmolLM2-135M-Instruct on "
-        "7 harm categories).\n\nSafety Direction Info shows the source model, layer, method, and each direction's "
+        "models/safety_directions/ and the ones shipped with Safety Steer (built from Gemma-3-270m and "
+        "SmolLM2-135M-Instruct on 7 harm categories).\n\nSafety Direction Info shows the source model, layer, "
+        "method, and each direction's "
         "held-out separation (AUROC, 0.5 = chance).\n\nQueue the prompt to see it.",
         [60, 240],
         [340, 200],

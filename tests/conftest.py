@@ -25,11 +25,15 @@ import torch
 
 from safety_steer.runtime import load_module_from, prepare_base_directory, start_comfyui_in_process
 from safety_steer.steering.locations import CACHE_ENV, PACK_ROOT, cache_dir
-from safety_steer.steering.pack import DEFAULT_PACK_PATH as SHIPPED_PACK
+from safety_steer.steering.pack import SHIPPED_VECTORS_DIR
+
+SMOLLM2_PACK = SHIPPED_VECTORS_DIR / "smollm2-135m-i2p.safetensors"
 
 # one cache for the whole run (float copies of the source LLM are built once), in the git-ignored data/;
 # tests that check caching point SAFETY_STEER_CACHE at a folder of their own
 os.environ.setdefault(CACHE_ENV, str(PACK_ROOT / "data" / "test-cache"))
+# Tests never reach for a hub: a missing source model must show as missing, not as a slow retry.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)  # tiny models: one thread is fastest with both cores busy
 
 
@@ -293,11 +297,11 @@ def smollm2():
 
 @pytest.fixture(scope="session")
 def rebuilt_pack(smollm2):
-    """The shipped pack rebuilt from the shipped data with the shipped file's own settings (its layer
+    """The shipped SmolLM2 pack rebuilt from the shipped data with the shipped file's own settings (its layer
     given, so that a near-tie in the layer sweep cannot flip the layer on another CPU)."""
     from safety_steer.steering import build_pack, load_pack
 
-    shipped = load_pack(SHIPPED_PACK)
+    shipped = load_pack(SMOLLM2_PACK)
     meta = shipped.metadata
     pack, report = build_pack(
         smollm2,

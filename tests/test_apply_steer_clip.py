@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from safety_steer.steering.pack import DEFAULT_PACK_PATH
+from safety_steer.steering.pack import SHIPPED_PACKS
 
 PROMPTS = ["a lighthouse on a cliff at dusk, oil painting", "a man stabbing another man in a dark alley, photo"]
 
@@ -17,7 +17,7 @@ PROMPTS = ["a lighthouse on a cliff at dusk, oil painting", "a man stabbing anot
 def node(comfy):
     """Node classes and helpers from the copy of the pack that ComfyUI loaded."""
     pack_module = sys.modules[comfy.node_classes["SafetySteerLoadDirection"].__module__]
-    return comfy, pack_module.load_pack(DEFAULT_PACK_PATH)
+    return comfy, pack_module.load_pack(SHIPPED_PACKS["smollm2-135m"])
 
 
 def encode(clip, text):

@@ -14,7 +14,7 @@ from ...steering.application.assembled import steer_pooled, steer_tokens
 from ...steering.application.gating import Gate
 from ...steering.application.report import entries_from, format_report
 from ..input_checks import check_at_run_time, validation_result
-from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
+from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, point_gate_status, threshold_input
 
 ASSEMBLED_GATES = ("target projection", "none")
 
@@ -92,4 +92,4 @@ class SafetySteerApplyConditioning(io.ComfyNode):
         if strength == 0:
             steered = conditioning  # bit-identical: the very same objects
         text = format_report(entries)
-        return io.NodeOutput(steered, text, ui=ui.PreviewText(text))
+        return io.NodeOutput(steered, text, ui=ui.PreviewText(f"{point_gate_status(gate, gate_threshold)}\n{text}"))

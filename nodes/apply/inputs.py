@@ -67,3 +67,14 @@ def checked_aligned(aligned, node: str) -> AlignedSafetyDirection:
             "Fit Cross-Model Alignment first."
         )
     return aligned
+
+
+def point_gate_status(gate: str, threshold: float) -> str:
+    """The gate the conditioning and model points run, said on the node: they never see the prompt's
+    text, so the source-LLM gate (the strongest) is only at the text-encoder point."""
+    if gate == "none":
+        return "Gate: none (every prompt is steered in full)."
+    return (
+        f"Gate: target projection (opens below {threshold:g} benign-anchor standard deviations). For the "
+        "stronger source-LLM gate, steer at the text encoder (Apply Safety Steer (Text Encoder))."
+    )

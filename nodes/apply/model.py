@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 from comfy.patcher_extension import WrappersMP
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ...steering.application.assembled import constant_offset, steer_tokens
 from ...steering.application.gating import Gate
@@ -20,7 +20,7 @@ from ...steering.transfer.aligned import AlignedSafetyDirection
 from ..input_checks import check_at_run_time, validation_result
 from ..sampling_window import SigmaWindow, positive_rows
 from .conditioning import gate_input
-from .inputs import aligned_input, checked_aligned, common_inputs, threshold_input
+from .inputs import aligned_input, checked_aligned, common_inputs, point_gate_status, threshold_input
 from .model_targets import check_text_stream, model_kind, text_context_width
 
 WRAPPER_KEY = "safety_steer"
@@ -204,8 +204,9 @@ class SafetySteerApplyModel(io.ComfyNode):
                     f"aligned to {aligned.metadata.get('target', 'another text encoder')}: {exc}"
                 ) from exc
         steered = model.clone()
+        status = point_gate_status(gate, gate_threshold)
         if strength == 0:
-            return io.NodeOutput(steered)
+            return io.NodeOutput(steered, ui=ui.PreviewText(f"strength 0: the model is returned unchanged. {status}"))
         log = SamplingLog()
         steer = TextStreamSteer(
             aligned,
@@ -223,4 +224,4 @@ class SafetySteerApplyModel(io.ComfyNode):
             steered.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper(steer))
         logs = list(model.get_attachment(LOGS_ATTACHMENT) or [])
         steered.set_attachments(LOGS_ATTACHMENT, [*logs, (f"{label} {aligned.names[row]} x{strength:g}", log)])
-        return io.NodeOutput(steered)
+        return io.NodeOutput(steered, ui=ui.PreviewText(status))

@@ -22,6 +22,7 @@ from ...steering.errors import SourceModelError
 from ...steering.transfer.aligned import AlignedSafetyDirection
 from ..directions.fit_alignment import encoder_fingerprints
 from ..input_checks import check_at_run_time, validation_result
+from ..progress import download_progress
 from .clip_targets import prompt_token_mask, sub_encoders
 from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
 
@@ -202,15 +203,19 @@ class SteeredTextEncoder:
 
 def gate_status(aligned: AlignedSafetyDirection, gate: str, threshold: float) -> str:
     """The gate this node will run, said on the node; a fallback from the source LLM is a warning
-    with its reason and the fix (a log line alone goes unseen)."""
+    with its reason and the fix (a log line alone goes unseen). A missing built-in source model is
+    downloaded into models/LLM/ first where the hub is reachable, with ComfyUI's progress bar."""
     if gate == "none":
         return "Gate: none (every prompt is steered in full)."
     if gate == "target projection":
         return f"Gate: target projection (opens below {threshold:g} benign-anchor standard deviations)."
     source = aligned.source_gate
-    reason = "this direction carries no source model" if source is None else source.unavailable_reason()
+    if source is None:
+        reason = "this direction carries no source model"
+    else:
+        reason = source.unavailable_reason(progress=download_progress())
     if reason is None:
-        return f"Gate: source LLM ({source.source_ref}, layer {source.layer})."
+        return f"Gate: source LLM ({source.describe()})."
     return (
         f"WARNING: gate falls back to the target projection (weaker): {reason} "
         "Fix: install or place the pack's source model (see the README, Gating), or choose another gate."

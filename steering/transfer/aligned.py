@@ -182,10 +182,25 @@ def load_aligned(path: str | Path) -> AlignedSafetyDirection:
             "projection_stats": (gate_rows, 4),
         }.items():
             checked.expect(f"source_gate/{name}", shape)
+        detector = gate_settings.get("detector")
+        if detector:
+            width, classes = len(detector["layers"]) * dim, len(detector["classes"])
+            for name, shape in {
+                "detector_weight": (width, classes),
+                "detector_bias": (classes,),
+                "detector_feature_mean": (width,),
+                "detector_feature_std": (width,),
+            }.items():
+                checked.expect(f"source_gate/{name}", shape)
     with torch.inference_mode(False):
         tensors = checked.load()
     checked.tensors_finite(tensors)
-    for name in [f"{key}/target_std" for key in encoder_keys] + (["source_gate/anchor_std"] if gate_settings else []):
+    positive = [f"{key}/target_std" for key in encoder_keys]
+    if gate_settings:
+        positive.append("source_gate/anchor_std")
+        if gate_settings.get("detector"):
+            positive.append("source_gate/detector_feature_std")
+    for name in positive:
         if not bool((tensors[name] > 0).all()):
             raise checked.refuse(f"tensor {name} must be positive everywhere")
     encoders = {
@@ -198,6 +213,21 @@ def load_aligned(path: str | Path) -> AlignedSafetyDirection:
     for key in ("names", "encoders", "source_gate"):
         meta.pop(key, None)
     return AlignedSafetyDirection(encoders=encoders, metadata=meta, source_gate=gate)
+
+
+def _detector_settings_ok(detector) -> bool:
+    if detector is None:
+        return True
+    return (
+        isinstance(detector, dict)
+        and isinstance(detector.get("layers"), list)
+        and bool(detector["layers"])
+        and all(as_count(x, high=10**6) is not None for x in detector["layers"])
+        and isinstance(detector.get("classes"), list)
+        and len(detector["classes"]) >= 2
+        and is_number(detector.get("threshold"))
+        and is_number(detector.get("temperature"))
+    )
 
 
 def _check_layout(checked: CheckedFile, meta: dict) -> tuple[list[str], list[str], dict | None]:
@@ -221,6 +251,7 @@ def _check_layout(checked: CheckedFile, meta: dict) -> tuple[list[str], list[str
             and is_number(gate.get("threshold"))
             and is_number(gate.get("temperature"))
             and isinstance(gate.get("weights_sha256", ""), (str, type(None)))
+            and _detector_settings_ok(gate.get("detector"))
         )
         if not ok:
             raise checked.refuse(f"its source_gate settings are malformed: {short(gate)}")
