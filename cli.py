@@ -116,8 +116,9 @@ def cmd_evaluate(args) -> int:
 
     pack = resolve_pack(args.pack, args.source, progress=say)
     pairs = exclude_training_pairs(load_pairs(args.pairs), pack, warn=say)
-    say(f"loading target {args.target}")
-    target = load_text_model(args.target)
+    target_name = args.target or ("smollm2-135m" if pack.metadata.get("source_ref") == "gemma3-270m" else "gemma3-270m")
+    say(f"loading target {target_name}")
+    target = load_text_model(target_name)
     encoder = text_model_encoder(target, layer=args.target_layer)
     source = pack_source_encoder(pack, progress=say) if args.source_gate else None
     detector = pack_detector_gate(pack) if source is not None else None
@@ -263,6 +264,12 @@ def cmd_bench(args) -> int:
         results = safedig_study.run(out_dir=Path(args.out))
         print(json.dumps(results, indent=1) if args.json else safedig_study.format_result(results))
         return 0
+    if args.which == "gate":
+        from .bench import gate_cost
+
+        results = gate_cost.run()
+        print(json.dumps(results, indent=1) if args.json else gate_cost.format_result(results))
+        return 0
     if args.which == "sae":
         from .bench import sae_throughput
 
@@ -313,7 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--pack", default=None, help="direction pack (default: the shipped pack, or one built from --source)"
     )
     p.add_argument("--source", default=None, help="source model to build a pack from when --pack is not given")
-    p.add_argument("--target", default="gemma3-270m", help="built-in name, model folder, .gguf file or hub id")
+    p.add_argument(
+        "--target",
+        default=None,
+        help="built-in name, model folder, .gguf file or hub id (default: the built-in LLM that is not the source)",
+    )
     p.add_argument("--target-layer", type=int, default=None, help="target layer (default: the middle block)")
     p.add_argument("--method", choices=MAP_METHODS, default="ridge")
     p.add_argument(
@@ -342,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("bench", help="benchmarks (figures as ratios from one run)")
-    p.add_argument("which", choices=["extraction", "transport", "overhead", "sae", "safedig"])
+    p.add_argument("which", choices=["extraction", "transport", "overhead", "sae", "safedig", "gate"])
     p.add_argument("--out", default="bench/results", help="transport, safedig: where JSON and plots go")
     p.add_argument("--prompts", type=int, default=128)
     p.add_argument("--source", default=DEFAULT_SOURCE)
