@@ -142,7 +142,7 @@ def build_pack(
         "pack_version": pack_version,
         "created_with": f"safety-steer {__version__}",
         "source_model": model.display_name,
-        "source_ref": model.name,
+        "source_ref": source_ref_for(model.name),
         "source_weights_sha256": model.weights_sha256,
         "source_hidden_size": str(model.hidden_size),
         "source_num_layers": str(model.num_layers),
@@ -181,6 +181,14 @@ def build_pack(
     )
     report = BuildReport(layer=layer, sweep=sweep, heldout_auroc=held_auroc, n_prompts_encoded=len(prompts))
     return pack, report
+
+
+def source_ref_for(name: str) -> str:
+    """What the pack records for the gate to find its source again: a built-in name as is; for a file
+    or folder, its plain name, looked up in models/LLM/ (a pack never carries a path)."""
+    from .sources import BUILTIN_MODELS
+
+    return name if name in BUILTIN_MODELS else Path(name).name
 
 
 def detector_heldout_figures(detector, features, held_safe: slice, held_unsafe: slice, anchors: slice) -> dict:
