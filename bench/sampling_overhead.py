@@ -22,9 +22,9 @@ import torch
 
 from ..runtime import PACK_ROOT, load_module_from, start_comfyui_in_process
 
-FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv")
+FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22")
 POINTS = ("text encoder", "conditioning", "model")
-SAFEDIG_FAMILIES = ("sd3", "flux", "wan")  # SafetySteerApplySafeDIG (repel at two routed positions)
+SAFEDIG_FAMILIES = ("sd3", "flux", "wan", "wan22")  # SafetySteerApplySafeDIG (repel at two routed positions)
 PROMPT = "a man stabbing another man in a dark alley, blood everywhere, photo"
 GOALS = {"text encoder": 1.01, "conditioning": 1.01, "model": 1.05}
 SAFEDIG_TRAINING = {
@@ -42,12 +42,6 @@ SAFEDIG_TRAINING = {
     "seed": 0,
     "filename_prefix": "bench",
 }
-
-
-def _latent(nodes, tiny, family):
-    class_type, inputs = tiny.latent_node(family, 1)
-    cls = nodes.NODE_CLASS_MAPPINGS[class_type]
-    return getattr(cls(), cls.FUNCTION)(**inputs)[0] if hasattr(cls, "FUNCTION") else cls.execute(**inputs).result[0]
 
 
 def _timed(fn) -> float:
@@ -95,7 +89,7 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
         steered_model = SafetySteerApplyModel.execute(
             model, aligned, 1.0, **common, start_percent=0.0, end_percent=1.0, apply_to="positive"
         ).result[0]
-        latent = _latent(nodes, tiny, family)
+        latent = tiny.empty_latent(family, 1)
 
         def sampler(m, pos, neg):
             return lambda: nodes.common_ksampler(m, 7, steps, 2.0, "euler", "normal", pos, neg, latent)

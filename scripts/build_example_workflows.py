@@ -25,7 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "example_workflows"
-FAMILIES = ("sd15", "sdxl", "sd3_5", "flux", "wan_t2v", "hunyuan_video")
+FAMILIES = ("sd15", "sdxl", "sd3_5", "flux", "wan_t2v", "hunyuan_video", "wan22_ti2v")
+VIDEO_FAMILIES = ("wan_t2v", "hunyuan_video", "wan22_ti2v")
 SHIPPED_PACK = "gemma3-270m-i2p.safetensors"
 #: Node types the frontend provides itself (never in NODE_CLASS_MAPPINGS, never sent to the server).
 FRONTEND_NODES = {"Note", "MarkdownNote"}
@@ -367,6 +368,24 @@ MODELS = {
             ("wan_2.1_vae.safetensors", "vae"),
         )
     ],
+    # As ComfyUI's own template video_wan2_2_5B_ti2v: the umT5 file is Wan 2.1's.
+    "wan22_ti2v": [
+        model(
+            "wan2.2_ti2v_5B_fp16.safetensors",
+            "diffusion_models",
+            f"{HF}/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/diffusion_models/wan2.2_ti2v_5B_fp16.safetensors",
+        ),
+        model(
+            "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+            "text_encoders",
+            f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+        ),
+        model(
+            "wan2.2_vae.safetensors",
+            "vae",
+            f"{HF}/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/vae/wan2.2_vae.safetensors",
+        ),
+    ],
     "hunyuan_video": [
         model(
             "hunyuan_video_t2v_720p_bf16.safetensors",
@@ -423,6 +442,7 @@ TITLES = {
     "flux": "FLUX.1 [dev]",
     "wan_t2v": "Wan 2.1 text-to-video (1.3B)",
     "hunyuan_video": "HunyuanVideo text-to-video",
+    "wan22_ti2v": "Wan 2.2 text-to-video (TI2V 5B)",
 }
 ENCODERS = {
     "sd15": "CLIP-L",
@@ -431,6 +451,7 @@ ENCODERS = {
     "flux": "CLIP-L (pooled) and T5-XXL",
     "wan_t2v": "umT5-XXL",
     "hunyuan_video": "CLIP-L (pooled) and the Llama-3 (LLaVA) encoder",
+    "wan22_ti2v": "umT5-XXL",
 }
 
 OVERVIEW = """
@@ -507,13 +528,19 @@ def sampler_note(family: str) -> str:
             "Model Sampling SD3 shift 7: the usual HunyuanVideo settings; tiled VAE decode to save "
             "memory; saved as an animated WebP at 24 fps."
         ),
+        "wan22_ti2v": (
+            "1280×704, 121 frames (length = 4k+1), 20 steps, CFG 5, uni_pc, Model Sampling SD3 shift 8: "
+            "ComfyUI's own Wan 2.2 5B settings (its latent node, Wan22 Image To Video Latent, takes the VAE "
+            "to encode an optional start image); saved as an animated WebP at 24 fps. The Wan 2.2 14B T2V "
+            "experts load as Wan 2.x too: the Wan 2.1 workflow steers them the same way."
+        ),
     }[family]
     return f"### Sampling\n\n{text}\n"
 
 
 def build(family: str, info: dict) -> Graph:
     g = Graph(f"safety_steer_{family}", info)
-    video = family in ("wan_t2v", "hunyuan_video")
+    video = family in VIDEO_FAMILIES
     X = [0, 480, 960, 1480, 1960]  # columns: models, steer, prompts, sampling, output
     Y0 = 80
 
@@ -540,7 +567,13 @@ def build(family: str, info: dict) -> Graph:
             size=[380, 82],
         )
         encoders = [m["name"] for m in MODELS[family] if m["directory"] == "text_encoders"]
-        clip_type = {"sd3_5": "sd3", "flux": "flux", "wan_t2v": "wan", "hunyuan_video": "hunyuan_video"}[family]
+        clip_type = {
+            "sd3_5": "sd3",
+            "flux": "flux",
+            "wan_t2v": "wan",
+            "hunyuan_video": "hunyuan_video",
+            "wan22_ti2v": "wan",
+        }[family]
         if len(encoders) == 2:
             clip = g.add(
                 "DualCLIPLoader",
@@ -613,11 +646,11 @@ def build(family: str, info: dict) -> Graph:
     # 4. sampling
     sampling = []
     y = Y0
-    if family in ("wan_t2v", "hunyuan_video"):
+    if video:
         shift = g.add(
             "ModelSamplingSD3",
             [X[3], y],
-            {"shift": 8.0 if family == "wan_t2v" else 7.0},
+            {"shift": 7.0 if family == "hunyuan_video" else 8.0},
             size=[380, 58],
             model=model_out,
         )
@@ -639,6 +672,14 @@ def build(family: str, info: dict) -> Graph:
     if family in ("sd15", "sdxl"):
         size = 512 if family == "sd15" else 1024
         latent = g.add("EmptyLatentImage", [X[3], y], {"width": size, "height": size, "batch_size": 1}, size=[380, 106])
+    elif family == "wan22_ti2v":
+        latent = g.add(
+            "Wan22ImageToVideoLatent",
+            [X[3], y],
+            {"width": 1280, "height": 704, "length": 121, "batch_size": 1},
+            size=[380, 154],
+            vae=vae_out,
+        )
     elif video:
         width, length = (832, 33) if family == "wan_t2v" else (848, 73)
         latent = g.add(
@@ -660,6 +701,7 @@ def build(family: str, info: dict) -> Graph:
         "flux": (20, 1.0, "euler", "simple"),
         "wan_t2v": (30, 6.0, "uni_pc", "simple"),
         "hunyuan_video": (20, 1.0, "euler", "simple"),
+        "wan22_ti2v": (20, 5.0, "uni_pc", "simple"),
     }[family]
     steps, cfg, sampler_name, scheduler = ksampler_settings
     ksampler = g.add(

@@ -44,9 +44,10 @@ TINY_FAMILY = {
     "flux": "flux",
     "wan_t2v": "wan",
     "hunyuan_video": "hunyuan_video",
+    "wan22_ti2v": "wan22",
 }
-VIDEO = {"wan_t2v", "hunyuan_video"}
-LATENT_NODES = {"EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo"}
+VIDEO = {"wan_t2v", "hunyuan_video", "wan22_ti2v"}
+LATENT_NODES = {"EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo", "Wan22ImageToVideoLatent"}
 LOADER_INPUTS = {
     "CheckpointLoaderSimple": ("ckpt_name",),
     "UNETLoader": ("unet_name", "weight_dtype"),

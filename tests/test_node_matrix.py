@@ -90,8 +90,7 @@ def base(family: str, method: str = "ridge") -> tuple[Graph, dict[str, str]]:
         method=method,
         anchors=ANCHORS,
     )
-    latent_type, latent_inputs = tiny_models().latent_node(family, 1)
-    ids["latent"] = g.add(latent_type, **latent_inputs)
+    ids["latent"] = tiny_models().add_latent(g.add, family, 1)
     return g, ids
 
 
@@ -176,7 +175,7 @@ def test_category_vector_mixer_every_preset(run):
 
 
 # -- the three application points ------------------------------------------------------------------
-FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv")
+FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

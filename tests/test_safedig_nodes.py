@@ -49,11 +49,7 @@ def kit(comfy):
 
 
 def latent(name):
-    import nodes
-
-    class_type, inputs = tiny_models().latent_node(name, 1)
-    cls = nodes.NODE_CLASS_MAPPINGS[class_type]
-    return getattr(cls(), cls.FUNCTION)(**inputs)[0] if hasattr(cls, "FUNCTION") else cls.execute(**inputs).result[0]
+    return tiny_models().empty_latent(name, 1)
 
 
 def encode(clip, text):
@@ -161,7 +157,10 @@ def test_stacks_with_cross_model_steer_and_another_packs_block_patch(kit, tmp_pa
     assert not torch.equal(sample(twice, clip, lat), stacked)
 
 
-@pytest.mark.parametrize("name,positions", [("sd3", "text_in,double.0.img"), ("wan", "text_in,double.1.img")])
+@pytest.mark.parametrize(
+    "name,positions",
+    [("sd3", "text_in,double.0.img"), ("wan", "text_in,double.1.img"), ("wan22", "text_in,double.1.img")],
+)
 def test_sd3_and_wan_positions(kit, name, positions):
     classes, pack, family = kit
     clip, model = family(name)

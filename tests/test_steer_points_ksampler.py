@@ -13,7 +13,7 @@ import torch
 from safety_steer.runtime import load_module_from
 from safety_steer.steering.pack import DEFAULT_PACK_PATH
 
-FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv")
+FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22")
 UNSAFE = "a man stabbing another man in a dark alley, blood everywhere, photo"
 BENIGN = "a lighthouse on a cliff at dusk, oil painting"
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -58,13 +58,7 @@ def encode(clip, text):
 
 
 def latent(name: str, batch: int = 1):
-    import nodes
-
-    class_type, inputs = tiny_models().latent_node(name, batch)
-    cls = nodes.NODE_CLASS_MAPPINGS[class_type]
-    if hasattr(cls, "FUNCTION"):
-        return getattr(cls(), cls.FUNCTION)(**inputs)[0]
-    return cls.execute(**inputs).result[0]
+    return tiny_models().empty_latent(name, batch)
 
 
 def sample(model, positive, negative, lat, cfg=2.0, steps=2):
@@ -355,3 +349,39 @@ def test_model_and_conditioning_points_in_a_real_graph(
     assert "no Apply Safety Steer (Model) patch" in "".join(plain["12"]["text"])  # strength 0: no patch at all
     conditioning_report = "".join(steered["8"]["text"])
     assert "[conditioning |" in conditioning_report and "gate" in conditioning_report
+
+
+@pytest.mark.parametrize(
+    "dim,in_dim,out_dim,ffn,layers,config_class,base_class",
+    [
+        (5120, 16, 16, 13824, 40, "WAN21_T2V", "WAN21"),  # Wan 2.2 T2V 14B (high- and low-noise experts)
+        (3072, 48, 48, 14336, 30, "WAN22_T2V", "WAN22"),  # Wan 2.2 TI2V 5B
+        (1536, 16, 16, 8960, 30, "WAN21_T2V", "WAN21"),  # Wan 2.1 T2V 1.3B
+    ],
+)
+def test_wan_2_2_checkpoints_are_detected_and_steered_as_wan_2x(
+    comfy, dim, in_dim, out_dim, ffn, layers, config_class, base_class
+):
+    """ComfyUI's own detection on the real checkpoints' key shapes (meta tensors, nothing allocated):
+    Wan 2.2 14B loads as the Wan 2.1 model class, the 5B as WAN22 (a WAN21 subclass); the model
+    point takes both as Wan 2.x."""
+    from types import SimpleNamespace
+
+    import comfy.model_detection
+
+    from safety_steer.nodes.apply.model_targets import model_kind
+
+    meta = {"device": "meta"}
+    sd = {
+        "head.modulation": torch.empty(1, 2, dim, **meta),
+        "head.head.weight": torch.empty(out_dim * 4, dim, **meta),
+        "patch_embedding.weight": torch.empty(dim, in_dim, 1, 2, 2, **meta),
+        "text_embedding.0.weight": torch.empty(dim, 4096, **meta),
+        **{f"blocks.{i}.ffn.0.weight": torch.empty(ffn, dim, **meta) for i in range(layers)},
+    }
+    config = comfy.model_detection.model_config_from_unet(sd, "")
+    assert type(config).__name__ == config_class
+    config.set_inference_dtype(torch.bfloat16, None)
+    base = config.get_model(sd, "", device=torch.device("meta"))
+    assert type(base).__name__ == base_class
+    assert model_kind(SimpleNamespace(model=base)) == ("dit", "Wan 2.x")

@@ -65,6 +65,7 @@ def test_build_model_matches_clip_width(comfy, tiny_model, tiny_clip, family):
         "sdxl": "context_dim",
         "flux": "context_in_dim",
         "wan": "text_dim",
+        "wan22": "text_dim",
         "hunyuan_video": "context_in_dim",
         "ltxv": "caption_channels",
     }.get(family)
@@ -86,7 +87,7 @@ def test_by_file_through_stock_loaders(tiny_model_server):
             failures[family] = [m for m in status.get("messages", []) if m[0] == "execution_error"]
             continue
         saved = entry["outputs"]["save"]["images"]
-        frames = 1 if len(tm.latent_shape(family)) == 4 else tm.latent_node(family)[1]["length"]
+        frames = tm.video_length(family)
         assert len(saved) == frames, (family, saved)
         for image in saved:
             assert (server.base / "output" / image["subfolder"] / image["filename"]).stat().st_size > 0
@@ -108,13 +109,15 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
         {**sm.SDXL.unet_config, "in_channels": 4},
         {"image_model": "flux", "guidance_embed": True, "hidden_size": 3072, "in_channels": 16},
         {"image_model": "hunyuan_video", "hidden_size": 3072, "context_in_dim": 4096},
-        {"image_model": "wan2.1", "model_type": "t2v", "dim": 1536},
+        {"image_model": "wan2.1", "model_type": "t2v", "dim": 1536, "out_dim": 16},  # Wan 2.1 1.3B
+        {"image_model": "wan2.1", "model_type": "t2v", "dim": 5120, "out_dim": 16},  # Wan 2.2 14B T2V
+        {"image_model": "wan2.1", "model_type": "t2v", "dim": 3072, "out_dim": 48, "in_dim": 48},  # 2.2 TI2V 5B
     ]
     for config in real:
         assert not any(cls.matches(config) for cls in classes), config
     for family, config in tm.UNET_CONFIGS.items():
         matching = [cls for cls in classes if cls.matches(config)]
-        assert len(matching) == (family in ("sd15", "sdxl", "flux", "hunyuan_video", "wan")), family
+        assert len(matching) == (family in ("sd15", "sdxl", "flux", "hunyuan_video", "wan", "wan22")), family
 
     meta = {"device": "meta"}
     full_size = [
@@ -184,7 +187,7 @@ def test_tiny_files_load_exactly_what_was_written(tiny_model_server, monkeypatch
                 written = comfy.utils.load_torch_file(str(models / "text_encoders" / name))
                 _assert_same(getattr(clip.cond_stage_model, slot).transformer.state_dict(), written, f"{family} {name}")
             vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(models / "vae" / files["vae_name"])))
-            assert vae.latent_channels == 16
+            assert vae.latent_channels == tm.latent_shape(family)[1]
         _assert_same(
             model.model.diffusion_model.state_dict(),
             tm.build_model(family, tm.FILE_SEED).model.diffusion_model.state_dict(),

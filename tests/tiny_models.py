@@ -5,16 +5,17 @@ test-only server extension ``tests/tiny_loader_extension`` loads it the same way
 imports ComfyUI at module level: call the functions after ComfyUI is importable (the ``comfy``
 fixture, or inside a ComfyUI server process).
 
-Families: sd15, sdxl, sd3, flux, wan, hunyuan_video, ltxv.
+Families: sd15, sdxl, sd3, flux, wan (Wan 2.1 T2V), hunyuan_video, ltxv, wan22 (Wan 2.2 TI2V 5B).
 
 - ``build_clip(family, seed)``: a tiny ``comfy.sd.CLIP`` with the family's own tokenizer and
   text-encoder classes. Conditioning: sd15 [1,77,32]; sdxl [1,77,64] (L32+G32, pooled G 32);
   sd3 [1,77,4096] (CLIP-L + CLIP-G only, no T5; ComfyUI pads CLIP to 4096; pooled 64);
-  flux [1,256,32] (T5) + pooled CLIP-L 32; wan [1,512,32] (umT5); hunyuan_video
+  flux [1,256,32] (T5) + pooled CLIP-L 32; wan, wan22 [1,512,32] (umT5); hunyuan_video
   [1,prompt tokens,256] (Llama) + pooled CLIP-L 32; ltxv [1,128,32] (T5) + attention mask.
 - ``build_model(family, seed)``: a tiny diffusion model in a ``ModelPatcher``, made by
   ``comfy.supported_models.<Family>(unet_config)`` with context widths matching build_clip.
-- ``latent_node(family, batch)``: the stock empty-latent node and tiny inputs for it.
+- ``add_latent(add, family, batch)``: the stock empty-latent node(s) with tiny inputs, added to a
+  graph (``latent_node`` for the families that need one node only; ``empty_latent`` calls them).
 - ``write_model_files(models_dir, family)``: tiny safetensors files under the stock subfolders with
   the usual real file names; returns the loader inputs. They only load through the stock loaders
   in a server that also loads ``tests/tiny_loader_extension`` (stock model detection hard-codes
@@ -31,6 +32,8 @@ How each by-file graph ends (``OUTPUT_KIND``):
   named ``hunyuan_video_vae_bf16.safetensors`` holds a tiny **Wan 2.1** VAE (HunyuanVideo's own
   VAE has fixed full-size widths; Wan 2.1's has the same latent layout: 16 channels, 8x spatial,
   4x temporal) -> VAEDecode -> SaveImage.
+- wan22: UNETLoader + CLIPLoader(wan, the same umT5 file as wan) + VAELoader (a tiny Wan 2.2 VAE,
+  TINY_WAN22_VAE) -> Wan22ImageToVideoLatent (fed that VAE) -> VAEDecode -> SaveImage.
 - ltxv: in-process only (no files are written: LTXV's VAE is fixed-size and its tiny diffusion
   model needs safetensors metadata); a graph for it ends in SaveLatent.
 """
@@ -42,10 +45,10 @@ from pathlib import Path
 
 import torch
 
-FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv")
+FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22")
 #: Families whose files ``write_model_files`` writes (loadable by the stock loaders in a server
 #: that loads tests/tiny_loader_extension).
-FILE_FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video")
+FILE_FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "wan22")
 #: What a graph of the family ends in: "image" (VAEDecode + SaveImage) or "latent" (SaveLatent).
 OUTPUT_KIND = {
     "sd15": "image",
@@ -55,6 +58,7 @@ OUTPUT_KIND = {
     "wan": "image",
     "hunyuan_video": "image",
     "ltxv": "latent",
+    "wan22": "image",
 }
 
 # --- tiny text encoders (the configs the existing tests were written against) -----------------
@@ -76,6 +80,9 @@ TINY_LLAMA = {
 TINY_T5 = {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 2}
 #: umT5 has no tokenizer inside ComfyUI: its files carry ComfyUI's t5_pile SentencePiece model (32000).
 TINY_UMT5 = {**TINY_T5, "vocab_size": 32000}
+#: Wan 2.2's VAE (comfy.ldm.wan.vae2_2.WanVAE, 48 latent channels): ComfyUI builds it at dim 160 /
+#: dec_dim 256 whatever the file holds; tests/tiny_loader_extension builds it at these widths.
+TINY_WAN22_VAE = {"dim": 8, "dec_dim": 8}
 
 # --- tiny diffusion models (unet_config exactly as ComfyUI's detection reads them back) --------
 SD15_CONTEXT = TINY_CLIP["hidden_size"]  # 32
@@ -197,6 +204,24 @@ UNET_CONFIGS = {
         "use_cond_type_embedding": False,
         "vision_in_dim": None,
     },
+    # Wan 2.2 TI2V 5B layout: 48 latent channels in and out (WAN22_T2V, model_base.WAN22).
+    "wan22": {
+        "image_model": "wan2.1",
+        "model_type": "t2v",
+        "dim": 32,
+        "out_dim": 48,
+        "num_heads": 2,
+        "ffn_dim": 64,
+        "num_layers": 2,
+        "patch_size": (1, 2, 2),
+        "freq_dim": 256,
+        "window_size": (-1, -1),
+        "qk_norm": True,
+        "cross_attn_norm": True,
+        "eps": 1e-6,
+        "in_dim": 48,
+        "text_dim": TINY_UMT5["d_model"],
+    },
     "ltxv": {
         "image_model": "ltxv",
         "in_channels": 128,
@@ -214,6 +239,7 @@ DETECTION_OVERRIDES = {
     "flux": {"num_heads": 2, "axes_dim": [4, 6, 6]},
     "hunyuan_video": {"num_heads": 2, "axes_dim": [4, 6, 6], "vec_in_dim": TINY_CLIP["projection_dim"]},
     "wan": {"num_heads": 2, "text_dim": TINY_UMT5["d_model"]},
+    "wan22": {"num_heads": 2, "text_dim": TINY_UMT5["d_model"]},
 }
 
 _SUPPORTED_MODEL = {
@@ -224,6 +250,7 @@ _SUPPORTED_MODEL = {
     "wan": "WAN21_T2V",
     "hunyuan_video": "HunyuanVideo",
     "ltxv": "LTXV",
+    "wan22": "WAN22_T2V",
 }
 
 #: Usual real file names, as the families' example workflows reference them.
@@ -260,6 +287,13 @@ FILE_NAMES = {
         "clip_name2": "llava_llama3_fp8_scaled.safetensors",
         "type": "hunyuan_video",
         "vae_name": "hunyuan_video_vae_bf16.safetensors",
+    },
+    "wan22": {
+        "unet_name": "wan2.2_ti2v_5B_fp16.safetensors",
+        "weight_dtype": "default",
+        "clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+        "type": "wan",
+        "vae_name": "wan2.2_vae.safetensors",
     },
 }
 
@@ -358,7 +392,7 @@ def _clip_recipe(family: str):
             {"clip_l_model_config": TINY_CLIP, "llama_model_config": TINY_LLAMA},
             {},
         )
-    if family == "wan":
+    if family in ("wan", "wan22"):  # Wan 2.1 and 2.2 share the umT5-XXL encoder
         return (
             comfy.text_encoders.wan.WanT5Tokenizer,
             comfy.text_encoders.wan.te(),
@@ -425,18 +459,66 @@ _LATENT_NODES = {
     "wan": ("EmptyHunyuanLatentVideo", {"width": 32, "height": 32, "length": 5}, (16, 2, 4, 4)),
     "hunyuan_video": ("EmptyHunyuanLatentVideo", {"width": 32, "height": 32, "length": 5}, (16, 2, 4, 4)),
     "ltxv": ("EmptyLTXVLatentVideo", {"width": 64, "height": 64, "length": 9}, (128, 2, 2, 2)),
+    # Wan 2.2's own latent node (48 channels, 16x spatial); it needs a VAE input (see add_latent).
+    "wan22": ("Wan22ImageToVideoLatent", {"width": 32, "height": 32, "length": 5}, (48, 2, 2, 2)),
 }
+#: Latent nodes that take a VAE input (unused without a start image) and, in ComfyUI 0.3.75, ignore
+#: ``batch_size`` without one: add_latent feeds them a VAE and batches with RepeatLatentBatch.
+_NEEDS_VAE = {"Wan22ImageToVideoLatent"}
 
 
 def latent_node(family: str, batch: int = 1) -> tuple[str, dict]:
-    """(class_type, inputs) of the stock empty-latent node right for the family, tiny sizes."""
+    """(class_type, inputs) of the stock empty-latent node right for the family, tiny sizes.
+    A family whose latent node needs a VAE (wan22) has no single node: use ``add_latent``."""
     _check_family(family)
     class_type, inputs, _ = _LATENT_NODES[family]
+    if class_type in _NEEDS_VAE:
+        raise ValueError(f"{family}: {class_type} needs a VAE input; use add_latent")
     return class_type, {**inputs, "batch_size": batch}
 
 
+def add_latent(add, family: str, batch: int = 1, vae=None):
+    """Add the family's stock empty-latent node(s) to a graph and return the id of the node whose
+    output 0 is the latent. ``add(class_type, **inputs) -> node id`` adds one API-format node.
+    wan22: ``Wan22ImageToVideoLatent`` fed by ``vae`` (a link; by default a VAELoader "pixel_space",
+    which needs no file: the node reads its VAE only to encode a start image), batched by
+    RepeatLatentBatch (the node ignores batch_size without a start image)."""
+    _check_family(family)
+    class_type, inputs, _ = _LATENT_NODES[family]
+    if class_type not in _NEEDS_VAE:
+        return add(class_type, **inputs, batch_size=batch)
+    if vae is None:
+        vae = [add("VAELoader", vae_name="pixel_space"), 0]
+    node = add(class_type, **inputs, batch_size=1, vae=vae)
+    return add("RepeatLatentBatch", samples=[node, 0], amount=batch) if batch > 1 else node
+
+
+def empty_latent(family: str, batch: int = 1) -> dict:
+    """The LATENT of ``add_latent(family, batch)``, made by calling the same stock nodes directly
+    (for tests and benchmarks that sample outside a prompt)."""
+    import nodes
+
+    values: dict[str, object] = {}
+
+    def call(class_type: str, **inputs):
+        inputs = {k: values[v[0]] if isinstance(v, list) else v for k, v in inputs.items()}
+        cls = nodes.NODE_CLASS_MAPPINGS[class_type]
+        legacy = hasattr(cls, "FUNCTION")  # a V1 node, else a V3 io.ComfyNode
+        node_id = str(len(values))
+        values[node_id] = getattr(cls(), cls.FUNCTION)(**inputs)[0] if legacy else cls.execute(**inputs).result[0]
+        return node_id
+
+    return values[add_latent(call, family, batch)]
+
+
+def video_length(family: str) -> int:
+    """How many images VAEDecode makes of one latent of ``add_latent(family)`` (1 for images)."""
+    _check_family(family)
+    return _LATENT_NODES[family][1].get("length", 1)
+
+
 def latent_shape(family: str, batch: int = 1) -> tuple[int, ...]:
-    """The shape of ``latent_node(family, batch)``'s latent (and so of KSampler's output)."""
+    """The shape of ``add_latent(family, batch)``'s latent (and so of KSampler's output)."""
     _check_family(family)
     return (batch, *_LATENT_NODES[family][2])
 
@@ -459,6 +541,24 @@ def _wan21_vae_sd(seed: int) -> dict:
     module = comfy.ldm.wan.vae.WanVAE(
         dim=8,
         z_dim=16,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=2,
+        attn_scales=[],
+        temperal_downsample=[False, True, True],
+        dropout=0.0,
+    )
+    randomise(module, seed)
+    return module.state_dict()
+
+
+def _wan22_vae_sd(seed: int) -> dict:
+    """A tiny Wan 2.2 VAE (ComfyUI's vae2_2.WanVAE with the config comfy.sd.VAE uses, at the
+    TINY_WAN22_VAE widths): it loads through VAELoader only with tests/tiny_loader_extension."""
+    import comfy.ldm.wan.vae2_2
+
+    module = comfy.ldm.wan.vae2_2.WanVAE(
+        **TINY_WAN22_VAE,
+        z_dim=48,
         dim_mult=[1, 2, 4, 4],
         num_res_blocks=2,
         attn_scales=[],
@@ -540,6 +640,7 @@ def write_model_files(models_dir: Path, family: str) -> dict[str, str]:
         "flux": lambda: _taesd_vae(16, 2001).get_sd(),
         "wan": lambda: _wan21_vae_sd(2002),
         "hunyuan_video": lambda: _wan21_vae_sd(2003),
+        "wan22": lambda: _wan22_vae_sd(2004),
     }
     once("vae", names["vae_name"], vae_makers[family])
     return names
@@ -600,8 +701,14 @@ def api_prompt(
         model, clip, vae = ["model", 0], ["clip", 0], ["vae", 0]
     prompt["positive"] = {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": clip}}
     prompt["negative"] = {"class_type": "CLIPTextEncode", "inputs": {"text": negative, "clip": clip}}
-    latent_type, latent_inputs = latent_node(family)
-    prompt["latent"] = {"class_type": latent_type, "inputs": latent_inputs}
+
+    def add(class_type: str, **inputs) -> str:  # the latent node is "latent", any helper "latent_<n>"
+        node_id = f"latent_{len(prompt)}"
+        prompt[node_id] = {"class_type": class_type, "inputs": inputs}
+        return node_id
+
+    final = add_latent(add, family, vae=vae)
+    prompt["latent"] = prompt.pop(final)
     prompt["sampler"] = {
         "class_type": "KSampler",
         "inputs": {

@@ -17,6 +17,7 @@ from ...steering.errors import SafetySteerError
 DIT_MODELS = (
     (model_base.SD3, "SD3 / SD3.5", "context_embedder"),
     (model_base.Flux, "Flux", "txt_in"),
+    # Wan 2.1, Wan 2.2 T2V/I2V 14B (ComfyUI loads them as WAN21) and Wan 2.2 TI2V 5B (WAN22, a subclass)
     (model_base.WAN21, "Wan 2.x", "text_embedding.0"),
     (model_base.HunyuanVideo, "HunyuanVideo", "txt_in.input_embedder"),
     (model_base.LTXV, "LTX-Video", "caption_projection.linear_1"),

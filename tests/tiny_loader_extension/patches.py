@@ -1,19 +1,24 @@
 """The patches behind tests/tiny_loader_extension (test-only).
 
 Stock ComfyUI 0.3.75 hard-codes full-size values while detecting model files, so tiny files fail
-to load (or load wrongly). Two patches, both keyed on the exact tiny widths of tests/tiny_models.py:
+to load (or load wrongly). Three patches, all keyed on the exact tiny widths of tests/tiny_models.py:
 
 1. Diffusion models: tiny subclasses of the families' ``comfy.supported_models`` classes are put
    at the front of ``comfy.supported_models.models``. Their ``unet_config`` matches only the tiny
    widths (e.g. Flux hidden_size 32; real Flux is 3072), and they replace the values detection
    hard-codes (Flux/HunyuanVideo heads and rope axes, HunyuanVideo vec_in_dim 768, Wan heads =
-   dim // 128 and text_dim 4096) with the tiny ones (tiny_models.DETECTION_OVERRIDES).
+   dim // 128 and text_dim 4096) with the tiny ones (tiny_models.DETECTION_OVERRIDES). Wan 2.1
+   and Wan 2.2 TI2V 5B files of the same tiny width are told apart by out_dim (16 / 48).
    SD1.5/SDXL need the subclass only to be recognised at all; SD3 loads stock.
 2. Text encoders: ``comfy.sd.load_text_encoder_state_dicts`` (CLIPLoader, DualCLIPLoader) and
    ``comfy.sd.load_state_dict_guess_config`` (CheckpointLoaderSimple) look at the state dicts; if
    they hold tiny encoders (CLIP/T5/Llama embeddings of tiny width), the tiny encoder configs are
    deep-merged into ``model_options`` when ``comfy.sd.CLIP`` is built for that load (a deep merge:
    ``load_clip`` itself sets ``clip_l_model_config={"max_position_embeddings": 77}``).
+
+3. The Wan 2.2 VAE: ``comfy.sd.VAE`` builds it at dim 160 / dec_dim 256 whatever the file holds;
+   while a file with tiny_models.TINY_WAN22_VAE widths is loaded, ``vae2_2.WanVAE`` is built at
+   those widths instead.
 
 The file-format details (CLIP-G's layer-30 key, T5-XXL's block-23 key) are in tiny_models.
 """
@@ -102,8 +107,16 @@ def tiny_model_classes() -> list[type]:
                 "context_in_dim": configs["hunyuan_video"]["context_in_dim"],
             },
         ),
+        # Wan 2.1 (16 latent channels) and Wan 2.2 TI2V 5B (48) share the tiny width: out_dim tells them apart.
         with_overrides(
-            sm.WAN21_T2V, "wan", {"image_model": "wan2.1", "model_type": "t2v", "dim": configs["wan"]["dim"]}
+            sm.WAN22_T2V,
+            "wan22",
+            {"image_model": "wan2.1", "model_type": "t2v", "dim": configs["wan22"]["dim"], "out_dim": 48},
+        ),
+        with_overrides(
+            sm.WAN21_T2V,
+            "wan",
+            {"image_model": "wan2.1", "model_type": "t2v", "dim": configs["wan"]["dim"], "out_dim": 16},
         ),
     ]
 
@@ -146,6 +159,55 @@ def deep_merge(base: dict, extra: dict) -> dict:
 _PENDING: contextvars.ContextVar[dict | None] = contextvars.ContextVar("tiny_encoder_options", default=None)
 
 
+# --- 3. the Wan 2.2 VAE ---------------------------------------------------------------------------
+
+_WAN22_VAE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("tiny_wan22_vae", default=None)
+
+
+def tiny_wan22_vae_widths(sd) -> dict | None:
+    """{"dim", "dec_dim"} when ``sd`` is a Wan 2.2 VAE of tiny_models' tiny widths, else None.
+    comfy.sd.VAE builds every Wan 2.2 VAE at dim 160 / dec_dim 256, whatever the file holds."""
+    tm = tiny_models()
+    if not isinstance(sd, dict) or "decoder.upsamples.0.upsamples.0.residual.2.weight" not in sd:
+        return None
+    encoder, head = sd.get("encoder.conv1.weight"), sd.get("decoder.head.0.gamma")
+    if encoder is None or head is None:
+        return None
+    widths = {"dim": int(encoder.shape[0]), "dec_dim": int(head.shape[0])}
+    return widths if widths == tm.TINY_WAN22_VAE else None
+
+
+def patched_wan22_vae_class(original: type) -> type:
+    """A subclass of vae2_2.WanVAE built at the tiny widths while a tiny file is being loaded."""
+
+    class TinyAwareWanVAE(original):
+        def __init__(self, *args, **kwargs):
+            widths = _WAN22_VAE.get()
+            if widths:
+                kwargs.update(widths)
+            super().__init__(*args, **kwargs)
+
+    TinyAwareWanVAE.__name__ = TinyAwareWanVAE.__qualname__ = original.__name__
+    TinyAwareWanVAE._tiny_loader_patch = True
+    return TinyAwareWanVAE
+
+
+def patched_vae_init(original_init):
+    @functools.wraps(original_init)
+    def vae_init(self, sd=None, *args, **kwargs):
+        widths = tiny_wan22_vae_widths(sd)
+        if widths is None:
+            return original_init(self, sd, *args, **kwargs)
+        token = _WAN22_VAE.set(widths)
+        try:
+            return original_init(self, sd, *args, **kwargs)
+        finally:
+            _WAN22_VAE.reset(token)
+
+    vae_init._tiny_loader_patch = True
+    return vae_init
+
+
 def _with_tiny_encoders(load, get_state_dicts):
     @functools.wraps(load)
     def wrapper(*args, **kwargs):
@@ -165,6 +227,7 @@ def _with_tiny_encoders(load, get_state_dicts):
 def patched_attributes() -> list[tuple[object, str, object]]:
     """(object, attribute, new value) for every patch, computed from the current (unpatched)
     ComfyUI; ``install`` sets them for good, a test can set them with monkeypatch instead."""
+    import comfy.ldm.wan.vae2_2
     import comfy.sd
     import comfy.supported_models as sm
 
@@ -191,6 +254,9 @@ def patched_attributes() -> list[tuple[object, str, object]]:
         # model_detection reads comfy.supported_models.models at each call: a new list is enough.
         (sm, "models", tiny_model_classes() + list(sm.models)),
         (comfy.sd.CLIP, "__init__", clip_init),
+        # comfy.sd.VAE looks WanVAE up in the module at each call: a subclass there is enough.
+        (comfy.ldm.wan.vae2_2, "WanVAE", patched_wan22_vae_class(comfy.ldm.wan.vae2_2.WanVAE)),
+        (comfy.sd.VAE, "__init__", patched_vae_init(comfy.sd.VAE.__init__)),
         (
             comfy.sd,
             "load_text_encoder_state_dicts",
