@@ -28,7 +28,7 @@ def test_pack_registers_its_nodes_in_process(comfy):
 def test_direction_graph_runs_in_process(comfy):
     outputs = comfy.run(direction_graph())
     text = "".join(outputs["2"]["text"])
-    assert "SmolLM2-135M-Instruct" in text and "global:" in text
+    assert "google/gemma-3-270m" in text and "global:" in text
 
 
 def test_user_model_folder_is_listed_and_loaded(comfy, tmp_path):

@@ -60,7 +60,10 @@ def test_evaluate_json_report_on_minilm(heldout_file):
     }
     strengths = {e["strength"] for e in report["sweep"]}
     assert 0.0 in strengths and {e["gated"] for e in report["sweep"]} == {False, True}
-    assert {e["gate"] for e in report["sweep"]} == {"none", "target", "source"}
+    assert {e["gate"] for e in report["sweep"]} == {"none", "target", "source", "detector"}
+    # the pack's trained detector, run as the product runs it: the goal on held-out pairs
+    assert report["detector_gate"]["open_on_unsafe"] > 0.9, report["detector_gate"]
+    assert report["goals"]["asr_at_most_10_percent_at_0.99"] is True, report["goals"]
     for entry in report["sweep"]:
         for key in (
             "rep_asr_transported",
