@@ -175,7 +175,7 @@ def test_category_vector_mixer_every_preset(run):
 
 
 # -- the three application points ------------------------------------------------------------------
-FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22")
+FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22", "qwen_image")
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -452,9 +452,13 @@ def _source_gated(
         **steer_settings(strength=3.0, direction=direction),
     )
     for number, text in enumerate(texts):
-        g.capture(g.add("CLIPTextEncode", clip=[steered, 0], text=text), f"cond {number}")
+        encoded = g.add("CLIPTextEncode", clip=[steered, 0], text=text)
+        g.capture(encoded, f"cond {number}")
+        if number == 0:
+            g.capture(g.add("SafetySteerReport", conditioning=[encoded, 0]), "report")
     out = run(g)
     status = "".join(comfy.last_outputs[steered]["text"])
+    _source_gated.last_report = out["report"]
     return [out[f"cond {n}"][0][1][REPORT_KEY][0] for n in range(len(texts))], status
 
 
@@ -496,6 +500,7 @@ def test_a_pack_cannot_point_the_gate_at_a_path(run, comfy):
     (entry,), status = _source_gated(run, comfy, [UNSAFE], name)
     assert entry["gate_kind"] == "target projection (source LLM unavailable)", entry
     assert status.startswith("WARNING: gate falls back to the target projection") and "not a model name" in status
+    assert _source_gated.last_report.startswith("WARNING: target projection (source LLM unavailable)")
 
 
 @pytest.mark.parametrize("ref", ["~/models/x.gguf", "../x.gguf", "/etc/hosts", "a/b", ".hidden", "C:model"])

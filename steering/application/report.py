@@ -56,6 +56,14 @@ def format_report(entries: list[ReportEntry], limit: int = 64) -> str:
         f"Safety Steer report: {len(entries)} steer(s). Projections in benign-anchor standard deviations "
         "(below 0 = unsafe-leaning); applied = strength x gate."
     ]
+    fell_back = sorted({e.gate_kind for e in entries if e.gate_kind and "unavailable" in e.gate_kind})
+    if fell_back:
+        lines.insert(
+            0,
+            f"WARNING: {', '.join(fell_back)}: the source-LLM gate did not run and the weaker target "
+            "projection gated instead. Fix: install or place the pack's source model (the Apply node "
+            "says which file goes where; `safety-steer doctor` lists what is found).",
+        )
     for entry in entries[:limit]:
         prompt = entry.prompt if len(entry.prompt) <= 70 else entry.prompt[:67] + "..."
         worst = min(entry.projections.items(), key=lambda item: item[1]) if entry.projections else ("-", 0.0)
