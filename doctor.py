@@ -28,7 +28,15 @@ from .steering.locations import CACHE_ENV, PACK_ROOT, SHIPPED_VECTORS_DIR, cache
 
 FRONTEND_PACKAGE = "comfyui-frontend-package"
 TEMPLATES_PACKAGE = "comfyui-workflow-templates"
-ENCODER_NAMES = {"l": "CLIP-L", "g": "CLIP-G", "t5xxl": "T5-XXL", "umt5xxl": "umT5-XXL", "llama": "Llama"}
+ENCODER_NAMES = {
+    "l": "CLIP-L",
+    "g": "CLIP-G",
+    "t5xxl": "T5-XXL",
+    "umt5xxl": "umT5-XXL",
+    "llama": "Llama",
+    "qwen25_7b": "Qwen2.5-VL 7B",
+    "qwen3_4b": "Qwen3-4B",
+}
 FAMILIES_TIMEOUT_S = 180
 _MARKER = "SAFETY_STEER_DOCTOR_FAMILIES "
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "example_workflows"
-FAMILIES = ("sd15", "sdxl", "sd3_5", "flux", "wan_t2v", "hunyuan_video", "wan22_ti2v")
+FAMILIES = ("sd15", "sdxl", "sd3_5", "flux", "wan_t2v", "hunyuan_video", "wan22_ti2v", "qwen_image")
 VIDEO_FAMILIES = ("wan_t2v", "hunyuan_video", "wan22_ti2v")
 SHIPPED_PACK = "gemma3-270m-i2p.safetensors"
 #: Node types the frontend provides itself (never in NODE_CLASS_MAPPINGS, never sent to the server).
@@ -386,6 +386,15 @@ MODELS = {
             f"{HF}/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/vae/wan2.2_vae.safetensors",
         ),
     ],
+    # As ComfyUI's own template image_qwen_image.
+    "qwen_image": [
+        model(name, folder, f"{HF}/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/{folder}/{name}")
+        for name, folder in (
+            ("qwen_image_fp8_e4m3fn.safetensors", "diffusion_models"),
+            ("qwen_2.5_vl_7b_fp8_scaled.safetensors", "text_encoders"),
+            ("qwen_image_vae.safetensors", "vae"),
+        )
+    ],
     "hunyuan_video": [
         model(
             "hunyuan_video_t2v_720p_bf16.safetensors",
@@ -443,6 +452,7 @@ TITLES = {
     "wan_t2v": "Wan 2.1 text-to-video (1.3B)",
     "hunyuan_video": "HunyuanVideo text-to-video",
     "wan22_ti2v": "Wan 2.2 text-to-video (TI2V 5B)",
+    "qwen_image": "Qwen-Image",
 }
 ENCODERS = {
     "sd15": "CLIP-L",
@@ -452,6 +462,7 @@ ENCODERS = {
     "wan_t2v": "umT5-XXL",
     "hunyuan_video": "CLIP-L (pooled) and the Llama-3 (LLaVA) encoder",
     "wan22_ti2v": "umT5-XXL",
+    "qwen_image": "Qwen2.5-VL 7B, on the prompt's own tokens inside its chat template",
 }
 
 OVERVIEW = """
@@ -534,6 +545,10 @@ def sampler_note(family: str) -> str:
             "to encode an optional start image); saved as an animated WebP at 24 fps. The Wan 2.2 14B T2V "
             "experts load as Wan 2.x too: the Wan 2.1 workflow steers them the same way."
         ),
+        "qwen_image": (
+            "1328×1328, 20 steps, CFG 2.5, euler / simple, Model Sampling AuraFlow shift 3.1: ComfyUI's own "
+            "Qwen-Image settings."
+        ),
     }[family]
     return f"### Sampling\n\n{text}\n"
 
@@ -573,6 +588,7 @@ def build(family: str, info: dict) -> Graph:
             "wan_t2v": "wan",
             "hunyuan_video": "hunyuan_video",
             "wan22_ti2v": "wan",
+            "qwen_image": "qwen_image",
         }[family]
         if len(encoders) == 2:
             clip = g.add(
@@ -657,6 +673,11 @@ def build(family: str, info: dict) -> Graph:
         model_out = (shift, "MODEL")
         sampling.append(shift)
         y += 100
+    if family == "qwen_image":
+        shift = g.add("ModelSamplingAuraFlow", [X[3], y], {"shift": 3.1}, size=[380, 58], model=model_out)
+        model_out = (shift, "MODEL")
+        sampling.append(shift)
+        y += 100
     positive_out = (positive, 0)
     if family in ("flux", "hunyuan_video"):
         guidance = g.add(
@@ -689,8 +710,9 @@ def build(family: str, info: dict) -> Graph:
             size=[380, 130],
         )
     else:
+        size = 1328 if family == "qwen_image" else 1024
         latent = g.add(
-            "EmptySD3LatentImage", [X[3], y], {"width": 1024, "height": 1024, "batch_size": 1}, size=[380, 106]
+            "EmptySD3LatentImage", [X[3], y], {"width": size, "height": size, "batch_size": 1}, size=[380, 106]
         )
     sampling.append(latent)
     y += latent.size[1] + 50
@@ -702,6 +724,7 @@ def build(family: str, info: dict) -> Graph:
         "wan_t2v": (30, 6.0, "uni_pc", "simple"),
         "hunyuan_video": (20, 1.0, "euler", "simple"),
         "wan22_ti2v": (20, 5.0, "uni_pc", "simple"),
+        "qwen_image": (20, 2.5, "euler", "simple"),
     }[family]
     steps, cfg, sampler_name, scheduler = ksampler_settings
     ksampler = g.add(

@@ -26,6 +26,7 @@ def pack():
         ("flux", {"l": 32, "t5xxl": 32}),
         ("wan", {"umt5xxl": 32}),
         ("hunyuan_video", {"l": 32, "llama": 256}),
+        ("qwen_image", {"qwen25_7b": 32}),
     ],
 )
 def test_per_encoder_features_and_alignment(comfy, tiny_clip, pack, family, expected):
@@ -132,3 +133,26 @@ def test_llama_features_pool_the_prompt_not_hunyuans_template(comfy, tiny_clip):
     )
     assert 2 <= int(mask.sum()) <= 5 and len(mask) > 90  # ~95 template tokens left out
     assert int(longer.sum()) - int(mask.sum()) >= 5
+
+
+def test_qwen_image_features_are_the_prompt_tokens_the_diffusion_model_reads(comfy, tiny_clip):
+    """Qwen-Image: the whole chat template is encoded, ComfyUI crops the system turn and hands the
+    DiT the last layer from the user's text on (user text + "<|im_end|>\\n<|im_start|>assistant\\n").
+    The fitted features are the mean of exactly the user's rows of that conditioning."""
+    import nodes
+    from safety_steer.nodes.apply.clip_targets import encode_per_encoder, prompt_token_mask, sub_encoders
+
+    clip = tiny_clip("qwen_image")
+    prompt = "a red fox jumps over a frozen river at dawn"
+    tokens = clip.tokenize(prompt, return_word_ids=True)["qwen25_7b"]
+    mask = prompt_token_mask("qwen25_7b", sub_encoders(clip)["qwen25_7b"], tokens)
+    ids = [t[0] for section in tokens for t in section]
+    assert clip.tokenizer.qwen25_7b.tokenizer.decode([i for i, m in zip(ids, mask.tolist()) if m]) == prompt
+    (cond,) = nodes.CLIPTextEncode().encode(clip, prompt)
+    hidden = cond[0][0][0]
+    n_prompt = int(mask.sum())
+    assert hidden.shape[0] == n_prompt + 5  # the system turn is cropped, the closing template stays
+    features = encode_per_encoder(clip, [prompt])["qwen25_7b"][0]
+    torch.testing.assert_close(features, hidden[:n_prompt].mean(0))
+    empty = prompt_token_mask("qwen25_7b", None, clip.tokenize("", return_word_ids=True)["qwen25_7b"])
+    assert not empty.any()  # an empty user turn has no prompt tokens to steer

@@ -89,6 +89,8 @@ def test_layouts_of_every_family():
     assert [s.key for s in token_segments({"l": 768, "t5xxl": 4096}, 4096)[0]] == ["t5xxl"]  # Flux
     assert [s.key for s in token_segments({"l": 768, "llama": 4096}, 4096)[0]] == ["llama"]  # Hunyuan
     assert [s.key for s in token_segments({"umt5xxl": 4096}, 4096)[0]] == ["umt5xxl"]  # Wan
+    assert [s.key for s in token_segments({"qwen25_7b": 3584}, 3584)[0]] == ["qwen25_7b"]  # Qwen-Image
+    assert [s.key for s in token_segments({"qwen3_4b": 2560}, 2560)[0]] == ["qwen3_4b"]  # Z-Image
     assert [s.key for s in pooled_segments({"l.pooled": 768, "g.pooled": 1280}, 1280)] == ["g.pooled"]  # SDXL
     assert [s.key for s in pooled_segments({"l.pooled": 768, "g.pooled": 1280}, 2048)] == ["l.pooled", "g.pooled"]
     with pytest.raises(LayoutError, match="4096 features per token.*l \\(768\\).*another text encoder"):

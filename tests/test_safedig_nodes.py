@@ -159,7 +159,12 @@ def test_stacks_with_cross_model_steer_and_another_packs_block_patch(kit, tmp_pa
 
 @pytest.mark.parametrize(
     "name,positions",
-    [("sd3", "text_in,double.0.img"), ("wan", "text_in,double.1.img"), ("wan22", "text_in,double.1.img")],
+    [
+        ("sd3", "text_in,double.0.img"),
+        ("wan", "text_in,double.1.img"),
+        ("wan22", "text_in,double.1.img"),
+        ("qwen_image", "double.0.txt,double.1.img"),
+    ],
 )
 def test_sd3_and_wan_positions(kit, name, positions):
     classes, pack, family = kit
@@ -180,7 +185,7 @@ def test_bad_inputs_get_clear_errors(kit):
     with pytest.raises(ValueError, match=r"an SAE at 'single.0', which this SD3 / SD3.5 model does not have"):
         apply(classes, sd3, bundle)
     _, sd15 = family("sd15")
-    with pytest.raises(ValueError, match=r"supports SD3 / SD3.5, Flux, Wan 2.x, not SD1.5"):
+    with pytest.raises(ValueError, match=r"supports SD3 / SD3.5, Flux, Wan 2.x, Qwen-Image, not SD1.5"):
         apply(classes, sd15, bundle)
     with pytest.raises(ValueError, match=r"Flux has no position double.9.img"):
         train(classes, pack, flux_clip, flux, "flux", positions="double.9.img")
@@ -221,3 +226,13 @@ def test_adapting_the_decoder_to_another_checkpoint_keeps_the_encoder(kit):
     lat = latent("flux")
     base = sample(finetune, clip, lat)
     assert not torch.equal(sample(apply(classes, finetune, adapted, "blend", 1.0), clip, lat), base)
+
+
+def test_qwen_image_positions_are_its_joint_blocks(kit):
+    """Qwen-Image's joint blocks take the dit block-replace patch like Flux's double blocks; the
+    text stream leaving the last block is never read, so it is no position."""
+    from safety_steer.nodes.safedig.positions import available_positions, hidden_width
+
+    _, model = kit[2]("qwen_image")
+    assert available_positions(model) == ["text_in", "double.0.txt", "double.0.img", "double.1.img"]
+    assert hidden_width(model) == 32

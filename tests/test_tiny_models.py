@@ -66,6 +66,7 @@ def test_build_model_matches_clip_width(comfy, tiny_model, tiny_clip, family):
         "flux": "context_in_dim",
         "wan": "text_dim",
         "wan22": "text_dim",
+        "qwen_image": "joint_attention_dim",
         "hunyuan_video": "context_in_dim",
         "ltxv": "caption_channels",
     }.get(family)
@@ -115,9 +116,16 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
     ]
     for config in real:
         assert not any(cls.matches(config) for cls in classes), config
+    # Qwen-Image's detection gives no width: its tiny class reads txt_in's from the state dict
+    qwen = {"image_model": "qwen_image", "in_channels": 64, "num_layers": 60}
+    real_qwen = {"txt_in.weight": torch.empty(3072, 3584, device="meta")}
+    assert not any(cls.matches(qwen, real_qwen) for cls in classes) and not any(cls.matches(qwen) for cls in classes)
+    tiny_width = tm.UNET_CONFIGS["qwen_image"]["joint_attention_dim"]
+    tiny_sd = {"qwen_image": {"txt_in.weight": torch.empty(32, tiny_width, device="meta")}}
     for family, config in tm.UNET_CONFIGS.items():
-        matching = [cls for cls in classes if cls.matches(config)]
-        assert len(matching) == (family in ("sd15", "sdxl", "flux", "hunyuan_video", "wan", "wan22")), family
+        matching = [cls for cls in classes if cls.matches(config, tiny_sd.get(family))]
+        expected = ("sd15", "sdxl", "flux", "hunyuan_video", "wan", "wan22", "qwen_image")
+        assert len(matching) == (family in expected), family
 
     meta = {"device": "meta"}
     full_size = [
@@ -125,6 +133,10 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
         {"conditioner.embedders.1.model.token_embedding.weight": torch.empty(49408, 1280, **meta)},
         {"shared.weight": torch.empty(32128, 4096, **meta)},
         {"model.embed_tokens.weight": torch.empty(128320, 4096, **meta)},
+        {
+            "model.embed_tokens.weight": torch.empty(152064, 3584, **meta),
+            "model.layers.0.self_attn.k_proj.bias": torch.empty(512, **meta),
+        },
     ]
     assert patches.tiny_encoder_options(full_size) == {}
     tiny = {"text_model.embeddings.token_embedding.weight": torch.empty(49408, 32, **meta)}

@@ -5,13 +5,16 @@ test-only server extension ``tests/tiny_loader_extension`` loads it the same way
 imports ComfyUI at module level: call the functions after ComfyUI is importable (the ``comfy``
 fixture, or inside a ComfyUI server process).
 
-Families: sd15, sdxl, sd3, flux, wan (Wan 2.1 T2V), hunyuan_video, ltxv, wan22 (Wan 2.2 TI2V 5B).
+Families: sd15, sdxl, sd3, flux, wan (Wan 2.1 T2V), hunyuan_video, ltxv, wan22 (Wan 2.2 TI2V 5B),
+qwen_image.
 
 - ``build_clip(family, seed)``: a tiny ``comfy.sd.CLIP`` with the family's own tokenizer and
   text-encoder classes. Conditioning: sd15 [1,77,32]; sdxl [1,77,64] (L32+G32, pooled G 32);
   sd3 [1,77,4096] (CLIP-L + CLIP-G only, no T5; ComfyUI pads CLIP to 4096; pooled 64);
   flux [1,256,32] (T5) + pooled CLIP-L 32; wan, wan22 [1,512,32] (umT5); hunyuan_video
-  [1,prompt tokens,256] (Llama) + pooled CLIP-L 32; ltxv [1,128,32] (T5) + attention mask.
+  [1,prompt tokens,256] (Llama) + pooled CLIP-L 32; ltxv [1,128,32] (T5) + attention mask;
+  qwen_image [1,prompt tokens + 5,32] (Qwen2.5-VL, last layer; the system turn cropped, the closing
+  template kept; the vision tower swapped for a tiny one: tiny_qwen25_class).
 - ``build_model(family, seed)``: a tiny diffusion model in a ``ModelPatcher``, made by
   ``comfy.supported_models.<Family>(unet_config)`` with context widths matching build_clip.
 - ``add_latent(add, family, batch)``: the stock empty-latent node(s) with tiny inputs, added to a
@@ -34,6 +37,9 @@ How each by-file graph ends (``OUTPUT_KIND``):
   4x temporal) -> VAEDecode -> SaveImage.
 - wan22: UNETLoader + CLIPLoader(wan, the same umT5 file as wan) + VAELoader (a tiny Wan 2.2 VAE,
   TINY_WAN22_VAE) -> Wan22ImageToVideoLatent (fed that VAE) -> VAEDecode -> SaveImage.
+- qwen_image: UNETLoader + CLIPLoader(qwen_image, Qwen2.5-VL) + VAELoader (a tiny Wan 2.1 VAE: Qwen-
+  Image's VAE has the Wan 2.1 layout and loads natively at tiny width) -> EmptySD3LatentImage ->
+  VAEDecode -> SaveImage.
 - ltxv: in-process only (no files are written: LTXV's VAE is fixed-size and its tiny diffusion
   model needs safetensors metadata); a graph for it ends in SaveLatent.
 """
@@ -45,10 +51,10 @@ from pathlib import Path
 
 import torch
 
-FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22")
+FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22", "qwen_image")
 #: Families whose files ``write_model_files`` writes (loadable by the stock loaders in a server
 #: that loads tests/tiny_loader_extension).
-FILE_FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "wan22")
+FILE_FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "wan22", "qwen_image")
 #: What a graph of the family ends in: "image" (VAEDecode + SaveImage) or "latent" (SaveLatent).
 OUTPUT_KIND = {
     "sd15": "image",
@@ -59,6 +65,7 @@ OUTPUT_KIND = {
     "hunyuan_video": "image",
     "ltxv": "latent",
     "wan22": "image",
+    "qwen_image": "image",
 }
 
 # --- tiny text encoders (the configs the existing tests were written against) -----------------
@@ -80,6 +87,19 @@ TINY_LLAMA = {
 TINY_T5 = {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 2}
 #: umT5 has no tokenizer inside ComfyUI: its files carry ComfyUI's t5_pile SentencePiece model (32000).
 TINY_UMT5 = {**TINY_T5, "vocab_size": 32000}
+#: Qwen2.5-VL 7B (Qwen-Image's encoder, comfy.text_encoders.llama.Qwen25_7BVLI_Config): head_dim is
+#: fixed at 128 and ComfyUI's file detection needs k_proj's bias at 512 wide (4 KV heads x 128).
+TINY_QWEN25 = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "num_hidden_layers": 2,
+}
+#: Its vision tower (comfy.text_encoders.qwen_vl.Qwen2VLVisionTransformer) has hard-coded full-size
+#: widths (1280 wide, 32 blocks: ~630M parameters); the tiny encoder swaps in one of these widths
+#: (see tiny_qwen25_class). Text prompts never reach it.
+TINY_QWEN25_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "num_layers": 1}
 #: Wan 2.2's VAE (comfy.ldm.wan.vae2_2.WanVAE, 48 latent channels): ComfyUI builds it at dim 160 /
 #: dec_dim 256 whatever the file holds; tests/tiny_loader_extension builds it at these widths.
 TINY_WAN22_VAE = {"dim": 8, "dec_dim": 8}
@@ -222,6 +242,17 @@ UNET_CONFIGS = {
         "in_dim": 48,
         "text_dim": TINY_UMT5["d_model"],
     },
+    # Qwen-Image MMDiT: ComfyUI's detection reads in_channels and num_layers only (the rest are
+    # DETECTION_OVERRIDES); rope axes sum to the head width.
+    "qwen_image": {
+        "image_model": "qwen_image",
+        "in_channels": 64,
+        "num_layers": 2,
+        "attention_head_dim": 16,
+        "num_attention_heads": 2,
+        "joint_attention_dim": TINY_QWEN25["hidden_size"],
+        "axes_dims_rope": [4, 6, 6],
+    },
     "ltxv": {
         "image_model": "ltxv",
         "in_channels": 128,
@@ -240,6 +271,12 @@ DETECTION_OVERRIDES = {
     "hunyuan_video": {"num_heads": 2, "axes_dim": [4, 6, 6], "vec_in_dim": TINY_CLIP["projection_dim"]},
     "wan": {"num_heads": 2, "text_dim": TINY_UMT5["d_model"]},
     "wan22": {"num_heads": 2, "text_dim": TINY_UMT5["d_model"]},
+    "qwen_image": {
+        "attention_head_dim": 16,
+        "num_attention_heads": 2,
+        "joint_attention_dim": TINY_QWEN25["hidden_size"],
+        "axes_dims_rope": [4, 6, 6],
+    },
 }
 
 _SUPPORTED_MODEL = {
@@ -251,6 +288,7 @@ _SUPPORTED_MODEL = {
     "hunyuan_video": "HunyuanVideo",
     "ltxv": "LTXV",
     "wan22": "WAN22_T2V",
+    "qwen_image": "QwenImage",
 }
 
 #: Usual real file names, as the families' example workflows reference them.
@@ -295,6 +333,14 @@ FILE_NAMES = {
         "type": "wan",
         "vae_name": "wan2.2_vae.safetensors",
     },
+    # ComfyUI's own template image_qwen_image (the Wan 2.1-architecture VAE loads at tiny width natively)
+    "qwen_image": {
+        "unet_name": "qwen_image_fp8_e4m3fn.safetensors",
+        "weight_dtype": "default",
+        "clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+        "type": "qwen_image",
+        "vae_name": "qwen_image_vae.safetensors",
+    },
 }
 
 #: Standalone text-encoder files: name -> (family whose build_clip makes it, sub-encoder slot in
@@ -305,6 +351,7 @@ ENCODER_FILES = {
     "t5xxl_fp16.safetensors": ("flux", "t5xxl"),
     "umt5_xxl_fp8_e4m3fn_scaled.safetensors": ("wan", "umt5xxl"),
     "llava_llama3_fp8_scaled.safetensors": ("hunyuan_video", "llama"),
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors": ("qwen_image", "qwen25_7b"),
 }
 #: Seed of the diffusion model in every file (``build_model(family, FILE_SEED)``); a checkpoint's
 #: text encoder is ``build_clip(family, FILE_SEED + 1)``.
@@ -316,6 +363,7 @@ _FILE_SEEDS = {
     "t5xxl_fp16.safetensors": 103,
     "umt5_xxl_fp8_e4m3fn_scaled.safetensors": 104,
     "llava_llama3_fp8_scaled.safetensors": 105,
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors": 106,
 }
 
 
@@ -352,6 +400,50 @@ def _spiece_tensor() -> torch.Tensor:
     return torch.frombuffer(bytearray(spiece), dtype=torch.uint8)
 
 
+_TINY_CLASSES: dict[str, type] = {}
+
+
+def tiny_qwen25_class() -> type:
+    """ComfyUI's Qwen2.5-VL text-encoder class (qwen_image.Qwen25_7BVLIModel) with a tiny vision
+    tower (TINY_QWEN25_VISION) in its Qwen25_7BVLI model. Everything on the text path (tokenizer,
+    chat template, Llama2_ decoder, layer, attention mask, the template cropping of the stack
+    around it) is ComfyUI's own. Handed to ComfyUI as model_options["qwen25_7b_class"], the hook
+    SD1ClipModel offers for replacing a sub-encoder's class."""
+    if "qwen25" not in _TINY_CLASSES:
+        import comfy.sd1_clip
+        import comfy.text_encoders.llama as llama
+        import comfy.text_encoders.qwen_image as qwen_image
+        import comfy.text_encoders.qwen_vl as qwen_vl
+
+        class TinyQwen25_7BVLI(llama.Qwen25_7BVLI):
+            def __init__(self, config_dict, dtype, device, operations):
+                torch.nn.Module.__init__(self)
+                config = llama.Qwen25_7BVLI_Config(**config_dict)
+                self.num_layers = config.num_hidden_layers
+                self.model = llama.Llama2_(config, device=device, dtype=dtype, ops=operations)
+                self.visual = qwen_vl.Qwen2VLVisionTransformer(
+                    **TINY_QWEN25_VISION,
+                    output_hidden_size=config.hidden_size,
+                    device=device,
+                    dtype=dtype,
+                    ops=operations,
+                )
+                self.dtype = dtype
+
+        class _TinyVisionModelClass(comfy.sd1_clip.SDClipModel):
+            # Sits between Qwen25_7BVLIModel and SDClipModel in the MRO: Qwen25_7BVLIModel's own
+            # __init__ (layer, special tokens, attention masks) runs unchanged; only the model
+            # class it passes on is replaced.
+            def __init__(self, *args, model_class=None, **kwargs):
+                super().__init__(*args, model_class=TinyQwen25_7BVLI, **kwargs)
+
+        class TinyQwen25_7BVLIModel(qwen_image.Qwen25_7BVLIModel, _TinyVisionModelClass):
+            pass
+
+        _TINY_CLASSES["qwen25"] = TinyQwen25_7BVLIModel
+    return _TINY_CLASSES["qwen25"]
+
+
 def _clip_recipe(family: str):
     """(tokenizer class, encoder class, model_options, tokenizer_data) of a family."""
     import comfy.sd1_clip
@@ -359,6 +451,7 @@ def _clip_recipe(family: str):
     import comfy.text_encoders.flux
     import comfy.text_encoders.hunyuan_video
     import comfy.text_encoders.lt
+    import comfy.text_encoders.qwen_image
     import comfy.text_encoders.sd3_clip
     import comfy.text_encoders.wan
 
@@ -398,6 +491,13 @@ def _clip_recipe(family: str):
             comfy.text_encoders.wan.te(),
             {"umt5xxl_model_config": TINY_UMT5},
             {"spiece_model": _spiece_tensor()},
+        )
+    if family == "qwen_image":
+        return (
+            comfy.text_encoders.qwen_image.QwenImageTokenizer,
+            comfy.text_encoders.qwen_image.te(),
+            {"qwen25_7b_model_config": TINY_QWEN25, "qwen25_7b_class": tiny_qwen25_class()},
+            {},
         )
     if family == "ltxv":
         return (
@@ -461,6 +561,8 @@ _LATENT_NODES = {
     "ltxv": ("EmptyLTXVLatentVideo", {"width": 64, "height": 64, "length": 9}, (128, 2, 2, 2)),
     # Wan 2.2's own latent node (48 channels, 16x spatial); it needs a VAE input (see add_latent).
     "wan22": ("Wan22ImageToVideoLatent", {"width": 32, "height": 32, "length": 5}, (48, 2, 2, 2)),
+    # Qwen-Image's latent format is Wan 2.1's: the sampler makes the 4-D empty latent 5-D (one frame).
+    "qwen_image": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 1, 4, 4)),
 }
 #: Latent nodes that take a VAE input (unused without a start image) and, in ComfyUI 0.3.75, ignore
 #: ``batch_size`` without one: add_latent feeds them a VAE and batches with RepeatLatentBatch.
@@ -641,6 +743,7 @@ def write_model_files(models_dir: Path, family: str) -> dict[str, str]:
         "wan": lambda: _wan21_vae_sd(2002),
         "hunyuan_video": lambda: _wan21_vae_sd(2003),
         "wan22": lambda: _wan22_vae_sd(2004),
+        "qwen_image": lambda: _wan21_vae_sd(2005),
     }
     once("vae", names["vae_name"], vae_makers[family])
     return names

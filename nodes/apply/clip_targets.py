@@ -2,8 +2,9 @@
 
 Features are taken exactly where each sub-encoder's conditioning leaves it on the way to the
 diffusion model (its `encode_token_weights` output, at the layer CLIPTextEncode uses), pooled
-over the prompt's real tokens (word id > 0: no start/end/padding/template tokens). The pooled
-vector output (CLIP-L / CLIP-G) is a space of its own, named "<key>.pooled".
+over the prompt's real tokens (word id > 0: no start/end/padding/template tokens; for the chat
+encoders, the user's text inside the template). The pooled vector output (CLIP-L / CLIP-G) is a
+space of its own, named "<key>.pooled".
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ import torch
 from ...steering.errors import SafetySteerError
 
 #: Sub-encoder keys (as `clip.tokenize` names them) whose conditioning layout Safety Steer knows.
-SUPPORTED_ENCODERS = ("l", "g", "t5xxl", "umt5xxl", "llama")
+SUPPORTED_ENCODERS = ("l", "g", "t5xxl", "umt5xxl", "llama", "qwen25_7b")
+#: How errors name them.
+ENCODER_NAMES = {
+    "l": "CLIP-L",
+    "g": "CLIP-G",
+    "t5xxl": "T5-XXL",
+    "umt5xxl": "umT5-XXL",
+    "llama": "Llama",
+    "qwen25_7b": "Qwen2.5-VL 7B",
+}
 #: Pooled vectors the family's diffusion model never reads: SD1.5's UNet takes no pooled vector and
 #: SDXL's takes CLIP-G's. ComfyUI does not even load CLIP-L's text_projection from such checkpoints
 #: (it stays uninitialised memory), so aligning to it would fit on garbage.
@@ -25,6 +35,18 @@ UNUSED_POOLED = {"SD1ClipModel": {"l"}, "SDXLClipModel": {"l"}}
 #: Llama-3 chat tokens around the user's text in HunyuanVideo's prompt template.
 _LLAMA_USER_HEADER = (128006, 882, 128007)  # <|start_header_id|> user <|end_header_id|>
 _LLAMA_EOT = 128009  # <|eot_id|>
+#: Qwen chat tokens around the user's text (ChatML), in Qwen-Image's template: the whole prompt is
+#: encoded (the template steers the encoder), then ComfyUI crops the system turn away
+#: (qwen_image.QwenImageTEModel) and the diffusion model reads the user's tokens plus the closing
+#: "<|im_end|>\n<|im_start|>assistant\n". Word ids cannot tell them apart: the template and the
+#: prompt are tokenized as one piece.
+_CHATML_USER_HEADER = (151644, 872, 198)  # <|im_start|> user \n
+_CHATML_END = 151645  # <|im_end|>
+#: Sub-encoders whose tokens are a chat template around the prompt: (user header, end of turn).
+_TEMPLATES = {
+    "llama": (_LLAMA_USER_HEADER, _LLAMA_EOT),
+    "qwen25_7b": (_CHATML_USER_HEADER, _CHATML_END),
+}
 
 
 class UnsupportedEncoderError(SafetySteerError):
@@ -40,7 +62,8 @@ def sub_encoders(clip) -> dict[str, torch.nn.Module]:
         if key not in SUPPORTED_ENCODERS:
             raise UnsupportedEncoderError(
                 f"This CLIP has a text encoder {key!r} that Safety Steer does not support yet. Supported "
-                f"encoders: {', '.join(SUPPORTED_ENCODERS)} (CLIP-L, CLIP-G, T5-XXL, umT5-XXL, Llama)."
+                f"encoders: {', '.join(SUPPORTED_ENCODERS)} "
+                f"({', '.join(ENCODER_NAMES[k] for k in SUPPORTED_ENCODERS)})."
             )
         names = [n for n in (f"clip_{key}", key) if hasattr(model, n)]
         module = next((getattr(model, n) for n in names if getattr(model, n) is not None), None)
@@ -101,20 +124,24 @@ def patch_fingerprint(clip) -> str:
 def prompt_token_mask(key: str, module, sections) -> torch.Tensor:
     """Which token positions hold the user's prompt (flattened over sections).
 
-    Llama (HunyuanVideo) wraps the prompt in a fixed chat template that the model crops after
-    encoding: only the tokens between the user header and the next end-of-turn count. Elsewhere a
-    token counts when its word id is > 0 (tokenized with word ids), or else when it is not one of
-    the encoder's start/end/padding tokens.
+    Llama (HunyuanVideo) and Qwen2.5-VL (Qwen-Image) wrap the prompt in a fixed chat template:
+    only the tokens between the user header and the next end-of-turn count (HunyuanVideo's model
+    crops the rest away; Qwen-Image's keeps the closing tokens, which are template all the same).
+    A Qwen prompt with an empty user turn has no prompt tokens at all. Elsewhere a token counts
+    when its word id is > 0 (tokenized with word ids), or else when it is not one of the encoder's
+    start/end/padding tokens.
     """
     tokens = [t for section in sections for t in section]
     ids = [t[0] if isinstance(t[0], int) else None for t in tokens]
-    if key == "llama":
-        for i in range(len(ids) - 2):
-            if tuple(ids[i : i + 3]) == _LLAMA_USER_HEADER:
-                end = next((j for j in range(i + 3, len(ids)) if ids[j] == _LLAMA_EOT), len(ids))
+    if key in _TEMPLATES:
+        header, end_of_turn = _TEMPLATES[key]
+        for i in range(len(ids) - len(header) + 1):
+            if tuple(ids[i : i + len(header)]) == header:
+                start = i + len(header)
+                end = next((j for j in range(start, len(ids)) if ids[j] == end_of_turn), len(ids))
                 mask = torch.zeros(len(ids), dtype=torch.bool)
-                mask[i + 3 : end] = True
-                if mask.any():
+                mask[start:end] = True
+                if mask.any() or key != "llama":
                     return mask
     if tokens and len(tokens[0]) > 2:
         return torch.tensor([t[2] > 0 for t in tokens])

@@ -132,8 +132,8 @@ class SafetySteerApplyModel(io.ComfyNode):
             category="safety_steer",
             description=(
                 "Returns a copy of the MODEL that steers the text conditioning inside the UNet's "
-                "cross-attention (SD1.5, SDXL) or where the DiT reads it (SD3.x, Flux, Wan, HunyuanVideo, "
-                "LTX-Video), between start and end of sampling. The original MODEL is unchanged; other "
+                "cross-attention (SD1.5, SDXL) or where the DiT reads it (SD3.x, Flux, Wan 2.x, HunyuanVideo, "
+                "LTX-Video, Qwen-Image), between start and end of sampling. The original MODEL is unchanged; other "
                 "patches keep working."
             ),
             inputs=[

@@ -1,9 +1,9 @@
 """Which diffusion models the MODEL application point supports, and how it reaches their text.
 
 UNets (SD1.5, SDXL): an attn2 patch, which sees the text context of every cross-attention.
-DiTs (SD3.x, Flux, Wan, HunyuanVideo, LTX-Video): a keyed APPLY_MODEL wrapper, which sees the
-text conditioning (c_crossattn) before the model's own text projection. Both stack with other
-patches and wrappers and survive ModelPatcher.clone().
+DiTs (SD3.x, Flux, Wan, HunyuanVideo, LTX-Video, Qwen-Image): a keyed APPLY_MODEL wrapper, which
+sees the text conditioning (c_crossattn) before the model's own text projection. Both stack with
+other patches and wrappers and survive ModelPatcher.clone().
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ DIT_MODELS = (
     (model_base.WAN21, "Wan 2.x", "text_embedding.0"),
     (model_base.HunyuanVideo, "HunyuanVideo", "txt_in.input_embedder"),
     (model_base.LTXV, "LTX-Video", "caption_projection.linear_1"),
+    # txt_norm (an RMSNorm) reads the context first, then txt_in
+    (model_base.QwenImage, "Qwen-Image", "txt_in"),
 )
 SUPPORTED_MODELS = ("SD1.5", "SDXL", *(label for _, label, _ in DIT_MODELS))
 #: The text encoders whose tokens each model's text stream is made of (any one set must be aligned).
@@ -32,6 +34,7 @@ TEXT_STREAM_ENCODERS = {
     "Wan 2.x": ({"umt5xxl"},),
     "HunyuanVideo": ({"llama"},),
     "LTX-Video": ({"t5xxl"},),
+    "Qwen-Image": ({"qwen25_7b"},),
 }
 
 

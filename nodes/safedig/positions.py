@@ -2,10 +2,12 @@
 
 Position names (the same on every DiT that has them):
 - ``text_in``: the text stream as it enters the blocks, after the model's own text projection
-  (Flux, SD3: the input ``txt`` of block 0, which then flows through the joint blocks; Wan: the
-  projected context every block cross-attends to);
+  (Flux, SD3, Qwen-Image: the input ``txt`` of block 0, which then flows through the joint blocks;
+  Wan: the projected context every block cross-attends to);
 - ``double.<i>.txt`` / ``double.<i>.img``: the text / image stream leaving joint block i (cross-modal
-  binding; Flux double blocks, SD3 joint blocks; Wan blocks have an image stream only);
+  binding; Flux double blocks, SD3 and Qwen-Image joint blocks; Wan blocks have an image stream
+  only; the text leaving the last joint block of SD3 and Qwen-Image is never read, so it is no
+  position);
 - ``single.<j>``: the joint sequence leaving Flux single block j (rendering).
 A hook is ``fn(tensor, transformer_options) -> tensor``; all hooks a node puts on one block go into
 one replace patch, which calls the block's previous patch (another pack's, or an earlier Safety
@@ -22,7 +24,9 @@ import torch
 from ..apply.model_targets import UnsupportedModelError, model_kind
 
 Hook = Callable[[torch.Tensor, dict], torch.Tensor]
-SUPPORTED_DIT = ("SD3 / SD3.5", "Flux", "Wan 2.x")
+SUPPORTED_DIT = ("SD3 / SD3.5", "Flux", "Wan 2.x", "Qwen-Image")
+#: Joint-attention DiTs whose text stream leaves the last block unread (no double.<last>.txt).
+_LAST_TXT_UNREAD = ("SD3 / SD3.5", "Qwen-Image")
 
 
 def block_counts(model) -> tuple[str, int, int]:
@@ -38,6 +42,8 @@ def block_counts(model) -> tuple[str, int, int]:
         return label, len(net.double_blocks), len(net.single_blocks)
     if label == "SD3 / SD3.5":
         return label, len(net.joint_blocks), 0
+    if label == "Qwen-Image":
+        return label, len(net.transformer_blocks), 0
     return label, len(net.blocks), 0
 
 
@@ -45,6 +51,8 @@ def hidden_width(model) -> int:
     """The width of the DiT's token streams (what an SAE at any of its positions reads)."""
     label, _, _ = block_counts(model)
     net = model.model.diffusion_model
+    if label == "Qwen-Image":
+        return int(net.inner_dim)
     return int(net.dim if label == "Wan 2.x" else net.hidden_size)
 
 
@@ -53,7 +61,7 @@ def available_positions(model) -> list[str]:
     label, doubles, singles = block_counts(model)
     positions = ["text_in"]
     for i in range(doubles):
-        if label != "Wan 2.x" and not (label == "SD3 / SD3.5" and i == doubles - 1):  # SD3's last block drops txt
+        if label != "Wan 2.x" and not (label in _LAST_TXT_UNREAD and i == doubles - 1):
             positions.append(f"double.{i}.txt")
         positions.append(f"double.{i}.img")
     positions += [f"single.{j}" for j in range(singles)]

@@ -9,12 +9,15 @@ to load (or load wrongly). Three patches, all keyed on the exact tiny widths of 
    hard-codes (Flux/HunyuanVideo heads and rope axes, HunyuanVideo vec_in_dim 768, Wan heads =
    dim // 128 and text_dim 4096) with the tiny ones (tiny_models.DETECTION_OVERRIDES). Wan 2.1
    and Wan 2.2 TI2V 5B files of the same tiny width are told apart by out_dim (16 / 48).
-   SD1.5/SDXL need the subclass only to be recognised at all; SD3 loads stock.
+   SD1.5/SDXL need the subclass only to be recognised at all; SD3 loads stock. Qwen-Image's
+   detection reads no width at all: its tiny class checks txt_in's width in the state dict.
 2. Text encoders: ``comfy.sd.load_text_encoder_state_dicts`` (CLIPLoader, DualCLIPLoader) and
    ``comfy.sd.load_state_dict_guess_config`` (CheckpointLoaderSimple) look at the state dicts; if
    they hold tiny encoders (CLIP/T5/Llama embeddings of tiny width), the tiny encoder configs are
    deep-merged into ``model_options`` when ``comfy.sd.CLIP`` is built for that load (a deep merge:
-   ``load_clip`` itself sets ``clip_l_model_config={"max_position_embeddings": 77}``).
+   ``load_clip`` itself sets ``clip_l_model_config={"max_position_embeddings": 77}``). A tiny
+   Qwen2.5-VL encoder also gets ``qwen25_7b_class``: ComfyUI's class with a tiny vision tower
+   (tiny_models.tiny_qwen25_class; the stock one is ~630M parameters whatever the file holds).
 
 3. The Wan 2.2 VAE: ``comfy.sd.VAE`` builds it at dim 160 / dec_dim 256 whatever the file holds;
    while a file with tiny_models.TINY_WAN22_VAE widths is loaded, ``vae2_2.WanVAE`` is built at
@@ -67,6 +70,20 @@ def tiny_model_classes() -> list[type]:
         )
 
     sd15, sdxl = configs["sd15"], configs["sdxl"]
+
+    # Qwen-Image's detection reads in_channels and num_layers only, neither of them a width: the
+    # tiny class looks at the text projection's width in the state dict (and never matches without one).
+    tiny_qwen = with_overrides(sm.QwenImage, "qwen_image", {"image_model": "qwen_image"})
+
+    def qwen_matches(cls, unet_config, state_dict=None):
+        weight = (state_dict or {}).get("txt_in.weight")
+        return (
+            sm.QwenImage.matches.__func__(cls, unet_config, state_dict)
+            and weight is not None
+            and weight.shape[-1] == configs["qwen_image"]["joint_attention_dim"]
+        )
+
+    tiny_qwen.matches = classmethod(qwen_matches)
     return [
         with_overrides(
             sm.SD15,
@@ -118,6 +135,7 @@ def tiny_model_classes() -> list[type]:
             "wan",
             {"image_model": "wan2.1", "model_type": "t2v", "dim": configs["wan"]["dim"], "out_dim": 16},
         ),
+        tiny_qwen,
     ]
 
 
@@ -142,6 +160,11 @@ def tiny_encoder_options(state_dicts) -> dict:
                 options["umt5xxl_model_config"] = {**tm.TINY_T5, "vocab_size": int(shape[0])}
             elif key.endswith("embed_tokens.weight") and shape[1] == tm.TINY_LLAMA["hidden_size"]:
                 options["llama_model_config"] = {**tm.TINY_LLAMA, "vocab_size": int(shape[0])}
+            elif key.endswith("embed_tokens.weight") and shape[1] == tm.TINY_QWEN25["hidden_size"]:
+                prefix = key[: -len("embed_tokens.weight")]
+                if f"{prefix}layers.0.self_attn.k_proj.bias" in sd:  # Qwen2.5 (Qwen3 has no q/k/v bias)
+                    options["qwen25_7b_model_config"] = {**tm.TINY_QWEN25, "vocab_size": int(shape[0])}
+                    options["qwen25_7b_class"] = tm.tiny_qwen25_class()
     return options
 
 
