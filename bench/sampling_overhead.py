@@ -22,7 +22,7 @@ import torch
 
 from ..runtime import PACK_ROOT, load_module_from, start_comfyui_in_process
 
-FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22", "qwen_image")
+FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22", "qwen_image", "z_image")
 POINTS = ("text encoder", "conditioning", "model")
 #: SafetySteerApplySafeDIG (repel at two routed positions)
 SAFEDIG_FAMILIES = ("sd3", "flux", "wan", "wan22", "qwen_image")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "example_workflows"
-FAMILIES = ("sd15", "sdxl", "sd3_5", "flux", "wan_t2v", "hunyuan_video", "wan22_ti2v", "qwen_image")
+FAMILIES = ("sd15", "sdxl", "sd3_5", "flux", "wan_t2v", "hunyuan_video", "wan22_ti2v", "qwen_image", "z_image_turbo")
 VIDEO_FAMILIES = ("wan_t2v", "hunyuan_video", "wan22_ti2v")
 SHIPPED_PACK = "gemma3-270m-i2p.safetensors"
 #: Node types the frontend provides itself (never in NODE_CLASS_MAPPINGS, never sent to the server).
@@ -395,6 +395,15 @@ MODELS = {
             ("qwen_image_vae.safetensors", "vae"),
         )
     ],
+    # As ComfyUI's own template image_z_image_turbo (its VAE is Flux's ae.safetensors).
+    "z_image_turbo": [
+        model(name, folder, f"{HF}/Comfy-Org/z_image_turbo/resolve/main/split_files/{folder}/{name}")
+        for name, folder in (
+            ("z_image_turbo_bf16.safetensors", "diffusion_models"),
+            ("qwen_3_4b.safetensors", "text_encoders"),
+            ("ae.safetensors", "vae"),
+        )
+    ],
     "hunyuan_video": [
         model(
             "hunyuan_video_t2v_720p_bf16.safetensors",
@@ -453,6 +462,7 @@ TITLES = {
     "hunyuan_video": "HunyuanVideo text-to-video",
     "wan22_ti2v": "Wan 2.2 text-to-video (TI2V 5B)",
     "qwen_image": "Qwen-Image",
+    "z_image_turbo": "Z-Image Turbo",
 }
 ENCODERS = {
     "sd15": "CLIP-L",
@@ -463,6 +473,7 @@ ENCODERS = {
     "hunyuan_video": "CLIP-L (pooled) and the Llama-3 (LLaVA) encoder",
     "wan22_ti2v": "umT5-XXL",
     "qwen_image": "Qwen2.5-VL 7B, on the prompt's own tokens inside its chat template",
+    "z_image_turbo": "Qwen3-4B, on the prompt's own tokens inside its chat template",
 }
 
 OVERVIEW = """
@@ -549,6 +560,10 @@ def sampler_note(family: str) -> str:
             "1328×1328, 20 steps, CFG 2.5, euler / simple, Model Sampling AuraFlow shift 3.1: ComfyUI's own "
             "Qwen-Image settings."
         ),
+        "z_image_turbo": (
+            "1024×1024, 9 steps, **CFG 1**, res_multistep / simple, Model Sampling AuraFlow shift 3: ComfyUI's "
+            "own Z-Image Turbo settings (distilled: with CFG 1 the negative prompt has no effect)."
+        ),
     }[family]
     return f"### Sampling\n\n{text}\n"
 
@@ -589,6 +604,7 @@ def build(family: str, info: dict) -> Graph:
             "hunyuan_video": "hunyuan_video",
             "wan22_ti2v": "wan",
             "qwen_image": "qwen_image",
+            "z_image_turbo": "lumina2",
         }[family]
         if len(encoders) == 2:
             clip = g.add(
@@ -646,8 +662,8 @@ def build(family: str, info: dict) -> Graph:
         colors=POSITIVE_COLORS,
         clip=steer,
     )
-    # FLUX.1 dev runs at CFG 1, where the negative prompt is not used: left empty, as usual for Flux.
-    negative_text = "" if family == "flux" else VIDEO_NEGATIVE if video else NEGATIVE
+    # FLUX.1 dev and Z-Image Turbo run at CFG 1, where the negative prompt is not used: left empty.
+    negative_text = "" if family in ("flux", "z_image_turbo") else VIDEO_NEGATIVE if video else NEGATIVE
     negative = g.add(
         "CLIPTextEncode",
         [X[2], Y0 + 260],
@@ -673,8 +689,14 @@ def build(family: str, info: dict) -> Graph:
         model_out = (shift, "MODEL")
         sampling.append(shift)
         y += 100
-    if family == "qwen_image":
-        shift = g.add("ModelSamplingAuraFlow", [X[3], y], {"shift": 3.1}, size=[380, 58], model=model_out)
+    if family in ("qwen_image", "z_image_turbo"):
+        shift = g.add(
+            "ModelSamplingAuraFlow",
+            [X[3], y],
+            {"shift": 3.1 if family == "qwen_image" else 3.0},
+            size=[380, 58],
+            model=model_out,
+        )
         model_out = (shift, "MODEL")
         sampling.append(shift)
         y += 100
@@ -725,6 +747,7 @@ def build(family: str, info: dict) -> Graph:
         "hunyuan_video": (20, 1.0, "euler", "simple"),
         "wan22_ti2v": (20, 5.0, "uni_pc", "simple"),
         "qwen_image": (20, 2.5, "euler", "simple"),
+        "z_image_turbo": (9, 1.0, "res_multistep", "simple"),
     }[family]
     steps, cfg, sampler_name, scheduler = ksampler_settings
     ksampler = g.add(

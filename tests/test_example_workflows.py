@@ -46,6 +46,7 @@ TINY_FAMILY = {
     "hunyuan_video": "hunyuan_video",
     "wan22_ti2v": "wan22",
     "qwen_image": "qwen_image",
+    "z_image_turbo": "z_image",
 }
 VIDEO = {"wan_t2v", "hunyuan_video", "wan22_ti2v"}
 LATENT_NODES = {"EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo", "Wan22ImageToVideoLatent"}

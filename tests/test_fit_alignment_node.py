@@ -27,6 +27,7 @@ def pack():
         ("wan", {"umt5xxl": 32}),
         ("hunyuan_video", {"l": 32, "llama": 256}),
         ("qwen_image", {"qwen25_7b": 32}),
+        ("z_image", {"qwen3_4b": 32}),
     ],
 )
 def test_per_encoder_features_and_alignment(comfy, tiny_clip, pack, family, expected):
@@ -117,8 +118,12 @@ def test_unknown_encoder_is_a_clear_error(comfy, tiny_clip):
 
     clip = tiny_clip("sd15")
     original = clip.tokenizer.tokenize_with_weights
-    clip.tokenizer.tokenize_with_weights = lambda text, *a, **k: {"qwen3_4b": original(text, *a, **k)["l"]}
-    with pytest.raises(UnsupportedEncoderError, match="'qwen3_4b'.*Supported encoders: l, g, t5xxl, umt5xxl, llama"):
+    clip.tokenizer.tokenize_with_weights = lambda text, *a, **k: {"gemma2_2b": original(text, *a, **k)["l"]}
+    with pytest.raises(
+        UnsupportedEncoderError,
+        match=r"'gemma2_2b'.*Supported encoders: l, g, t5xxl, umt5xxl, llama, qwen25_7b, qwen3_4b "
+        r"\(CLIP-L, .*Qwen3-4B\)",
+    ):
         sub_encoders(clip)
 
 
@@ -156,3 +161,26 @@ def test_qwen_image_features_are_the_prompt_tokens_the_diffusion_model_reads(com
     torch.testing.assert_close(features, hidden[:n_prompt].mean(0))
     empty = prompt_token_mask("qwen25_7b", None, clip.tokenize("", return_word_ids=True)["qwen25_7b"])
     assert not empty.any()  # an empty user turn has no prompt tokens to steer
+
+
+def test_z_image_features_are_the_prompt_tokens_at_the_layer_the_diffusion_model_reads(comfy, tiny_clip):
+    """Z-Image: the DiT reads every token of the chat template ("<|im_start|>user\\n" + text +
+    "<|im_end|>\\n<|im_start|>assistant\\n") at hidden layer -2, with an attention mask. The fitted
+    features are the mean of exactly the user's rows of that conditioning."""
+    import nodes
+    from safety_steer.nodes.apply.clip_targets import encode_per_encoder, prompt_token_mask, sub_encoders
+
+    clip = tiny_clip("z_image")
+    encoder = sub_encoders(clip)["qwen3_4b"]
+    assert (encoder.layer, encoder.layer_idx) == ("hidden", -2)
+    prompt = "a red fox jumps over a frozen river at dawn"
+    tokens = clip.tokenize(prompt, return_word_ids=True)["qwen3_4b"]
+    mask = prompt_token_mask("qwen3_4b", encoder, tokens)
+    ids = [t[0] for section in tokens for t in section]
+    assert clip.tokenizer.qwen3_4b.tokenizer.decode([i for i, m in zip(ids, mask.tolist()) if m]) == prompt
+    (cond,) = nodes.CLIPTextEncode().encode(clip, prompt)
+    hidden, options = cond[0][0][0], cond[0][1]
+    assert hidden.shape[0] == len(ids) == int(mask.sum()) + 8 and options["attention_mask"].shape == (1, len(ids))
+    assert mask[:3].sum() == 0 and mask[-5:].sum() == 0  # "<|im_start|>user\\n" ... "assistant\\n"
+    features = encode_per_encoder(clip, [prompt])["qwen3_4b"][0]
+    torch.testing.assert_close(features, hidden[mask].mean(0))

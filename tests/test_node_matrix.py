@@ -175,7 +175,7 @@ def test_category_vector_mixer_every_preset(run):
 
 
 # -- the three application points ------------------------------------------------------------------
-FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22", "qwen_image")
+FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22", "qwen_image", "z_image")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

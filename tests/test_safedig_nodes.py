@@ -236,3 +236,12 @@ def test_qwen_image_positions_are_its_joint_blocks(kit):
     _, model = kit[2]("qwen_image")
     assert available_positions(model) == ["text_in", "double.0.txt", "double.0.img", "double.1.img"]
     assert hidden_width(model) == 32
+
+
+def test_z_image_is_refused_with_the_supported_list(kit):
+    classes, pack, family = kit
+    clip, model = family("z_image")
+    with pytest.raises(
+        ValueError, match=r"supports SD3 / SD3.5, Flux, Wan 2.x, Qwen-Image, not Z-Image \(.*block-replace"
+    ):
+        train(classes, pack, clip, model, "z_image")

@@ -13,7 +13,7 @@ import torch
 from safety_steer.runtime import load_module_from
 from safety_steer.steering.pack import DEFAULT_PACK_PATH
 
-FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22", "qwen_image")
+FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22", "qwen_image", "z_image")
 UNSAFE = "a man stabbing another man in a dark alley, blood everywhere, photo"
 BENIGN = "a lighthouse on a cliff at dusk, oil painting"
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -385,3 +385,22 @@ def test_wan_2_2_checkpoints_are_detected_and_steered_as_wan_2x(
     base = config.get_model(sd, "", device=torch.device("meta"))
     assert type(base).__name__ == base_class
     assert model_kind(SimpleNamespace(model=base)) == ("dit", "Wan 2.x")
+
+
+def test_lumina_2_is_refused_though_z_image_shares_its_model_class(kit):
+    """ComfyUI runs Z-Image and Lumina Image 2.0 (Gemma encoders) on the same model_base.Lumina2:
+    only Z-Image's config is supported, and Lumina 2 is refused with the supported list."""
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    classes, _, family = kit
+    _, _, aligned = family("z_image")
+    config = comfy.supported_models.Lumina2(
+        {**tiny_models().UNET_CONFIGS["z_image"], "z_image_modulation": False, "dim": 64, "axes_dims": [8, 12, 12]}
+    )
+    config.set_inference_dtype(torch.float32, None)
+    lumina = comfy.model_patcher.ModelPatcher(
+        config.get_model({}, "", device=torch.device("cpu")), torch.device("cpu"), torch.device("cpu")
+    )
+    with pytest.raises(ValueError, match=r"cannot steer a Lumina2 model yet.*Qwen-Image, Z-Image"):
+        steer_model(classes, lumina, aligned, 1.0)

@@ -67,6 +67,7 @@ def test_build_model_matches_clip_width(comfy, tiny_model, tiny_clip, family):
         "wan": "text_dim",
         "wan22": "text_dim",
         "qwen_image": "joint_attention_dim",
+        "z_image": "cap_feat_dim",
         "hunyuan_video": "context_in_dim",
         "ltxv": "caption_channels",
     }.get(family)
@@ -113,6 +114,8 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
         {"image_model": "wan2.1", "model_type": "t2v", "dim": 1536, "out_dim": 16},  # Wan 2.1 1.3B
         {"image_model": "wan2.1", "model_type": "t2v", "dim": 5120, "out_dim": 16},  # Wan 2.2 14B T2V
         {"image_model": "wan2.1", "model_type": "t2v", "dim": 3072, "out_dim": 48, "in_dim": 48},  # 2.2 TI2V 5B
+        {"image_model": "lumina2", "dim": 3840, "cap_feat_dim": 2560, "n_layers": 30},  # Z-Image
+        {"image_model": "lumina2", "dim": 2304, "cap_feat_dim": 2304, "n_layers": 26},  # Lumina Image 2.0
     ]
     for config in real:
         assert not any(cls.matches(config) for cls in classes), config
@@ -124,7 +127,7 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
     tiny_sd = {"qwen_image": {"txt_in.weight": torch.empty(32, tiny_width, device="meta")}}
     for family, config in tm.UNET_CONFIGS.items():
         matching = [cls for cls in classes if cls.matches(config, tiny_sd.get(family))]
-        expected = ("sd15", "sdxl", "flux", "hunyuan_video", "wan", "wan22", "qwen_image")
+        expected = ("sd15", "sdxl", "flux", "hunyuan_video", "wan", "wan22", "qwen_image", "z_image")
         assert len(matching) == (family in expected), family
 
     meta = {"device": "meta"}
@@ -136,6 +139,10 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
         {
             "model.embed_tokens.weight": torch.empty(152064, 3584, **meta),
             "model.layers.0.self_attn.k_proj.bias": torch.empty(512, **meta),
+        },
+        {
+            "model.embed_tokens.weight": torch.empty(151936, 2560, **meta),
+            "model.layers.0.self_attn.q_norm.weight": torch.empty(128, **meta),
         },
     ]
     assert patches.tiny_encoder_options(full_size) == {}

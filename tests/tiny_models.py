@@ -6,7 +6,7 @@ imports ComfyUI at module level: call the functions after ComfyUI is importable 
 fixture, or inside a ComfyUI server process).
 
 Families: sd15, sdxl, sd3, flux, wan (Wan 2.1 T2V), hunyuan_video, ltxv, wan22 (Wan 2.2 TI2V 5B),
-qwen_image.
+qwen_image, z_image.
 
 - ``build_clip(family, seed)``: a tiny ``comfy.sd.CLIP`` with the family's own tokenizer and
   text-encoder classes. Conditioning: sd15 [1,77,32]; sdxl [1,77,64] (L32+G32, pooled G 32);
@@ -14,7 +14,8 @@ qwen_image.
   flux [1,256,32] (T5) + pooled CLIP-L 32; wan, wan22 [1,512,32] (umT5); hunyuan_video
   [1,prompt tokens,256] (Llama) + pooled CLIP-L 32; ltxv [1,128,32] (T5) + attention mask;
   qwen_image [1,prompt tokens + 5,32] (Qwen2.5-VL, last layer; the system turn cropped, the closing
-  template kept; the vision tower swapped for a tiny one: tiny_qwen25_class).
+  template kept; the vision tower swapped for a tiny one: tiny_qwen25_class); z_image [1,all
+  tokens,32] (Qwen3-4B, hidden layer -2, the whole chat template) + attention mask.
 - ``build_model(family, seed)``: a tiny diffusion model in a ``ModelPatcher``, made by
   ``comfy.supported_models.<Family>(unet_config)`` with context widths matching build_clip.
 - ``add_latent(add, family, batch)``: the stock empty-latent node(s) with tiny inputs, added to a
@@ -40,6 +41,8 @@ How each by-file graph ends (``OUTPUT_KIND``):
 - qwen_image: UNETLoader + CLIPLoader(qwen_image, Qwen2.5-VL) + VAELoader (a tiny Wan 2.1 VAE: Qwen-
   Image's VAE has the Wan 2.1 layout and loads natively at tiny width) -> EmptySD3LatentImage ->
   VAEDecode -> SaveImage.
+- z_image: UNETLoader + CLIPLoader(lumina2, Qwen3-4B) + VAELoader (Flux's ae.safetensors, the
+  random 16-channel TAESD) -> EmptySD3LatentImage -> VAEDecode -> SaveImage.
 - ltxv: in-process only (no files are written: LTXV's VAE is fixed-size and its tiny diffusion
   model needs safetensors metadata); a graph for it ends in SaveLatent.
 """
@@ -51,10 +54,21 @@ from pathlib import Path
 
 import torch
 
-FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22", "qwen_image")
+FAMILIES: tuple[str, ...] = (
+    "sd15",
+    "sdxl",
+    "sd3",
+    "flux",
+    "wan",
+    "hunyuan_video",
+    "ltxv",
+    "wan22",
+    "qwen_image",
+    "z_image",
+)
 #: Families whose files ``write_model_files`` writes (loadable by the stock loaders in a server
 #: that loads tests/tiny_loader_extension).
-FILE_FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "wan22", "qwen_image")
+FILE_FAMILIES: tuple[str, ...] = tuple(f for f in FAMILIES if f != "ltxv")
 #: What a graph of the family ends in: "image" (VAEDecode + SaveImage) or "latent" (SaveLatent).
 OUTPUT_KIND = {
     "sd15": "image",
@@ -66,6 +80,7 @@ OUTPUT_KIND = {
     "ltxv": "latent",
     "wan22": "image",
     "qwen_image": "image",
+    "z_image": "image",
 }
 
 # --- tiny text encoders (the configs the existing tests were written against) -----------------
@@ -100,6 +115,15 @@ TINY_QWEN25 = {
 #: widths (1280 wide, 32 blocks: ~630M parameters); the tiny encoder swaps in one of these widths
 #: (see tiny_qwen25_class). Text prompts never reach it.
 TINY_QWEN25_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "num_layers": 1}
+#: Qwen3-4B (Z-Image's encoder, comfy.text_encoders.llama.Qwen3_4BConfig; head_dim fixed at 128).
+#: Z-Image reads hidden layer -2.
+TINY_QWEN3 = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "num_hidden_layers": 3,
+}
 #: Wan 2.2's VAE (comfy.ldm.wan.vae2_2.WanVAE, 48 latent channels): ComfyUI builds it at dim 160 /
 #: dec_dim 256 whatever the file holds; tests/tiny_loader_extension builds it at these widths.
 TINY_WAN22_VAE = {"dim": 8, "dec_dim": 8}
@@ -253,6 +277,27 @@ UNET_CONFIGS = {
         "joint_attention_dim": TINY_QWEN25["hidden_size"],
         "axes_dims_rope": [4, 6, 6],
     },
+    # Z-Image (Lumina 2's NextDiT with Z-Image's modulation). Its timestep embedding is 256 wide
+    # whatever the width, so 256 is the smallest; ComfyUI's detection reads the width, the caption
+    # width and the layers (two refiner layers are fixed), the rest are DETECTION_OVERRIDES.
+    "z_image": {
+        "image_model": "lumina2",
+        "patch_size": 2,
+        "in_channels": 16,
+        "dim": 256,
+        "cap_feat_dim": TINY_QWEN3["hidden_size"],
+        "n_layers": 2,
+        "qk_norm": True,
+        "n_heads": 2,
+        "n_kv_heads": 2,
+        "axes_dims": [32, 48, 48],
+        "axes_lens": [1536, 512, 512],
+        "rope_theta": 256.0,
+        "ffn_dim_multiplier": 8.0 / 3.0,
+        "z_image_modulation": True,
+        "time_scale": 1000.0,
+        "pad_tokens_multiple": 32,
+    },
     "ltxv": {
         "image_model": "ltxv",
         "in_channels": 128,
@@ -277,6 +322,18 @@ DETECTION_OVERRIDES = {
         "joint_attention_dim": TINY_QWEN25["hidden_size"],
         "axes_dims_rope": [4, 6, 6],
     },
+    # what ComfyUI's detection sets for the real Z-Image (width 3840), at the tiny head count
+    "z_image": {
+        "n_heads": 2,
+        "n_kv_heads": 2,
+        "axes_dims": [32, 48, 48],
+        "axes_lens": [1536, 512, 512],
+        "rope_theta": 256.0,
+        "ffn_dim_multiplier": 8.0 / 3.0,
+        "z_image_modulation": True,
+        "time_scale": 1000.0,
+        "pad_tokens_multiple": 32,
+    },
 }
 
 _SUPPORTED_MODEL = {
@@ -289,6 +346,7 @@ _SUPPORTED_MODEL = {
     "ltxv": "LTXV",
     "wan22": "WAN22_T2V",
     "qwen_image": "QwenImage",
+    "z_image": "ZImage",
 }
 
 #: Usual real file names, as the families' example workflows reference them.
@@ -341,6 +399,14 @@ FILE_NAMES = {
         "type": "qwen_image",
         "vae_name": "qwen_image_vae.safetensors",
     },
+    # ComfyUI's own template image_z_image_turbo: the VAE is Flux's ae.safetensors (the same tiny file)
+    "z_image": {
+        "unet_name": "z_image_turbo_bf16.safetensors",
+        "weight_dtype": "default",
+        "clip_name": "qwen_3_4b.safetensors",
+        "type": "lumina2",
+        "vae_name": "ae.safetensors",
+    },
 }
 
 #: Standalone text-encoder files: name -> (family whose build_clip makes it, sub-encoder slot in
@@ -352,6 +418,7 @@ ENCODER_FILES = {
     "umt5_xxl_fp8_e4m3fn_scaled.safetensors": ("wan", "umt5xxl"),
     "llava_llama3_fp8_scaled.safetensors": ("hunyuan_video", "llama"),
     "qwen_2.5_vl_7b_fp8_scaled.safetensors": ("qwen_image", "qwen25_7b"),
+    "qwen_3_4b.safetensors": ("z_image", "qwen3_4b"),
 }
 #: Seed of the diffusion model in every file (``build_model(family, FILE_SEED)``); a checkpoint's
 #: text encoder is ``build_clip(family, FILE_SEED + 1)``.
@@ -364,6 +431,7 @@ _FILE_SEEDS = {
     "umt5_xxl_fp8_e4m3fn_scaled.safetensors": 104,
     "llava_llama3_fp8_scaled.safetensors": 105,
     "qwen_2.5_vl_7b_fp8_scaled.safetensors": 106,
+    "qwen_3_4b.safetensors": 107,
 }
 
 
@@ -454,6 +522,7 @@ def _clip_recipe(family: str):
     import comfy.text_encoders.qwen_image
     import comfy.text_encoders.sd3_clip
     import comfy.text_encoders.wan
+    import comfy.text_encoders.z_image
 
     if family == "sd15":
         return comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel, {"clip_l_model_config": TINY_CLIP}, {}
@@ -497,6 +566,13 @@ def _clip_recipe(family: str):
             comfy.text_encoders.qwen_image.QwenImageTokenizer,
             comfy.text_encoders.qwen_image.te(),
             {"qwen25_7b_model_config": TINY_QWEN25, "qwen25_7b_class": tiny_qwen25_class()},
+            {},
+        )
+    if family == "z_image":
+        return (
+            comfy.text_encoders.z_image.ZImageTokenizer,
+            comfy.text_encoders.z_image.te(),
+            {"qwen3_4b_model_config": TINY_QWEN3},
             {},
         )
     if family == "ltxv":
@@ -563,6 +639,7 @@ _LATENT_NODES = {
     "wan22": ("Wan22ImageToVideoLatent", {"width": 32, "height": 32, "length": 5}, (48, 2, 2, 2)),
     # Qwen-Image's latent format is Wan 2.1's: the sampler makes the 4-D empty latent 5-D (one frame).
     "qwen_image": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 1, 4, 4)),
+    "z_image": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 4, 4)),
 }
 #: Latent nodes that take a VAE input (unused without a start image) and, in ComfyUI 0.3.75, ignore
 #: ``batch_size`` without one: add_latent feeds them a VAE and batches with RepeatLatentBatch.
@@ -740,6 +817,7 @@ def write_model_files(models_dir: Path, family: str) -> dict[str, str]:
     vae_makers = {
         "sd3": lambda: _taesd_vae(16, 2000).get_sd(),
         "flux": lambda: _taesd_vae(16, 2001).get_sd(),
+        "z_image": lambda: _taesd_vae(16, 2001).get_sd(),  # the same ae.safetensors as flux
         "wan": lambda: _wan21_vae_sd(2002),
         "hunyuan_video": lambda: _wan21_vae_sd(2003),
         "wan22": lambda: _wan22_vae_sd(2004),

@@ -18,7 +18,7 @@ import torch
 from ...steering.errors import SafetySteerError
 
 #: Sub-encoder keys (as `clip.tokenize` names them) whose conditioning layout Safety Steer knows.
-SUPPORTED_ENCODERS = ("l", "g", "t5xxl", "umt5xxl", "llama", "qwen25_7b")
+SUPPORTED_ENCODERS = ("l", "g", "t5xxl", "umt5xxl", "llama", "qwen25_7b", "qwen3_4b")
 #: How errors name them.
 ENCODER_NAMES = {
     "l": "CLIP-L",
@@ -27,6 +27,7 @@ ENCODER_NAMES = {
     "umt5xxl": "umT5-XXL",
     "llama": "Llama",
     "qwen25_7b": "Qwen2.5-VL 7B",
+    "qwen3_4b": "Qwen3-4B",
 }
 #: Pooled vectors the family's diffusion model never reads: SD1.5's UNet takes no pooled vector and
 #: SDXL's takes CLIP-G's. ComfyUI does not even load CLIP-L's text_projection from such checkpoints
@@ -35,17 +36,18 @@ UNUSED_POOLED = {"SD1ClipModel": {"l"}, "SDXLClipModel": {"l"}}
 #: Llama-3 chat tokens around the user's text in HunyuanVideo's prompt template.
 _LLAMA_USER_HEADER = (128006, 882, 128007)  # <|start_header_id|> user <|end_header_id|>
 _LLAMA_EOT = 128009  # <|eot_id|>
-#: Qwen chat tokens around the user's text (ChatML), in Qwen-Image's template: the whole prompt is
-#: encoded (the template steers the encoder), then ComfyUI crops the system turn away
-#: (qwen_image.QwenImageTEModel) and the diffusion model reads the user's tokens plus the closing
-#: "<|im_end|>\n<|im_start|>assistant\n". Word ids cannot tell them apart: the template and the
-#: prompt are tokenized as one piece.
+#: Qwen chat tokens around the user's text (ChatML). The whole template is encoded (it steers the
+#: encoder); Qwen-Image's stack then crops the system turn away (qwen_image.QwenImageTEModel), so its
+#: diffusion model reads the user's tokens plus the closing "<|im_end|>\n<|im_start|>assistant\n";
+#: Z-Image's reads every token (z_image: no system turn, hidden layer -2). Word ids cannot tell
+#: the prompt from the template: both are tokenized as one piece.
 _CHATML_USER_HEADER = (151644, 872, 198)  # <|im_start|> user \n
 _CHATML_END = 151645  # <|im_end|>
 #: Sub-encoders whose tokens are a chat template around the prompt: (user header, end of turn).
 _TEMPLATES = {
     "llama": (_LLAMA_USER_HEADER, _LLAMA_EOT),
     "qwen25_7b": (_CHATML_USER_HEADER, _CHATML_END),
+    "qwen3_4b": (_CHATML_USER_HEADER, _CHATML_END),
 }
 
 
@@ -124,9 +126,10 @@ def patch_fingerprint(clip) -> str:
 def prompt_token_mask(key: str, module, sections) -> torch.Tensor:
     """Which token positions hold the user's prompt (flattened over sections).
 
-    Llama (HunyuanVideo) and Qwen2.5-VL (Qwen-Image) wrap the prompt in a fixed chat template:
-    only the tokens between the user header and the next end-of-turn count (HunyuanVideo's model
-    crops the rest away; Qwen-Image's keeps the closing tokens, which are template all the same).
+    Llama (HunyuanVideo), Qwen2.5-VL (Qwen-Image) and Qwen3 (Z-Image) wrap the prompt in a fixed
+    chat template: only the tokens between the user header and the next end-of-turn count
+    (HunyuanVideo's model crops the rest away; Qwen-Image's keeps the closing tokens and Z-Image's
+    all of them, which are template all the same).
     A Qwen prompt with an empty user turn has no prompt tokens at all. Elsewhere a token counts
     when its word id is > 0 (tokenized with word ids), or else when it is not one of the encoder's
     start/end/padding tokens.

@@ -133,8 +133,8 @@ class SafetySteerApplyModel(io.ComfyNode):
             description=(
                 "Returns a copy of the MODEL that steers the text conditioning inside the UNet's "
                 "cross-attention (SD1.5, SDXL) or where the DiT reads it (SD3.x, Flux, Wan 2.x, HunyuanVideo, "
-                "LTX-Video, Qwen-Image), between start and end of sampling. The original MODEL is unchanged; other "
-                "patches keep working."
+                "LTX-Video, Qwen-Image, Z-Image), between start and end of sampling. The original MODEL is "
+                "unchanged; other patches keep working."
             ),
             inputs=[
                 io.Model.Input("model"),

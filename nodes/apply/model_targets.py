@@ -1,14 +1,15 @@
 """Which diffusion models the MODEL application point supports, and how it reaches their text.
 
 UNets (SD1.5, SDXL): an attn2 patch, which sees the text context of every cross-attention.
-DiTs (SD3.x, Flux, Wan, HunyuanVideo, LTX-Video, Qwen-Image): a keyed APPLY_MODEL wrapper, which
-sees the text conditioning (c_crossattn) before the model's own text projection. Both stack with
-other patches and wrappers and survive ModelPatcher.clone().
+DiTs (SD3.x, Flux, Wan, HunyuanVideo, LTX-Video, Qwen-Image, Z-Image): a keyed APPLY_MODEL
+wrapper, which sees the text conditioning (c_crossattn) before the model's own text projection.
+Both stack with other patches and wrappers and survive ModelPatcher.clone().
 """
 
 from __future__ import annotations
 
 import comfy.model_base as model_base
+import comfy.supported_models as supported_models
 from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
 from ...steering.errors import SafetySteerError
@@ -23,7 +24,11 @@ DIT_MODELS = (
     (model_base.LTXV, "LTX-Video", "caption_projection.linear_1"),
     # txt_norm (an RMSNorm) reads the context first, then txt_in
     (model_base.QwenImage, "Qwen-Image", "txt_in"),
+    # model_base.Lumina2 also runs Lumina Image 2.0 (Gemma encoders): only Z-Image's config counts
+    (model_base.Lumina2, "Z-Image", "cap_embedder.1"),
 )
+#: Labels whose model_base class other families share: the model config class must match too.
+CONFIG_CLASSES = {"Z-Image": supported_models.ZImage}
 SUPPORTED_MODELS = ("SD1.5", "SDXL", *(label for _, label, _ in DIT_MODELS))
 #: The text encoders whose tokens each model's text stream is made of (any one set must be aligned).
 TEXT_STREAM_ENCODERS = {
@@ -35,6 +40,7 @@ TEXT_STREAM_ENCODERS = {
     "HunyuanVideo": ({"llama"},),
     "LTX-Video": ({"t5xxl"},),
     "Qwen-Image": ({"qwen25_7b"},),
+    "Z-Image": ({"qwen3_4b"},),
 }
 
 
@@ -54,12 +60,17 @@ def model_kind(model) -> tuple[str, str]:
     ):
         return "unet", "SDXL" if "SDXL" in type(base).__name__ else "SD1.5"
     for cls, label, _ in DIT_MODELS:
-        if isinstance(base, cls):
+        if _is(base, cls, label):
             return "dit", label
     raise UnsupportedModelError(
         f"Safety Steer cannot steer a {type(base).__name__} model yet. Supported diffusion "
         f"models: {', '.join(SUPPORTED_MODELS)}."
     )
+
+
+def _is(base, cls: type, label: str) -> bool:
+    config = CONFIG_CLASSES.get(label)
+    return isinstance(base, cls) and (config is None or isinstance(getattr(base, "model_config", None), config))
 
 
 def check_text_stream(label: str, aligned_keys: set[str], target: str) -> None:
@@ -79,8 +90,8 @@ def text_context_width(model) -> int | None:
     base = model.model
     if isinstance(getattr(base, "diffusion_model", None), UNetModel):
         return base.model_config.unet_config.get("context_dim")
-    for cls, _, path in DIT_MODELS:
-        if isinstance(base, cls):
+    for cls, label, path in DIT_MODELS:
+        if _is(base, cls, label):
             module = base.diffusion_model
             for part in path.split("."):
                 module = module[int(part)] if part.isdigit() else getattr(module, part, None)

@@ -49,7 +49,7 @@ class SafetySteerFitCrossModelAlignment(io.ComfyNode):
             category="safety_steer",
             description=(
                 "Carries a safety direction pack from its source LLM into this CLIP's text encoders "
-                "(each sub-encoder: CLIP-L, CLIP-G, T5, umT5, Llama, Qwen2.5-VL) through a map fitted on benign "
+                "(each sub-encoder: CLIP-L, CLIP-G, T5, umT5, Llama, Qwen2.5-VL, Qwen3) through a map fitted on benign "
                 "anchor prompts only; no unsafe prompt ever reaches the target. The fit is cached on "
                 "disk: the same pack, encoder and settings return at once the second time."
             ),

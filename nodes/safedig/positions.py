@@ -27,6 +27,11 @@ Hook = Callable[[torch.Tensor, dict], torch.Tensor]
 SUPPORTED_DIT = ("SD3 / SD3.5", "Flux", "Wan 2.x", "Qwen-Image")
 #: Joint-attention DiTs whose text stream leaves the last block unread (no double.<last>.txt).
 _LAST_TXT_UNREAD = ("SD3 / SD3.5", "Qwen-Image")
+#: Why a DiT that the model point supports has no SafeDIG positions.
+_WHY_NOT = {
+    "Z-Image": " (ComfyUI's Z-Image model, Lumina 2's NextDiT, runs its blocks without the block-replace "
+    "patches SafeDIG hooks into)",
+}
 
 
 def block_counts(model) -> tuple[str, int, int]:
@@ -35,7 +40,7 @@ def block_counts(model) -> tuple[str, int, int]:
     if kind != "dit" or label not in SUPPORTED_DIT:
         raise UnsupportedModelError(
             f"SafeDIG intervenes inside DiT blocks; it supports {', '.join(SUPPORTED_DIT)}, "
-            f"not {label}. Use Apply Safety Steer (Model) for that model instead."
+            f"not {label}{_WHY_NOT.get(label, '')}. Use Apply Safety Steer (Model) for that model instead."
         )
     net = model.model.diffusion_model
     if label == "Flux":

@@ -11,6 +11,7 @@ to load (or load wrongly). Three patches, all keyed on the exact tiny widths of 
    and Wan 2.2 TI2V 5B files of the same tiny width are told apart by out_dim (16 / 48).
    SD1.5/SDXL need the subclass only to be recognised at all; SD3 loads stock. Qwen-Image's
    detection reads no width at all: its tiny class checks txt_in's width in the state dict.
+   Z-Image's (Lumina 2's) sets heads, rope and modulation only for the real widths 2304 / 3840.
 2. Text encoders: ``comfy.sd.load_text_encoder_state_dicts`` (CLIPLoader, DualCLIPLoader) and
    ``comfy.sd.load_state_dict_guess_config`` (CheckpointLoaderSimple) look at the state dicts; if
    they hold tiny encoders (CLIP/T5/Llama embeddings of tiny width), the tiny encoder configs are
@@ -136,6 +137,7 @@ def tiny_model_classes() -> list[type]:
             {"image_model": "wan2.1", "model_type": "t2v", "dim": configs["wan"]["dim"], "out_dim": 16},
         ),
         tiny_qwen,
+        with_overrides(sm.ZImage, "z_image", {"image_model": "lumina2", "dim": configs["z_image"]["dim"]}),
     ]
 
 
@@ -160,11 +162,17 @@ def tiny_encoder_options(state_dicts) -> dict:
                 options["umt5xxl_model_config"] = {**tm.TINY_T5, "vocab_size": int(shape[0])}
             elif key.endswith("embed_tokens.weight") and shape[1] == tm.TINY_LLAMA["hidden_size"]:
                 options["llama_model_config"] = {**tm.TINY_LLAMA, "vocab_size": int(shape[0])}
-            elif key.endswith("embed_tokens.weight") and shape[1] == tm.TINY_QWEN25["hidden_size"]:
+            elif key.endswith("embed_tokens.weight") and shape[1] in (
+                tm.TINY_QWEN25["hidden_size"],
+                tm.TINY_QWEN3["hidden_size"],
+            ):
                 prefix = key[: -len("embed_tokens.weight")]
-                if f"{prefix}layers.0.self_attn.k_proj.bias" in sd:  # Qwen2.5 (Qwen3 has no q/k/v bias)
+                # ComfyUI tells them apart the same way (comfy.sd.detect_te_model)
+                if f"{prefix}layers.0.self_attn.k_proj.bias" in sd and shape[1] == tm.TINY_QWEN25["hidden_size"]:
                     options["qwen25_7b_model_config"] = {**tm.TINY_QWEN25, "vocab_size": int(shape[0])}
-                    options["qwen25_7b_class"] = tm.tiny_qwen25_class()
+                    options["qwen25_7b_class"] = tm.tiny_qwen25_class()  # Qwen2.5 (q/k/v biases)
+                elif f"{prefix}layers.0.self_attn.q_norm.weight" in sd and shape[1] == tm.TINY_QWEN3["hidden_size"]:
+                    options["qwen3_4b_model_config"] = {**tm.TINY_QWEN3, "vocab_size": int(shape[0])}  # Qwen3
     return options
 
 
