@@ -130,6 +130,7 @@ def cmd_evaluate(args) -> int:
         "source_layer": int(pack.metadata["layer"]),
         "target": target.display_name,
         "target_layer": encoder.layer,
+        "target_layer_rule": encoder.layer_rule,
         **result.report,
     }
     if args.json:
@@ -158,6 +159,8 @@ def format_evaluation(report: dict) -> str:
             f"            {e['benign_preservation_transported']:.3f} / {e['benign_preservation_native']:.3f}"
             f"   ({e['benign_raw_cosine_transported']:.3f})"
         )
+    if report.get("target_layer_rule"):
+        lines.append(f"target layer {report['target_layer']}: {report['target_layer_rule']}")
     lines.append(f"goals: {json.dumps(report['goals'])}")
     lines.append("* native = fitted on the target with target-side unsafe data: a comparison baseline only.")
     return "\n".join(lines)
@@ -283,6 +286,15 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _target_layer(value: str) -> int | str:
+    if value == "consumed":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'consumed', got {value!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .steering import DEFAULT_SOURCE, METHODS, POOLINGS
     from .steering.transfer.alignment import MAP_METHODS
@@ -325,7 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="built-in name, model folder, .gguf file or hub id (default: the built-in LLM that is not the source)",
     )
-    p.add_argument("--target-layer", type=int, default=None, help="target layer (default: the middle block)")
+    p.add_argument(
+        "--target-layer",
+        type=_target_layer,
+        default=None,
+        help="target layer: a transformers hidden_states index, or 'consumed' (the layer the ComfyUI family "
+        "using this model as its text encoder hands to its diffusion model); default: the middle block",
+    )
     p.add_argument("--method", choices=MAP_METHODS, default="ridge")
     p.add_argument(
         "--no-source-gate",

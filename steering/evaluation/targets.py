@@ -12,8 +12,23 @@ def default_target_layer(model: LoadedModel) -> int:
     return model.num_layers // 2
 
 
-def text_model_encoder(model: LoadedModel, layer: int | None = None, pooling: str = "mean", batch_size: int = 32):
-    layer = default_target_layer(model) if layer is None else layer
+def text_model_encoder(model: LoadedModel, layer: int | str | None = None, pooling: str = "mean", batch_size: int = 32):
+    """An Encoder at ``layer``: a transformers ``hidden_states`` index, None for the middle block, or
+    ``"consumed"`` for the layer the ComfyUI family that uses this model as its text encoder hands to
+    its diffusion model (see ``consumed_layers``). ``encode.layer`` is the index used and
+    ``encode.layer_rule`` says how it was chosen."""
+    if layer == "consumed":
+        from .consumed_layers import consumed_layer
+
+        reading = consumed_layer(model)
+        layer = reading.hidden_states_index(model.num_layers)
+        rule = reading.rule(model.num_layers)
+    elif layer is None:
+        layer = default_target_layer(model)
+        rule = f"middle: transformers hidden_states[{layer}] of 0..{model.num_layers}"
+    else:
+        layer = int(layer)
+        rule = f"given: transformers hidden_states[{layer}]"
 
     def encode(prompts: list[str]):
         return extract_features(
@@ -27,6 +42,7 @@ def text_model_encoder(model: LoadedModel, layer: int | None = None, pooling: st
         )[layer]
 
     encode.layer = layer
+    encode.layer_rule = rule
     return encode
 
 
@@ -44,6 +60,7 @@ def memoized(encode):
         return torch.stack([memo[p] for p in prompts])
 
     cached.layer = getattr(encode, "layer", None)
+    cached.layer_rule = getattr(encode, "layer_rule", None)
     return cached
 
 
