@@ -10,6 +10,8 @@ set on the config instance before the module is built, which every layer and the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -132,3 +134,152 @@ def test_evaluate_encoder_at_consumed_layer_matches_comfy_llama(smollm2, comfy_s
         states = comfy_hidden(comfy_smollm2, ids, -3)[0]
         expected = states[1:].mean(0) if states.shape[0] > 1 else states[0]
         assert relative_error(row, expected) < 1e-4
+
+
+# --- HunyuanVideo's text encoder (comfy.text_encoders.hunyuan_video) with SmolLM2 in the Llama slot ---
+#
+# ComfyUI's HunyuanVideo tokenizer cannot take SmolLM2's vocabulary through any option:
+# LLAMA3Tokenizer loads the Llama-3 tokenizer from a fixed folder (tokenizer_data carries no tokenizer
+# for it), the template is written in Llama-3 header tokens, and HunyuanVideoClipModel crops it by
+# Llama-3 ids (128006 / 882 / 128007 / 128009, 271). The test's tokenizer therefore keeps ComfyUI's
+# HunyuanVideoTokenizer (CLIP-L half unchanged) and swaps its Llama half for ComfyUI's own SDTokenizer
+# over SmolLM2's tokenizer (the float copy's folder), with no template and SmolLM2's <|im_start|> as
+# the start token (word id 0, so the Fit node's prompt-token mask leaves it out like HunyuanVideo's crop
+# leaves out its template: the attention sink is never pooled). The encoder is ComfyUI's
+# HunyuanVideoClipModel / LLAMAModel (layer "hidden", -3, no final norm, attention mask) sized like
+# SmolLM2; its Llama2_ is rebuilt with head_dim 64 (a class attribute no config dict reaches) and holds
+# the real weights.
+
+HELDOUT_PAIRS = 60  # held-out pairs scored (both prompts encoded through each path)
+FIT_ANCHORS = 240
+
+
+def _smollm2_hunyuan_tokenizer_class(folder: str):
+    import comfy.sd1_clip
+    import comfy.text_encoders.hunyuan_video
+    from transformers import AutoTokenizer
+
+    class SmolLM2HunyuanVideoTokenizer(comfy.text_encoders.hunyuan_video.HunyuanVideoTokenizer):
+        def __init__(self, embedding_directory=None, tokenizer_data={}):  # noqa: B006 (ComfyUI's signature)
+            super().__init__(embedding_directory=embedding_directory, tokenizer_data=tokenizer_data)
+            self.llama_template = "{}"
+            self.llama = comfy.sd1_clip.SDTokenizer(
+                folder,
+                embedding_directory=embedding_directory,
+                pad_with_end=False,
+                embedding_size=576,
+                embedding_key="llama",
+                tokenizer_class=AutoTokenizer,
+                has_start_token=False,
+                has_end_token=False,
+                pad_to_max_length=False,
+                max_length=99999999,
+                min_length=1,
+                pad_token=2,
+                tokenizer_data=tokenizer_data,
+            )
+            self.llama.start_token = self.llama.tokenizer.convert_tokens_to_ids("<|im_start|>")
+
+    return SmolLM2HunyuanVideoTokenizer
+
+
+@pytest.fixture(scope="module")
+def smollm2_hunyuan_clip(comfy, smollm2):
+    import comfy.sd
+    import comfy.text_encoders.hunyuan_video
+    from comfy.supported_models_base import ClipTarget
+
+    from safety_steer.runtime import load_module_from
+
+    tiny_models = load_module_from(Path(__file__).with_name("tiny_models.py"), "safety_steer_tiny_models")
+
+    hf = smollm2.model.config
+    llama_config = {
+        "vocab_size": hf.vocab_size,
+        "hidden_size": hf.hidden_size,
+        "intermediate_size": hf.intermediate_size,
+        "num_hidden_layers": hf.num_hidden_layers,
+        "num_attention_heads": hf.num_attention_heads,
+        "num_key_value_heads": hf.num_key_value_heads,
+        "rms_norm_eps": hf.rms_norm_eps,
+        "rope_theta": float(hf.rope_parameters["rope_theta"]),
+    }
+    folder = smollm2.tokenizer.name_or_path
+    clip = comfy.sd.CLIP(
+        ClipTarget(_smollm2_hunyuan_tokenizer_class(folder), comfy.text_encoders.hunyuan_video.hunyuan_video_clip()),
+        model_options={
+            "clip_l_model_config": tiny_models.TINY_CLIP,
+            "llama_model_config": llama_config,
+            "dtype": torch.float32,
+        },
+    )
+    tiny_models.randomise(clip.cond_stage_model.clip_l, 0)
+    llama = clip.cond_stage_model.llama
+    assert (llama.layer, llama.layer_idx, llama.layer_norm_hidden_state) == ("hidden", -3, False)
+    llama.transformer.model = comfy_llama_from_transformers(smollm2)
+    return clip
+
+
+def test_hunyuan_video_encoder_with_real_smollm2_hands_on_the_consumed_layer(smollm2, smollm2_hunyuan_clip):
+    """CLIPTextEncode's path (tokenize, encode) gives, at the prompt's tokens, transformers'
+    hidden_states[28] of [<|im_start|>] + the prompt's tokens."""
+    clip = smollm2_hunyuan_clip
+    start = smollm2.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    for prompt in PROMPTS:
+        with torch.inference_mode():
+            cond = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))[0][0]
+        ids = torch.tensor([[start] + smollm2.tokenizer(prompt)["input_ids"]])
+        with torch.inference_mode():
+            reference = smollm2.model(input_ids=ids, output_hidden_states=True).hidden_states[28]
+        assert cond.shape == reference.shape
+        assert relative_error(cond.float(), reference) < 1e-4
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_fit_node_on_real_smollm2_hunyuan_encoder_matches_evaluate(
+    comfy, smollm2, smollm2_hunyuan_clip, tmp_path, monkeypatch
+):
+    """Fit Cross-Model Alignment through ComfyUI's executor on the real-weight HunyuanVideo encoder:
+    the aligned direction's held-out AUROC equals what evaluate's transformers encoder at the same
+    (consumed) layer gives with the same anchors, within 0.02."""
+    from safety_steer.nodes.apply.clip_targets import encode_per_encoder
+    from safety_steer.steering import load_pack, load_pairs
+    from safety_steer.steering.evaluation.targets import text_model_encoder
+    from safety_steer.steering.evaluation.transfer import exclude_training_pairs
+    from safety_steer.steering.metrics import separation_auroc
+    from safety_steer.steering.pack import DEFAULT_PACK_PATH
+    from safety_steer.steering.transfer.aligned import align_pack, anchor_subset
+
+    monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
+    pack = load_pack(DEFAULT_PACK_PATH)  # Gemma-3 source -> SmolLM2 as HunyuanVideo's Llama
+    aligned = comfy.node(
+        "SafetySteerFitCrossModelAlignment",
+        clip=smollm2_hunyuan_clip,
+        direction=pack,
+        method="ridge",
+        anchors=FIT_ANCHORS,
+    )[0]
+    node = aligned.encoders["llama"]
+
+    pairs = exclude_training_pairs(load_pairs(), pack)
+    pairs = [pairs[i] for i in anchor_subset(len(pairs), min(HELDOUT_PAIRS, len(pairs))).tolist()]
+    safe, unsafe = [p.safe for p in pairs], [p.unsafe for p in pairs]
+
+    def node_z(prompts):
+        features = encode_per_encoder(smollm2_hunyuan_clip, prompts, include_pooled=False)["llama"]
+        return (features - node.target_mean) / node.target_std
+
+    auroc_node = separation_auroc(node.unit[0], node_z(safe), node_z(unsafe))
+
+    encode = text_model_encoder(smollm2, layer="consumed")
+    index = anchor_subset(len(pack.anchor_prompts), FIT_ANCHORS)
+    anchors = encode([pack.anchor_prompts[i] for i in index.tolist()])
+    ref = align_pack(pack, {"t": anchors}, "ridge", anchor_index=index).encoders["t"]
+
+    def evaluate_z(prompts):
+        return (encode(prompts) - ref.target_mean) / ref.target_std
+
+    auroc_evaluate = separation_auroc(ref.unit[0], evaluate_z(safe), evaluate_z(unsafe))
+    print(f"held-out AUROC through the node path {auroc_node:.4f}, evaluate's encoder {auroc_evaluate:.4f}")
+    assert auroc_node > 0.6
+    assert abs(auroc_node - auroc_evaluate) < 0.02
