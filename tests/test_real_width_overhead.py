@@ -1,0 +1,99 @@
+"""bench/real_width_overhead.py: real block counts match ComfyUI's real configs, and the whole
+measurement runs end to end on tiny stand-ins of two families (a DiT with SafeDIG, a UNet)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import torch
+
+from safety_steer.bench import real_width_overhead as rw
+
+#: the depth field(s) of each DiT family's real config, per kept block list
+DEPTH_FIELDS = {
+    "joint_blocks": ("depth",),
+    "double_blocks": ("depth",),
+    "single_blocks": ("depth_single_blocks",),
+    "blocks": ("num_layers",),
+    "transformer_blocks": ("num_layers",),
+    "layers": ("n_layers",),
+}
+
+
+def test_real_block_counts_are_the_real_configs():
+    for name, spec in rw.FAMILIES.items():
+        if spec.get("unet"):
+            continue
+        for attr, kept in spec["keep"].items():
+            (field,) = DEPTH_FIELDS[attr]
+            assert sum(kept.values()) == spec["config"][field], (name, attr)
+            assert max(kept) < spec["config"][field], (name, attr)
+    sdxl = rw.FAMILIES["sdxl"]["real_transformer_blocks"]
+    assert sum(sdxl.values()) == 70  # 2x2 + 2x10 down, 10 middle, 3x2 + 3x10 up
+    assert sum(rw.FAMILIES["sd15"]["real_transformer_blocks"].values()) == 16
+
+
+def _tiny(name: str, **config) -> dict:
+    spec = copy.deepcopy(rw.FAMILIES[name])
+    spec["config"].update(config)
+    return spec
+
+
+def test_runs_end_to_end_on_tiny_stand_ins(comfy, tmp_path, monkeypatch):
+    tiny = {
+        "tiny_wan": {
+            **_tiny("wan21_1.3b", dim=32, ffn_dim=64, num_heads=2, num_layers=3, text_dim=64),
+            "keep": {"blocks": {0: 3}},
+            "latent": (16, 1, 4, 4),
+            "real_image_tokens": 64,
+            "text": (8, 64),
+            "safedig_width": 32,
+        },
+        "tiny_sd15": {
+            **_tiny(
+                "sd15",
+                model_channels=32,
+                channel_mult=[1, 2],
+                num_res_blocks=[1, 1],
+                transformer_depth=[1, 1],
+                transformer_depth_output=[1, 1, 1, 1],
+                context_dim=32,
+                num_heads=2,
+            ),
+            "real_transformer_blocks": {32: 3, 64: 3},
+            "latent": (4, 8, 8),
+            "real_image_tokens": 256,
+            "text": (8, 32),
+        },
+    }
+    monkeypatch.setattr(rw, "FAMILIES", tiny)
+    out = tmp_path / "real.json"
+    results = rw.run(tuple(tiny), repeats=1, threads=1, out=out, log=lambda _: None)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    assert not results["skipped"]
+    wan, sd15 = results["families"]["tiny_wan"], results["families"]["tiny_sd15"]
+    for row in (wan, sd15):
+        assert row["full_step_ms_estimate"] > 0 and row["model_point_ms"] > 0
+        assert abs(row["model_point_fraction"] - row["model_point_ms"] / row["full_step_ms_estimate"]) <= (
+            0.01 * row["model_point_fraction"] + 1e-9
+        )
+    assert wan["real_blocks"] == 3 and set(wan["blocks"]) == {"blocks[0]"}
+    assert wan["safedig_ms"] > 0 and wan["safedig_tokens"] == {"timed": 64, "real": 64, "positions": 2}
+    assert sd15["safedig_ms"] is None and sd15["model_point_calls_per_step"] == 6
+    assert set(sd15["blocks"]) == {"transformer@32", "transformer@64"}
+    table = rw.format_table(results)
+    assert "Wan 2.1 T2V 1.3B" in table and "SD1.5" in table
+
+
+def test_cut_model_is_fully_initialised(comfy):
+    spec = {
+        **_tiny("flux", hidden_size=32, num_heads=2, axes_dim=[4, 6, 6], context_in_dim=32, vec_in_dim=32),
+        "keep": {"double_blocks": {0: 19}, "single_blocks": {5: 38}},
+    }
+    _, net = rw.build_cut_model(spec)
+    assert len(net.double_blocks) == 1 and len(net.single_blocks) == 1
+    for name, p in net.named_parameters():
+        assert p.device.type == "cpu" and torch.isfinite(p).all(), name
+        if p.ndim > 1:
+            assert p.std() > 0, name
