@@ -273,6 +273,16 @@ def cmd_bench(args) -> int:
         results = gate_cost.run()
         print(json.dumps(results, indent=1) if args.json else gate_cost.format_result(results))
         return 0
+    if args.which == "real-width":
+        from .bench import real_width_overhead
+
+        results = real_width_overhead.run(
+            families=tuple(args.families or real_width_overhead.FAMILIES),
+            out=Path(args.out) / "real_width_overhead.json",
+            log=lambda line: print(line, file=sys.stderr),
+        )
+        print(json.dumps(results, indent=1) if args.json else real_width_overhead.format_table(results))
+        return 0
     if args.which == "sae":
         from .bench import sae_throughput
 
@@ -371,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("bench", help="benchmarks (figures as ratios from one run)")
-    p.add_argument("which", choices=["extraction", "transport", "overhead", "sae", "safedig", "gate"])
+    p.add_argument("which", choices=["extraction", "transport", "overhead", "sae", "safedig", "gate", "real-width"])
+    p.add_argument("--families", nargs="*", default=None, help="real-width: families to run (default: all)")
     p.add_argument("--out", default="bench/results", help="transport, safedig: where JSON and plots go")
     p.add_argument("--prompts", type=int, default=128)
     p.add_argument("--source", default=DEFAULT_SOURCE)
