@@ -283,3 +283,33 @@ def test_fit_node_on_real_smollm2_hunyuan_encoder_matches_evaluate(
     print(f"held-out AUROC through the node path {auroc_node:.4f}, evaluate's encoder {auroc_evaluate:.4f}")
     assert auroc_node > 0.6
     assert abs(auroc_node - auroc_evaluate) < 0.02
+
+
+def test_evaluate_cli_reports_the_consumed_layer_and_its_rule(smollm2, monkeypatch, capsys):
+    """`evaluate --target-layer consumed --json` scores SmolLM2 at hidden_states[28] and says why
+    (the transfer itself is stubbed: it is the same evaluate_transfer as at any layer)."""
+    import json
+    from types import SimpleNamespace
+
+    import safety_steer.steering as steering
+    import safety_steer.steering.evaluation.transfer as transfer
+    from safety_steer.cli import main
+
+    seen = {}
+
+    def fake_transfer(pack, encoder, pairs, **kwargs):
+        seen["layer"] = encoder.layer
+        return SimpleNamespace(report={"method": kwargs["method"]})
+
+    monkeypatch.setattr(steering, "load_text_model", lambda name: smollm2)
+    monkeypatch.setattr(transfer, "evaluate_transfer", fake_transfer)
+    args = ["evaluate", "--pairs", str(steering.prompts.shipped_pairs_path()), "--no-source-gate", "--json"]
+    assert main([*args, "--target-layer", "consumed"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["target_layer"] == seen["layer"] == 28
+    assert "hunyuan_video" in report["target_layer_rule"] and "layer_idx=-3" in report["target_layer_rule"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["target_layer"] == 15 and report["target_layer_rule"].startswith("middle")
+    assert main([*args, "--target-layer", "20"]) == 0
+    assert json.loads(capsys.readouterr().out)["target_layer"] == 20
