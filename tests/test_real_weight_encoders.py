@@ -313,3 +313,47 @@ def test_evaluate_cli_reports_the_consumed_layer_and_its_rule(smollm2, monkeypat
     assert report["target_layer"] == 15 and report["target_layer_rule"].startswith("middle")
     assert main([*args, "--target-layer", "20"]) == 0
     assert json.loads(capsys.readouterr().out)["target_layer"] == 20
+
+
+@pytest.fixture(scope="module")
+def comfy_gemma3(comfy):
+    """(transformers Gemma-3-270m, ComfyUI's Llama2_ in its Gemma 3 configuration holding the same weights)."""
+    import comfy.ops
+    from comfy.text_encoders.llama import Gemma3_4B_Config, Llama2_
+
+    from safety_steer.steering import load_text_model
+
+    gemma = load_text_model("gemma3-270m")
+    hf = gemma.model.config
+    config = Gemma3_4B_Config(
+        vocab_size=hf.vocab_size,
+        hidden_size=hf.hidden_size,
+        intermediate_size=hf.intermediate_size,
+        num_hidden_layers=hf.num_hidden_layers,
+        num_attention_heads=hf.num_attention_heads,
+        num_key_value_heads=hf.num_key_value_heads,
+        max_position_embeddings=hf.max_position_embeddings,
+        rms_norm_eps=hf.rms_norm_eps,
+    )
+    config.head_dim = hf.head_dim
+    config.rope_scale = [1.0, 1.0]
+    config.sliding_attention = [False] * 5 + [hf.sliding_window]  # every sixth layer global, as ComfyUI marks it
+    module = Llama2_(config, dtype=torch.float32, ops=comfy.ops.disable_weight_init)
+    weights = {k.removeprefix("model."): v for k, v in gemma.model.state_dict().items()}
+    result = module.load_state_dict(weights, strict=False)
+    assert not result.missing_keys, result.missing_keys
+    return gemma, module.eval()
+
+
+@pytest.mark.parametrize("layer_idx", [-2, None])
+def test_comfy_gemma3_reproduces_transformers_at_lumina2_layer(comfy_gemma3, layer_idx):
+    """Real Gemma-3-270m weights in ComfyUI's Gemma 3 class (as Lumina 2 builds it): layer -2 is
+    transformers' hidden_states[17] (BUILTIN_CONSUMED), and "last" is hidden_states[18]."""
+    gemma, module = comfy_gemma3
+    index = BUILTIN_CONSUMED["gemma3-270m"].hidden_states_index(gemma.num_layers) if layer_idx == -2 else 18
+    for prompt in PROMPTS:
+        ids = gemma.tokenizer(prompt, return_tensors="pt")["input_ids"]
+        with torch.inference_mode():
+            reference = gemma.model(input_ids=ids, output_hidden_states=True).hidden_states[index]
+        ours = comfy_hidden(module, ids, layer_idx)
+        assert relative_error(ours, reference) < 1e-4, (prompt, relative_error(ours, reference))
