@@ -29,8 +29,9 @@ Index semantics, checked against ``comfy/text_encoders/llama.py`` (``Llama2_.for
   layer is ``hidden_states[L]`` directly. (transformers' CLIP ``hidden_states[-1]`` is *before* CLIP's
   ``final_layer_norm``, which ComfyUI applies for ``layer="last"``; not a MiniLM concern.)
 
-``tests/test_real_weight_encoders.py`` checks the SmolLM2 case on real weights: ComfyUI's own
-``Llama2_`` at ``intermediate_output=-3`` equals transformers' ``hidden_states[consumed index]``.
+``tests/test_real_weight_encoders.py`` checks this on real weights: ComfyUI's own ``Llama2_`` holding
+SmolLM2 at ``intermediate_output=-3`` (also inside HunyuanVideo's encoder) and holding Gemma-3-270m in
+its Gemma 3 form at ``-2`` equal transformers' ``hidden_states`` at the index computed here.
 """
 
 from __future__ import annotations
