@@ -14,6 +14,7 @@ from ...steering.application.assembled import steer_pooled, steer_tokens
 from ...steering.application.gating import Gate
 from ...steering.application.report import entries_from, format_report
 from ..input_checks import check_at_run_time, validation_result
+from ..search_aliases import search_aliases
 from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, point_gate_status, threshold_input
 
 ASSEMBLED_GATES = ("target projection", "none")
@@ -37,20 +38,25 @@ class SafetySteerApplyConditioning(io.ComfyNode):
             node_id="SafetySteerApplyConditioning",
             display_name="Apply Safety Steer (Conditioning)",
             category="safety_steer",
+            **search_aliases("SafetySteerApplyConditioning"),
             description=(
                 "Steers a CONDITIONING along the aligned safety direction: for conditioning that comes "
                 "from elsewhere. Prefer Apply Safety Steer (Text Encoder) when you have the CLIP: it "
                 "steers only the prompt's own tokens and can gate with the source LLM."
             ),
             inputs=[
-                io.Conditioning.Input("conditioning"),
+                io.Conditioning.Input(
+                    "conditioning", tooltip="From CLIP Text Encode (an unsteered CLIP); each prompt in it is steered."
+                ),
                 aligned_input(),
                 *common_inputs(),
                 gate_input(),
                 threshold_input(),
             ],
             outputs=[
-                io.Conditioning.Output(display_name="conditioning"),
+                io.Conditioning.Output(
+                    display_name="conditioning", tooltip="The steered conditioning: connect it to the sampler."
+                ),
                 io.String.Output(
                     display_name="report", tooltip="Per prompt and category: projection and steer applied."
                 ),

@@ -19,6 +19,7 @@ from ...steering.application.report import SamplingLog, entries_from
 from ...steering.transfer.aligned import AlignedSafetyDirection
 from ..input_checks import check_at_run_time, validation_result
 from ..sampling_window import SigmaWindow, positive_rows
+from ..search_aliases import search_aliases
 from .conditioning import gate_input
 from .inputs import aligned_input, checked_aligned, common_inputs, point_gate_status, threshold_input
 from .model_targets import check_text_stream, model_kind, text_context_width
@@ -130,6 +131,7 @@ class SafetySteerApplyModel(io.ComfyNode):
             node_id="SafetySteerApplyModel",
             display_name="Apply Safety Steer (Model)",
             category="safety_steer",
+            **search_aliases("SafetySteerApplyModel"),
             description=(
                 "Returns a copy of the MODEL that steers the text conditioning inside the UNet's "
                 "cross-attention (SD1.5, SDXL) or where the DiT reads it (SD3.x, Flux, Wan 2.x, HunyuanVideo, "
@@ -137,7 +139,7 @@ class SafetySteerApplyModel(io.ComfyNode):
                 "unchanged; other patches keep working."
             ),
             inputs=[
-                io.Model.Input("model"),
+                io.Model.Input("model", tooltip="The diffusion model; steered copy out, the original stays as it is."),
                 aligned_input(),
                 *common_inputs(),
                 gate_input(),
@@ -166,7 +168,12 @@ class SafetySteerApplyModel(io.ComfyNode):
                     "the negative prompt towards safe pushes the image the other way.",
                 ),
             ],
-            outputs=[io.Model.Output(display_name="steered_model")],
+            outputs=[
+                io.Model.Output(
+                    display_name="steered_model",
+                    tooltip="A patched copy that steers the text context while sampling: connect it to the sampler.",
+                )
+            ],
         )
 
     @classmethod

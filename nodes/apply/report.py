@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ...steering.application.report import ReportEntry, format_report
+from ..search_aliases import search_aliases
 from .inputs import REPORT_KEY
 from .model import LOGS_ATTACHMENT
 
@@ -28,6 +29,7 @@ class SafetySteerReport(io.ComfyNode):
             node_id="SafetySteerReport",
             display_name="Safety Steer Report",
             category="safety_steer",
+            **search_aliases("SafetySteerReport"),
             description=(
                 "Shows how strongly each prompt projected on every harm category and how much steer "
                 "was applied. Connect the conditioning from a steered CLIP (or from Apply Safety Steer "
@@ -35,15 +37,30 @@ class SafetySteerReport(io.ComfyNode):
                 "that the report is read once sampling has run."
             ),
             inputs=[
-                io.Conditioning.Input("conditioning", optional=True),
-                io.Model.Input("model", optional=True),
+                io.Conditioning.Input(
+                    "conditioning",
+                    optional=True,
+                    tooltip="The positive prompt's conditioning from a steered CLIP or Apply Safety Steer "
+                    "(Conditioning): reports what reached the sampler.",
+                ),
+                io.Model.Input(
+                    "model",
+                    optional=True,
+                    tooltip="A model from Apply Safety Steer (Model): reports the steer applied while sampling "
+                    "(connect 'after' too).",
+                ),
                 io.AnyType.Input(
                     "after",
                     optional=True,
                     tooltip="Anything produced after sampling (e.g. the LATENT): orders this node after it.",
                 ),
             ],
-            outputs=[io.String.Output(display_name="report")],
+            outputs=[
+                io.String.Output(
+                    display_name="report",
+                    tooltip="Per category: projection (benign-anchor units), gate and steer applied, as text.",
+                )
+            ],
             is_output_node=True,
         )
 

@@ -23,6 +23,7 @@ from ...steering.transfer.aligned import AlignedSafetyDirection
 from ..directions.fit_alignment import encoder_fingerprints
 from ..input_checks import check_at_run_time, validation_result
 from ..progress import download_progress
+from ..search_aliases import search_aliases
 from .clip_targets import prompt_token_mask, sub_encoders
 from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
 
@@ -245,6 +246,7 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
             node_id="SafetySteerApplyTextEncoder",
             display_name="Apply Safety Steer (Text Encoder)",
             category="safety_steer",
+            **search_aliases("SafetySteerApplyTextEncoder"),
             description=(
                 "Returns a copy of the CLIP whose text encoders push every prompt's conditioning along "
                 "the aligned safety direction (the paper's application point). Every CLIPTextEncode "
@@ -265,7 +267,12 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
                 ),
                 threshold_input(),
             ],
-            outputs=[io.Clip.Output(display_name="steered_clip")],
+            outputs=[
+                io.Clip.Output(
+                    display_name="steered_clip",
+                    tooltip="A steered copy of the CLIP: feed it to every CLIP Text Encode of the graph.",
+                )
+            ],
         )
 
     @classmethod

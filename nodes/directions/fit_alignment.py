@@ -14,6 +14,7 @@ from ...steering.transfer.alignment import MAP_METHODS
 from ..apply.clip_targets import base_encoder_fingerprints, encode_per_encoder, patch_fingerprint
 from ..input_checks import check_at_run_time, validation_result
 from ..progress import progress_reporter
+from ..search_aliases import search_aliases
 from ..types import AlignedDirectionType, DirectionPackType
 
 
@@ -47,6 +48,7 @@ class SafetySteerFitCrossModelAlignment(io.ComfyNode):
             node_id="SafetySteerFitCrossModelAlignment",
             display_name="Fit Cross-Model Alignment",
             category="safety_steer",
+            **search_aliases("SafetySteerFitCrossModelAlignment"),
             description=(
                 "Carries a safety direction pack from its source LLM into this CLIP's text encoders "
                 "(each sub-encoder: CLIP-L, CLIP-G, T5, umT5, Llama, Qwen2.5-VL, Qwen3) through a map fitted on benign "

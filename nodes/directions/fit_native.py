@@ -12,6 +12,7 @@ from ...steering.transfer.native import native_pack
 from ..apply.clip_targets import encode_per_encoder, patch_fingerprint
 from ..input_checks import check_at_run_time, validation_result
 from ..progress import progress_reporter
+from ..search_aliases import search_aliases
 from ..types import AlignedDirectionType, DirectionPackType
 from .fit_alignment import alignment_cache_dir, cache_key, encoder_fingerprints
 
@@ -23,13 +24,17 @@ class SafetySteerFitNativeDirection(io.ComfyNode):
             node_id="SafetySteerFitNativeDirection",
             display_name="Fit Native Direction (baseline)",
             category="safety_steer",
+            **search_aliases("SafetySteerFitNativeDirection"),
             description=(
                 "The native* baseline for side-by-side comparison: estimates the safety directions "
                 "directly in this CLIP's encoders from the pack's training pairs. Unlike Fit Cross-Model "
                 "Alignment, the target sees unsafe prompts. Cached on disk like the alignment."
             ),
             inputs=[
-                io.Clip.Input("clip"),
+                io.Clip.Input(
+                    "clip",
+                    tooltip="This graph's text encoder(s): the directions are estimated in their own space.",
+                ),
                 DirectionPackType.Input(
                     "direction",
                     tooltip="A pack from Load Safety Direction: its training pairs "
@@ -39,14 +44,16 @@ class SafetySteerFitNativeDirection(io.ComfyNode):
                     "method",
                     options=list(METHODS),
                     default="mean_diff",
-                    tooltip="How to estimate each direction from the paired features.",
+                    tooltip="How each direction is estimated from the safe/unsafe pairs: mean_diff (the paper's, "
+                    "steadiest), pca of the differences, or logistic regression.",
                 ),
                 io.Int.Input(
                     "anchors",
                     default=2000,
                     min=20,
                     max=100000,
-                    tooltip="Benign anchors for standardisation and the gate's statistics.",
+                    tooltip="Benign anchor prompts (20-100000) for the benign-anchor units, the calibration and the "
+                    "gate's statistics; more = steadier, slower.",
                 ),
             ],
             outputs=[

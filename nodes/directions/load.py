@@ -9,6 +9,7 @@ from comfy_api.latest import io, ui
 from ...steering import DirectionPack, load_pack
 from ...steering.transfer.aligned import AlignedSafetyDirection
 from ..model_folders import direction_pack_path, list_direction_packs
+from ..search_aliases import search_aliases
 from ..types import AlignedDirectionType, DirectionPackType
 
 _cache: dict[tuple[str, float], DirectionPack] = {}
@@ -30,6 +31,7 @@ class SafetySteerLoadDirection(io.ComfyNode):
             node_id="SafetySteerLoadDirection",
             display_name="Load Safety Direction",
             category="safety_steer",
+            **search_aliases("SafetySteerLoadDirection"),
             description=(
                 "Loads a safety direction pack: a global direction and one per harm category, "
                 "learned once in a source LLM (pointing from unsafe to safe), with the anchor "
@@ -78,6 +80,7 @@ class SafetySteerDirectionInfo(io.ComfyNode):
             node_id="SafetySteerDirectionInfo",
             display_name="Safety Direction Info",
             category="safety_steer",
+            **search_aliases("SafetySteerDirectionInfo"),
             description="Shows what a safety direction pack holds: source model, layer, method, categories "
             "and each direction's held-out separation.",
             inputs=[

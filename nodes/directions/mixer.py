@@ -8,6 +8,7 @@ from ...steering.prompts import I2P_CATEGORIES
 from ...steering.transfer.mixing import PRESETS
 from ..apply.inputs import aligned_input, checked_aligned
 from ..input_checks import check_at_run_time, validation_result
+from ..search_aliases import search_aliases
 from ..types import AlignedDirectionType
 
 CUSTOM = "custom (sliders)"
@@ -24,6 +25,7 @@ class SafetySteerCategoryVectorMixer(io.ComfyNode):
             node_id="SafetySteerCategoryVectorMixer",
             display_name="Category Vector Mixer",
             category="safety_steer",
+            **search_aliases("SafetySteerCategoryVectorMixer"),
             description=(
                 "Combines the per-category safety directions into one, weighted per harm category (and "
                 "optionally orthogonalised, so overlapping categories are not counted twice). Apply "

@@ -20,6 +20,7 @@ from ..input_checks import check_at_run_time, validation_result
 from ..model_folders import list_sae_bundles, sae_bundle_path, sae_save_path
 from ..progress import progress_reporter
 from ..sampling_window import SigmaWindow, positive_rows
+from ..search_aliases import search_aliases
 from ..types import DirectionPackType
 from .activations import collect_activations
 from .positions import available_positions, block_counts, hidden_width, patch_positions, spread_positions
@@ -51,6 +52,7 @@ class SafetySteerTrainSAE(io.ComfyNode):
             node_id="SafetySteerTrainSAE",
             display_name="Train Safety SAE (SafeDIG)",
             category="safety_steer/safedig",
+            **search_aliases("SafetySteerTrainSAE"),
             description=(
                 "Collects this DiT's activations for the pack's paired safe/unsafe training prompts and "
                 "benign anchors (one denoising step each), ranks candidate positions by how stable "
@@ -73,13 +75,60 @@ class SafetySteerTrainSAE(io.ComfyNode):
                     tooltip="auto: route among `candidates` positions spread over depth and keep the "
                     "best `keep`; or names separated by commas (text_in, double.3.img, single.10 ...).",
                 ),
-                io.Int.Input("candidates", default=6, min=1, max=64),
-                io.Int.Input("keep", default=2, min=1, max=16),
-                io.Int.Input("pairs_per_category", default=16, min=2, max=1000),
-                io.Int.Input("anchors", default=64, min=0, max=5000),
-                io.Int.Input("expansion", default=4, min=1, max=64),
-                io.Int.Input("k", default=32, min=1, max=1024),
-                io.Int.Input("epochs", default=20, min=1, max=1000),
+                io.Int.Input(
+                    "candidates",
+                    default=6,
+                    min=1,
+                    max=64,
+                    tooltip="positions auto: how many positions, spread over the depth, are compared (more = a "
+                    "better pick, slower; 1-64).",
+                ),
+                io.Int.Input(
+                    "keep",
+                    default=2,
+                    min=1,
+                    max=16,
+                    tooltip="How many of the best-ranked positions get an SAE (1-16; more = broader removal, more "
+                    "time).",
+                ),
+                io.Int.Input(
+                    "pairs_per_category",
+                    default=16,
+                    min=2,
+                    max=1000,
+                    tooltip="Safe/unsafe training prompt pairs per harm category, from the pack (more = steadier "
+                    "features, slower).",
+                ),
+                io.Int.Input(
+                    "anchors",
+                    default=64,
+                    min=0,
+                    max=5000,
+                    tooltip="Benign anchor prompts added to the SAE's training tokens (0-5000; they keep ordinary "
+                    "content well reconstructed).",
+                ),
+                io.Int.Input(
+                    "expansion",
+                    default=4,
+                    min=1,
+                    max=64,
+                    tooltip="SAE width as a multiple of the block's width (4 = 4x as many features as channels; "
+                    "wider = finer features, more memory).",
+                ),
+                io.Int.Input(
+                    "k",
+                    default=32,
+                    min=1,
+                    max=1024,
+                    tooltip="Top-k sparsity: features active per token (lower = sparser, more specific features).",
+                ),
+                io.Int.Input(
+                    "epochs",
+                    default=20,
+                    min=1,
+                    max=1000,
+                    tooltip="Passes over the collected tokens when training each SAE (1-1000).",
+                ),
                 io.Float.Input(
                     "learning_rate",
                     default=3e-3,
@@ -89,7 +138,14 @@ class SafetySteerTrainSAE(io.ComfyNode):
                     tooltip="Adam learning rate of the SAE (3e-3 recovers planted features from a few "
                     "thousand tokens; 1e-3 underfits small sets).",
                 ),
-                io.Int.Input("harmful_features", default=16, min=1, max=4096),
+                io.Int.Input(
+                    "harmful_features",
+                    default=16,
+                    min=1,
+                    max=4096,
+                    tooltip="How many features, those firing most on unsafe prompts over safe ones, Apply SafeDIG "
+                    "removes.",
+                ),
                 io.Float.Input(
                     "noise_level",
                     default=0.5,
@@ -98,10 +154,27 @@ class SafetySteerTrainSAE(io.ComfyNode):
                     step=0.05,
                     tooltip="Where in sampling the activations are taken (0 = pure noise, 1 = the end).",
                 ),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
-                io.String.Input("filename_prefix", default="safedig"),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=2**31 - 1,
+                    tooltip="Seeds the noise, the token sample and the SAE's initialisation (same seed = same bundle).",
+                ),
+                io.String.Input(
+                    "filename_prefix",
+                    default="safedig",
+                    tooltip="File name start of the bundle saved in models/safety_saes/ (a number is added).",
+                ),
             ],
-            outputs=[SafetySAE.Output(display_name="safedig"), io.String.Output(display_name="report")],
+            outputs=[
+                SafetySAE.Output(
+                    display_name="safedig", tooltip="The trained bundle, for Apply SafeDIG (also saved to disk)."
+                ),
+                io.String.Output(
+                    display_name="report", tooltip="Positions chosen, routing scores and SAE sizes, as text."
+                ),
+            ],
             is_output_node=True,
         )
 
@@ -233,9 +306,22 @@ class SafetySteerLoadSAE(io.ComfyNode):
             node_id="SafetySteerLoadSAE",
             display_name="Load Safety SAE (SafeDIG)",
             category="safety_steer/safedig",
+            **search_aliases("SafetySteerLoadSAE"),
             description="Loads a SafeDIG bundle (sparse autoencoders at DiT positions) from models/safety_saes/.",
-            inputs=[io.Combo.Input("bundle", options=list_sae_bundles())],
-            outputs=[SafetySAE.Output(display_name="safedig"), io.String.Output(display_name="summary")],
+            inputs=[
+                io.Combo.Input(
+                    "bundle",
+                    options=list_sae_bundles(),
+                    tooltip="A bundle in models/safety_saes/ (from Train Safety SAE or Adapt Safety SAE Decoder); it "
+                    "only fits the model type it was trained on.",
+                )
+            ],
+            outputs=[
+                SafetySAE.Output(
+                    display_name="safedig", tooltip="The bundle, for Apply SafeDIG or Adapt Safety SAE Decoder."
+                ),
+                io.String.Output(display_name="summary", tooltip="Model type, positions and SAE sizes, as text."),
+            ],
         )
 
     @classmethod
@@ -265,6 +351,7 @@ class SafetySteerAdaptSAEDecoder(io.ComfyNode):
             node_id="SafetySteerAdaptSAEDecoder",
             display_name="Adapt Safety SAE Decoder (SafeDIG)",
             category="safety_steer/safedig",
+            **search_aliases("SafetySteerAdaptSAEDecoder"),
             description=(
                 "Carries a SafeDIG bundle to another model of the same architecture (a fine-tune, "
                 "another checkpoint): the encoders stay frozen as the safety dictionary, only the "
@@ -272,18 +359,52 @@ class SafetySteerAdaptSAEDecoder(io.ComfyNode):
                 "new model never sees unsafe prompts."
             ),
             inputs=[
-                io.Model.Input("model"),
-                io.Clip.Input("clip"),
-                SafetySAE.Input("safedig"),
+                io.Model.Input("model", tooltip="The new model (same architecture as the bundle's, e.g. a fine-tune)."),
+                io.Clip.Input("clip", tooltip="The new model's own text encoders."),
+                SafetySAE.Input(
+                    "safedig", tooltip="The bundle to carry over (from Load Safety SAE or Train Safety SAE)."
+                ),
                 DirectionPackType.Input("direction", tooltip="A pack: its benign anchors are the prompts."),
-                io.Latent.Input("latent"),
-                io.Int.Input("anchors", default=128, min=2, max=5000),
-                io.Int.Input("epochs", default=20, min=1, max=1000),
-                io.Float.Input("noise_level", default=0.5, min=0.0, max=1.0),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
-                io.String.Input("filename_prefix", default="safedig_adapted"),
+                io.Latent.Input("latent", tooltip="An empty latent at the size you generate at."),
+                io.Int.Input(
+                    "anchors",
+                    default=128,
+                    min=2,
+                    max=5000,
+                    tooltip="Benign anchor prompts the decoders are refitted on (2-5000; more = closer fit, slower).",
+                ),
+                io.Int.Input(
+                    "epochs",
+                    default=20,
+                    min=1,
+                    max=1000,
+                    tooltip="Passes over the anchor tokens when refitting each decoder (1-1000).",
+                ),
+                io.Float.Input(
+                    "noise_level",
+                    default=0.5,
+                    min=0.0,
+                    max=1.0,
+                    tooltip="Where in sampling the activations are taken (0 = pure noise, 1 = the end); "
+                    "keep the training value.",
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=2**31 - 1,
+                    tooltip="Seeds the noise and the token sample (same seed = same adapted bundle).",
+                ),
+                io.String.Input(
+                    "filename_prefix",
+                    default="safedig_adapted",
+                    tooltip="File name start of the adapted bundle saved in models/safety_saes/.",
+                ),
             ],
-            outputs=[SafetySAE.Output(display_name="safedig"), io.String.Output(display_name="report")],
+            outputs=[
+                SafetySAE.Output(display_name="safedig", tooltip="The adapted bundle, for Apply SafeDIG (also saved)."),
+                io.String.Output(display_name="report", tooltip="The adapted bundle's positions and sizes, as text."),
+            ],
             is_output_node=True,
         )
 
@@ -341,6 +462,7 @@ class SafetySteerApplySafeDIG(io.ComfyNode):
             node_id="SafetySteerApplySafeDIG",
             display_name="Apply SafeDIG (Repel / Blend)",
             category="safety_steer/safedig",
+            **search_aliases("SafetySteerApplySafeDIG"),
             description=(
                 "Returns a copy of the MODEL whose DiT blocks remove harmful sparse features at the "
                 "bundle's positions while sampling. repel: subtract the harmful features' directions, "
@@ -349,9 +471,17 @@ class SafetySteerApplySafeDIG(io.ComfyNode):
                 "are left exactly as they are. Stacks with Apply Safety Steer and other patches."
             ),
             inputs=[
-                io.Model.Input("model"),
-                SafetySAE.Input("safedig"),
-                io.Combo.Input("operation", options=list(OPERATIONS), default="repel"),
+                io.Model.Input("model", tooltip="The diffusion model the bundle was trained (or adapted) for."),
+                SafetySAE.Input(
+                    "safedig", tooltip="From Load Safety SAE, Train Safety SAE or Adapt Safety SAE Decoder."
+                ),
+                io.Combo.Input(
+                    "operation",
+                    options=list(OPERATIONS),
+                    default="repel",
+                    tooltip="repel: subtract the harmful features' directions. blend: pull towards the SAE's "
+                    "reconstruction without them (gentler).",
+                ),
                 io.Float.Input(
                     "strength",
                     default=1.0,
@@ -361,11 +491,30 @@ class SafetySteerApplySafeDIG(io.ComfyNode):
                     tooltip="repel: multiple of the harmful components removed (1 = all of it). "
                     "blend: weight towards the safe reconstruction (1 = all the way). 0 = off.",
                 ),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01),
-                io.Combo.Input("apply_to", options=["positive", "positive and negative"], default="positive"),
+                io.Float.Input(
+                    "start_percent",
+                    default=0.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Start at this fraction of sampling (0 = the first step).",
+                ),
+                io.Float.Input(
+                    "end_percent",
+                    default=1.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Stop after this fraction of sampling (1 = the last step).",
+                ),
+                io.Combo.Input(
+                    "apply_to",
+                    options=["positive", "positive and negative"],
+                    default="positive",
+                    tooltip="positive: only the positive prompt's pass (recommended with CFG); or both passes.",
+                ),
             ],
-            outputs=[io.Model.Output(display_name="model")],
+            outputs=[io.Model.Output(display_name="model", tooltip="A patched copy; connect it to the sampler.")],
         )
 
     @classmethod
