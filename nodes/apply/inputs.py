@@ -55,8 +55,8 @@ def threshold_input() -> io.Input:
         min=-6.0,
         max=3.0,
         step=0.05,
-        tooltip="target projection gate: opens below this projection (benign-anchor standard "
-        "deviations; lower = only clearly unsafe prompts are steered).",
+        tooltip="target projection gate: opens below this projection, in benign-anchor standard "
+        "deviations (-6 to 3; default -1; lower = only clearly unsafe prompts are steered).",
     )
 
 

@@ -74,7 +74,7 @@ class SafetySteerFitCrossModelAlignment(io.ComfyNode):
                     min=20,
                     max=100000,
                     step=1,
-                    tooltip="How many of the pack's benign anchor prompts to encode and fit on "
+                    tooltip="How many of the pack's benign anchor prompts (20-100000) to encode and fit on "
                     "(evenly spread over the set). More anchors transport better.",
                 ),
             ],

@@ -96,8 +96,8 @@ class SafetySteerTrainSAE(io.ComfyNode):
                     default=16,
                     min=2,
                     max=1000,
-                    tooltip="Safe/unsafe training prompt pairs per harm category, from the pack (more = steadier "
-                    "features, slower).",
+                    tooltip="Safe/unsafe training prompt pairs per harm category, from the pack (2-1000; more = "
+                    "steadier features, slower).",
                 ),
                 io.Int.Input(
                     "anchors",
@@ -120,7 +120,8 @@ class SafetySteerTrainSAE(io.ComfyNode):
                     default=32,
                     min=1,
                     max=1024,
-                    tooltip="Top-k sparsity: features active per token (lower = sparser, more specific features).",
+                    tooltip="Top-k sparsity: features active per token (1-1024, at most the SAE's width; lower = "
+                    "sparser, more specific features).",
                 ),
                 io.Int.Input(
                     "epochs",
@@ -144,7 +145,7 @@ class SafetySteerTrainSAE(io.ComfyNode):
                     min=1,
                     max=4096,
                     tooltip="How many features, those firing most on unsafe prompts over safe ones, Apply SafeDIG "
-                    "removes.",
+                    "removes (1-4096; more = broader removal, more side effects).",
                 ),
                 io.Float.Input(
                     "noise_level",
