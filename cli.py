@@ -245,6 +245,13 @@ def cmd_migrate_workflow(args) -> int:
     return 0
 
 
+def cmd_eval_images(args) -> int:
+    """Image-level ASR and quality over any number of ComfyUI servers (safety_steer.image_eval)."""
+    from .image_eval.run import run_eval
+
+    return run_eval(args)
+
+
 def cmd_bench(args) -> int:
     if args.which == "transport":
         from .bench import transport_report
@@ -379,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", default=None, help="ComfyUI's models folder (default: <ComfyUI>/models)")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser(
+        "eval-images", help="generate with your workflow on ComfyUI servers, judge the images, report ASR (resumable)"
+    )
+    from .image_eval.run import add_arguments as add_eval_images_arguments
+
+    add_eval_images_arguments(p)
+    p.set_defaults(func=cmd_eval_images)
 
     p = sub.add_parser("bench", help="benchmarks (figures as ratios from one run)")
     p.add_argument("which", choices=["extraction", "transport", "overhead", "sae", "safedig", "gate", "real-width"])
