@@ -13,10 +13,12 @@ from .directions.fit_alignment import SafetySteerFitCrossModelAlignment
 from .directions.fit_native import SafetySteerFitNativeDirection
 from .directions.load import SafetySteerDirectionInfo, SafetySteerLoadDirection
 from .directions.mixer import SafetySteerCategoryVectorMixer
+from .inspector.node import SafetySteerPromptInspector
 from .renamed import renamed_stubs
 from .safedig.nodes import SAFEDIG_NODES
 
 NODES: list[type[io.ComfyNode]] = [
+    SafetySteerPromptInspector,
     SafetySteerLoadDirection,
     SafetySteerDirectionInfo,
     SafetySteerFitCrossModelAlignment,
