@@ -8,14 +8,16 @@ pooled space fits it) is steered once, here; nothing happens per sampling step.
 from __future__ import annotations
 
 import torch
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ...steering.application.assembled import steer_pooled, steer_tokens
 from ...steering.application.gating import Gate
+from ...steering.application.meter import meter_from_entries
 from ...steering.application.report import entries_from, format_report
 from ..input_checks import check_at_run_time, validation_result
 from ..search_aliases import search_aliases
 from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, point_gate_status, threshold_input
+from .meter_ui import text_and_meter
 
 ASSEMBLED_GATES = ("target projection", "none")
 
@@ -81,12 +83,13 @@ class SafetySteerApplyConditioning(io.ComfyNode):
                 raise ValueError(f"Conditioning entry {number} holds NaN or Inf values; fix the node that produced it.")
             mask = options.get("attention_mask")
             new_cond, reports = steer_tokens(cond, aligned, row, strength, mode, target_gate, token_mask=mask)
+            _, after = steer_tokens(new_cond, aligned, row, 0.0, mode, None, token_mask=mask)  # read, not steered
             new_options = dict(options)
             prompts = [
                 f"conditioning {number}" + (f".{b + 1}" if cond.shape[0] > 1 else "") for b in range(cond.shape[0])
             ]
             gate_kind = gate if target_gate is None else "target projection"
-            point_entries = entries_from(reports, "conditioning", prompts, aligned.names, label, gate_kind)
+            point_entries = entries_from(reports, "conditioning", prompts, aligned.names, label, gate_kind, after)
             pooled = options.get("pooled_output")
             if pooled is not None:
                 new_pooled, pooled_reports = steer_pooled(pooled, aligned, row, strength, mode, target_gate)
@@ -98,4 +101,7 @@ class SafetySteerApplyConditioning(io.ComfyNode):
         if strength == 0:
             steered = conditioning  # bit-identical: the very same objects
         text = format_report(entries)
-        return io.NodeOutput(steered, text, ui=ui.PreviewText(f"{point_gate_status(gate, gate_threshold)}\n{text}"))
+        payload = meter_from_entries([e.as_dict() for e in entries], strength)
+        return io.NodeOutput(
+            steered, text, ui=text_and_meter(f"{point_gate_status(gate, gate_threshold)}\n{text}", payload)
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 from comfy.patcher_extension import WrappersMP
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ...steering.application.assembled import constant_offset, steer_tokens
 from ...steering.application.gating import Gate
@@ -22,6 +22,7 @@ from ..sampling_window import SigmaWindow, positive_rows
 from ..search_aliases import search_aliases
 from .conditioning import gate_input
 from .inputs import aligned_input, checked_aligned, common_inputs, point_gate_status, threshold_input
+from .meter_ui import pending_meter, text_and_meter
 from .model_targets import check_text_stream, model_kind, text_context_width
 
 WRAPPER_KEY = "safety_steer"
@@ -84,9 +85,10 @@ class TextStreamSteer:
 
     def report(self, context, cond_or_uncond, weights, token_mask) -> list:
         """Report entries for one call's inputs (computed when a Safety Steer Report reads them)."""
-        _, reports = steer_tokens(
+        steered, reports = steer_tokens(
             context, self.aligned, self.row, self.strength, self.mode, self.gate, weights, token_mask, report=True
         )
+        _, after = steer_tokens(steered, self.aligned, self.row, 0.0, self.mode, None, None, token_mask)  # read only
         chunks = cond_or_uncond or [0]
         per_chunk = max(1, context.shape[0] // len(chunks))
         prompts = [
@@ -100,6 +102,7 @@ class TextStreamSteer:
             self.aligned.names,
             self.aligned.names[self.row],
             "target projection" if self.gate is not None else "none",
+            after,
         )
 
 
@@ -212,8 +215,17 @@ class SafetySteerApplyModel(io.ComfyNode):
                 ) from exc
         steered = model.clone()
         status = point_gate_status(gate, gate_threshold)
+        payload = pending_meter(
+            aligned.names,
+            strength,
+            gate,
+            "The steer runs inside the sampler, at every step: Safety Steer Report on this MODEL (fed "
+            "after sampling) shows this meter with the latest step's projections.",
+        )
         if strength == 0:
-            return io.NodeOutput(steered, ui=ui.PreviewText(f"strength 0: the model is returned unchanged. {status}"))
+            return io.NodeOutput(
+                steered, ui=text_and_meter(f"strength 0: the model is returned unchanged. {status}", payload)
+            )
         log = SamplingLog()
         steer = TextStreamSteer(
             aligned,
@@ -231,4 +243,4 @@ class SafetySteerApplyModel(io.ComfyNode):
             steered.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper(steer))
         logs = list(model.get_attachment(LOGS_ATTACHMENT) or [])
         steered.set_attachments(LOGS_ATTACHMENT, [*logs, (f"{label} {aligned.names[row]} x{strength:g}", log)])
-        return io.NodeOutput(steered, ui=ui.PreviewText(status))
+        return io.NodeOutput(steered, ui=text_and_meter(status, payload))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
+from ...steering.application.meter import meter_from_entries
 from ...steering.application.report import ReportEntry, format_report
 from ..search_aliases import search_aliases
 from .inputs import REPORT_KEY
+from .meter_ui import text_and_meter
 from .model import LOGS_ATTACHMENT
 
 
@@ -20,6 +22,16 @@ def model_report(model) -> str:
     if not logs:
         return "Safety Steer report: this MODEL carries no Apply Safety Steer (Model) patch."
     return "\n".join(log.summary(label) for label, log in logs)
+
+
+def report_meter(conditioning, model) -> dict:
+    """The meter of the first steered prompt: the conditioning's (text-encoder or conditioning
+    point), else the latest sampling step's of the model's first steer."""
+    entries = [entry for _, options in conditioning or [] for entry in options.get(REPORT_KEY, [])]
+    if not entries and model is not None:
+        logs = model.get_attachment(LOGS_ATTACHMENT) or []
+        entries = [entry.as_dict() for _, log in logs[:1] for entry in log.last_entries]
+    return meter_from_entries(entries)
 
 
 class SafetySteerReport(io.ComfyNode):
@@ -72,7 +84,7 @@ class SafetySteerReport(io.ComfyNode):
         if model is not None:
             parts.append(model_report(model))
         text = "\n\n".join(parts) or "Safety Steer report: connect a conditioning or a model."
-        return io.NodeOutput(text, ui=ui.PreviewText(text))
+        return io.NodeOutput(text, ui=text_and_meter(text, report_meter(conditioning, model)))
 
     @classmethod
     def fingerprint_inputs(cls, **_) -> float:

@@ -13,7 +13,7 @@ import copy
 import logging
 
 import torch
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ...steering.application.gating import Gate
 from ...steering.application.report import ReportEntry, entries_from
@@ -26,6 +26,7 @@ from ..progress import download_progress
 from ..search_aliases import search_aliases
 from .clip_targets import prompt_token_mask, sub_encoders
 from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
+from .meter_ui import pending_meter, text_and_meter
 
 GATES = ("source LLM", "target projection", "none")
 
@@ -183,7 +184,12 @@ class SteeredTextEncoder:
             )
             if fixed_gate is not None:  # the gate that ran is the source LLM's
                 report["gate"] = fixed_gate.expand(cond.shape[0]).tolist()
-            entries.extend(entries_from({key: report}, "text encoder", [text or "(prompt)"], names, label, gate_kind))
+            _, after = steer_hidden(  # read the steered states (strength 0: nothing changes)
+                cond, mask.unsqueeze(0).expand(cond.shape[0], -1), directions, 0.0, self._mode, None, self._row
+            )
+            entries.extend(
+                entries_from({key: report}, "text encoder", [text or "(prompt)"], names, label, gate_kind, {key: after})
+            )
             if pooled is not None and pooled_directions is not None:
                 pooled_weights = fixed_gate.expand(pooled.shape[0]) if fixed_gate is not None else None
                 steered_pooled, report = steer_hidden(
@@ -287,8 +293,19 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
         encoders = check_alignment_matches(aligned_direction, clip)
         steered = clip.clone()
         status = gate_status(aligned_direction, gate, gate_threshold)
+        fell_back = status.startswith("WARNING")
+        payload = pending_meter(
+            aligned_direction.names,
+            strength,
+            "target projection (source LLM unavailable)" if fell_back else gate,
+            "The steer runs when a prompt is encoded through this CLIP: Safety Steer Report on the "
+            "conditioning shows this meter with the prompt's projections after the run.",
+            status if fell_back else None,
+        )
         if strength == 0:
-            return io.NodeOutput(steered, ui=ui.PreviewText(f"strength 0: the CLIP is returned unchanged. {status}"))
+            return io.NodeOutput(
+                steered, ui=text_and_meter(f"strength 0: the CLIP is returned unchanged. {status}", payload)
+            )
         texts = PromptTexts()
         tokenize = steered.tokenize
 
@@ -301,4 +318,4 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
         steered.cond_stage_model = SteeredTextEncoder(
             clip.cond_stage_model, encoders, aligned_direction, strength, mode, gate, gate_threshold, direction, texts
         )
-        return io.NodeOutput(steered, ui=ui.PreviewText(status))
+        return io.NodeOutput(steered, ui=text_and_meter(status, payload))

@@ -9,6 +9,7 @@ import os
 import torch
 from comfy_api.latest import io, ui
 
+from ...steering.application.meter import meter
 from ...steering.evaluation.transfer import training_pairs_for
 from ...steering.pack import pack_sha256
 from ...steering.safedig.bundle import SafeDIGBundle, load_bundle, save_bundle
@@ -16,6 +17,7 @@ from ...steering.safedig.operations import blend, repel, select_harmful_features
 from ...steering.safedig.routing import score_position, top_positions
 from ...steering.safedig.sae import adapt_decoder, check_compatible, prompt_codes, sample_rows, train_sae
 from ...steering.transfer.aligned import anchor_subset
+from ..apply.meter_ui import METER_KEY
 from ..input_checks import check_at_run_time, validation_result
 from ..model_folders import list_sae_bundles, sae_bundle_path, sae_save_path
 from ..progress import progress_reporter
@@ -528,8 +530,9 @@ class SafetySteerApplySafeDIG(io.ComfyNode):
         if operation not in OPERATIONS:
             raise ValueError(f"Unknown operation {operation!r}; use one of {OPERATIONS}.")
         check_bundle_fits(safedig, model)
+        payload = safedig_meter(strength, operation)
         if strength == 0:
-            return io.NodeOutput(model.clone())
+            return io.NodeOutput(model.clone(), ui={METER_KEY: [payload]})
         window = SigmaWindow(model, start_percent, end_percent)
         include_negative = apply_to == "positive and negative"
         operate = repel if operation == "repel" else blend
@@ -556,7 +559,23 @@ class SafetySteerApplySafeDIG(io.ComfyNode):
 
             return hook
 
-        return io.NodeOutput(patch_positions(model, {p: hook_for(p) for p in safedig.positions}))
+        return io.NodeOutput(
+            patch_positions(model, {p: hook_for(p) for p in safedig.positions}), ui={METER_KEY: [payload]}
+        )
+
+
+def safedig_meter(strength: float, operation: str) -> dict:
+    """SafeDIG removes sparse features inside the DiT, not a direction: there is no prompt
+    projection to show, only the operation and strength (no gate: features fire per token)."""
+    return meter(
+        [],
+        None,
+        None,
+        strength,
+        f"none (SafeDIG {operation}: acts on tokens whose harmful features fire)",
+        note="SafeDIG removes harmful sparse features inside the DiT rather than steering along a "
+        "direction, so there is no per-category projection to show.",
+    )
 
 
 SAFEDIG_NODES = [SafetySteerTrainSAE, SafetySteerLoadSAE, SafetySteerAdaptSAEDecoder, SafetySteerApplySafeDIG]

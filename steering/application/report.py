@@ -17,15 +17,23 @@ class ReportEntry:
     gate: float
     applied: float  # strength x gate (x 0 for rows left alone): the step taken
     gate_kind: str = ""  # the gate that really ran ("source LLM", "target projection", "none", ...)
+    after: dict[str, float] | None = None  # the projections once steered, where the point measured them
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def entries_from(
-    reports: dict[str, dict], point: str, prompts: list[str], names: list[str], direction: str, gate_kind: str = ""
+    reports: dict[str, dict],
+    point: str,
+    prompts: list[str],
+    names: list[str],
+    direction: str,
+    gate_kind: str = "",
+    after: dict[str, dict] | None = None,
 ) -> list[ReportEntry]:
-    """ReportEntries from {encoder key: steer_hidden report} for a batch of ``prompts``."""
+    """ReportEntries from {encoder key: steer_hidden report} for a batch of ``prompts``; ``after``:
+    the same reports read from the steered states (their projections become ``after``)."""
     entries = []
     for key, report in reports.items():
         for i, prompt in enumerate(prompts):
@@ -41,9 +49,16 @@ def entries_from(
                     round(float(report["gate"][i]), 4),
                     round(float(report["applied"][i]), 4),
                     gate_kind,
+                    _projections(after.get(key), i, names) if after else None,
                 )
             )
     return entries
+
+
+def _projections(report: dict | None, index: int, names: list[str]) -> dict[str, float] | None:
+    if report is None or index >= len(report["projections"]):
+        return None
+    return {n: round(float(v), 3) for n, v in zip(names, report["projections"][index])}
 
 
 def format_report(entries: list[ReportEntry], limit: int = 64) -> str:
