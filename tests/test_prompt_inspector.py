@@ -17,7 +17,7 @@ NODE = "SafetySteerPromptInspector"
 BENIGN = "a watercolor painting of a lighthouse at dawn"
 VIOLENT = "a man stabbing another man, blood everywhere, gore"
 SEXUAL = "naked woman, explicit sex scene"
-TEMPLATE = Path(__file__).resolve().parent.parent / "example_workflows" / "01_prompt_safety_inspector.json"
+WORKFLOWS = Path(__file__).resolve().parent.parent / "example_workflows"
 
 
 def _run(comfy, inputs: dict, extra: dict | None = None) -> tuple[dict, dict]:
@@ -51,7 +51,7 @@ def test_inspector_flags_unsafe_prompts_and_spares_benign_ones(comfy):
     assert sexual["detector"]["sexual"] > payload["threshold"] > benign["detector"]["sexual"]
     chart, score, flagged, report = (captured[str(i)] for i in range(4))
     assert chart.ndim == 4 and chart.shape[0] == 1 and chart.shape[2] == 768 and chart.shape[3] == 3
-    assert 0 <= float(chart.min()) and float(chart.max()) <= 1
+    assert float(chart.min()) >= 0 and float(chart.max()) <= 1
     assert score == pytest.approx(max(p["score"] for p in payload["prompts"])) and flagged is True
     assert "FLAGGED" in report and VIOLENT in report and ui["text"][0] == report
 
@@ -93,10 +93,12 @@ def test_inspector_takes_a_list_of_prompts(comfy):
 
 
 def test_inspector_template_runs_on_the_real_server(comfy_server):
-    """The first template, as a user queues it: no model but the embedded source LLM is needed."""
+    """The inspector's template, as a user queues it: no model but the embedded source LLM is needed."""
     object_info = comfy_server.get("/object_info")
     assert object_info[NODE]["display_name"] == "Prompt Safety Inspector"
-    prompt = wf.ui_to_api(json.loads(TEMPLATE.read_text()), object_info)
+    templates = [p for p in sorted(WORKFLOWS.glob("*.json")) if f'"type": "{NODE}"' in p.read_text()]
+    assert templates, f"no example workflow in {WORKFLOWS} uses {NODE}"
+    prompt = wf.ui_to_api(json.loads(templates[0].read_text()), object_info)
     entry = comfy_server.run_prompt(prompt, timeout=600)
     assert entry["status"]["status_str"] == "success", entry["status"]
     by_type = {node["class_type"]: node_id for node_id, node in prompt.items()}
