@@ -10,7 +10,7 @@ from comfy_api.latest import io
 from ...steering.locations import cache_dir
 from ...steering.pack import DirectionPack, pack_sha256
 from ...steering.transfer.aligned import AlignedSafetyDirection, align_pack, anchor_subset, cached_fit
-from ...steering.transfer.alignment import MAP_METHODS
+from ...steering.transfer.alignment import MAP_METHODS, MLP_EPOCHS
 from ..apply.clip_targets import base_encoder_fingerprints, encode_per_encoder, patch_fingerprint
 from ..input_checks import check_at_run_time, validation_result
 from ..progress import progress_reporter
@@ -110,6 +110,7 @@ class SafetySteerFitCrossModelAlignment(io.ComfyNode):
                 features,
                 method,
                 anchor_index=index,
+                progress=progress_reporter(MLP_EPOCHS) if method == "mlp" else None,
                 metadata={
                     "cache_key": key,
                     "pack_sha256": pack_sha256(direction),

@@ -423,9 +423,19 @@ class SafetySteerAdaptSAEDecoder(io.ComfyNode):
         label, _, _ = block_counts(model)
         check_bundle_fits(safedig, model)
         index = anchor_subset(len(direction.anchor_prompts), anchors).tolist()
-        conditionings = [_encode(clip, direction.anchor_prompts[i]) for i in index]
+        progress = progress_reporter(len(index) * 2)  # encoding, then one denoising step per anchor
+        conditionings = []
+        for number, i in enumerate(index, start=1):
+            conditionings.append(_encode(clip, direction.anchor_prompts[i]))
+            progress(number)
         activations = collect_activations(
-            model, conditionings, latent, safedig.positions, noise_level, seed, progress_reporter(len(conditionings))
+            model,
+            conditionings,
+            latent,
+            safedig.positions,
+            noise_level,
+            seed,
+            progress_reporter(len(index) * 2, offset=len(index)),
         )
         saes = {}
         for position, sae in safedig.saes.items():

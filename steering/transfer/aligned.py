@@ -79,8 +79,10 @@ def align_pack(
     anchor_index: torch.Tensor | None = None,
     seed: int = 0,
     metadata: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> AlignedSafetyDirection:
-    """Fit one map per target encoder from the pack's source anchor features (benign only)."""
+    """Fit one map per target encoder from the pack's source anchor features (benign only);
+    ``progress(done, total)`` is called by iterative fits (mlp: every epoch), so it may cancel."""
     if method not in MAP_METHODS:
         raise ValueError(f"Unknown alignment method {method!r}; use one of {MAP_METHODS}.")
     index = torch.arange(pack.anchor_features.shape[0]) if anchor_index is None else anchor_index
@@ -92,7 +94,7 @@ def align_pack(
         mean, std = anchor_statistics(features)
         z_target = (features - mean) / std
         started = time.perf_counter()
-        fitted = fit_map(source_z, z_target, method, seed=seed)
+        fitted = fit_map(source_z, z_target, method, seed=seed, progress=progress)
         fit_info[key] = {
             **fitted.info,
             "seconds": round(time.perf_counter() - started, 3),

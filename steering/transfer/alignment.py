@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +18,7 @@ from ..autograd import trains
 from ..errors import SafetySteerError
 
 MAP_METHODS = ("ridge", "procrustes", "cca", "mlp")
+MLP_EPOCHS = 200  # at most (early stopping); also the length of a node's progress bar
 RIDGE_LAMBDAS = tuple(10.0**p for p in range(-1, 6))
 
 
@@ -84,9 +86,15 @@ def check_anchor_features(source: torch.Tensor, target: torch.Tensor) -> None:
 
 
 def fit_map(
-    z_source: torch.Tensor, z_target: torch.Tensor, method: str = "ridge", seed: int = 0, **options
+    z_source: torch.Tensor,
+    z_target: torch.Tensor,
+    method: str = "ridge",
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    **options,
 ) -> FittedMap:
-    """Fit ``method`` on standardised anchor features (rows paired: the same anchor prompt)."""
+    """Fit ``method`` on standardised anchor features (rows paired: the same anchor prompt).
+    ``progress(done, total)``: called every epoch of the iterative fit (mlp); closed forms are quick."""
     check_anchor_features(z_source, z_target)
     # float64 keeps small fits exact; wide ones (e.g. 4,096 -> 4,096) solve in float32 for speed.
     dtype = torch.float64 if max(z_source.shape[1], z_target.shape[1]) <= 1024 else torch.float32
@@ -98,7 +106,7 @@ def fit_map(
     elif method == "cca":
         fitted = fit_cca(z_source, z_target, **options)
     elif method == "mlp":
-        fitted = fit_mlp(z_source, z_target, seed=seed, **options)
+        fitted = fit_mlp(z_source, z_target, seed=seed, progress=progress, **options)
     else:
         raise ValueError(f"Unknown alignment method {method!r}; use one of {MAP_METHODS}.")
     if fitted.weight is not None:
@@ -222,14 +230,16 @@ def fit_mlp(
     x: torch.Tensor,
     y: torch.Tensor,
     hidden: int = 512,
-    epochs: int = 200,
+    epochs: int = MLP_EPOCHS,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
     patience: int = 15,
     holdout: float = 0.1,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> FittedMap:
-    """A one-hidden-layer MLP with a linear skip, early-stopped on held-out anchors (deterministic)."""
+    """A one-hidden-layer MLP with a linear skip, early-stopped on held-out anchors (deterministic);
+    ``progress(epoch, epochs)`` after every epoch (a caller's Cancel raises from it)."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     x, y = x.to(torch.float32), y.to(torch.float32)
@@ -251,6 +261,8 @@ def fit_mlp(
         model.eval()
         with torch.no_grad():
             val_loss = float(torch.nn.functional.mse_loss(model(x[val]), y[val]))
+        if progress is not None:
+            progress(epoch + 1, epochs)
         if val_loss < best - 1e-5:
             best, waited = val_loss, 0
             best_state = {k: t.clone() for k, t in model.state_dict().items()}
