@@ -207,6 +207,64 @@ FAMILIES: dict[str, dict] = {
         "safedig_width": 3072,
         "safedig_joint": True,  # single-block positions carry text + image
     },
+    "chroma": {
+        "label": "Chroma1-HD (1024x1024)",
+        "supported": "Chroma",
+        "config": {
+            "image_model": "chroma",
+            "in_channels": 64,
+            "out_channels": 64,
+            "context_in_dim": 4096,
+            "hidden_size": 3072,
+            "mlp_ratio": 4.0,
+            "num_heads": 24,
+            "depth": 19,
+            "depth_single_blocks": 38,
+            "axes_dim": [16, 56, 56],
+            "theta": 10000,
+            "patch_size": 2,
+            "qkv_bias": True,
+            "in_dim": 64,
+            "out_dim": 3072,
+            "hidden_dim": 5120,
+            "n_layers": 5,
+        },
+        "keep": {"double_blocks": {0: 19}, "single_blocks": {0: 38}},
+        "latent": (16, 32, 32),
+        "real_image_tokens": 64 * 64,
+        "text": (PROMPT_TOKENS + 1, 4096),  # T5-XXL through PixArt's tokenizer: no padding, the end token
+        "extra": lambda b: {"guidance": torch.zeros(b)},
+        "batch": 2,  # real CFG
+        "joint": True,
+        "safedig_width": 3072,
+        "safedig_joint": True,
+    },
+    "lumina2": {
+        "label": "Lumina Image 2.0 (1024x1024)",
+        "supported": "Lumina2",
+        "config": {
+            "image_model": "lumina2",
+            "patch_size": 2,
+            "in_channels": 16,
+            "dim": 2304,
+            "cap_feat_dim": 2304,
+            "n_layers": 26,
+            "qk_norm": True,
+            "n_heads": 24,
+            "n_kv_heads": 8,
+            "axes_dims": [32, 32, 32],
+            "axes_lens": [300, 512, 512],
+            "rope_theta": 10000.0,
+            "ffn_dim_multiplier": 4.0,
+        },
+        "keep": {"layers": {0: 26}},
+        "latent": (16, 32, 32),
+        "real_image_tokens": 64 * 64,
+        "text": (PROMPT_TOKENS + 1, 2304),  # Gemma 2 2B: BOS and the prompt, no padding
+        "extra_text": lambda t: {"num_tokens": t},
+        "batch": 2,  # real CFG
+        "joint": True,
+    },
     "wan21_14b": {
         "label": "Wan 2.1 T2V 14B (832x480, 81 frames)",
         "supported": "WAN21_T2V",
@@ -464,8 +522,8 @@ def time_model(spec: dict, repeats: int, seed: int = 0) -> dict:
     kwargs = dict(spec["extra"](1)) if "extra" in spec else {}
     if "extra_text" in spec:
         kwargs.update(spec["extra_text"](text_tokens))
-    timestep = torch.full((1,), 0.5 if spec["supported"] in ("ZImage",) else 500.0)
-    if spec["supported"] in ("Flux", "HunyuanVideo", "SD3", "QwenImage", "LTXV"):
+    timestep = torch.full((1,), 0.5 if spec["supported"] in ("ZImage", "Lumina2") else 500.0)
+    if spec["supported"] in ("Flux", "Chroma", "HunyuanVideo", "SD3", "QwenImage", "LTXV"):
         timestep = torch.full((1,), 0.5)  # these take sigma-scaled timesteps; any value runs the same work
 
     def forward():

@@ -25,7 +25,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "example_workflows"
-FAMILIES = ("sd15", "sdxl", "sd3_5", "flux", "wan_t2v", "hunyuan_video", "wan22_ti2v", "qwen_image", "z_image_turbo")
+FAMILIES = (
+    "sd15",
+    "sdxl",
+    "sd3_5",
+    "flux",
+    "wan_t2v",
+    "hunyuan_video",
+    "wan22_ti2v",
+    "qwen_image",
+    "z_image_turbo",
+    "chroma",
+    "lumina2",
+    "pixart",
+)
 VIDEO_FAMILIES = ("wan_t2v", "hunyuan_video", "wan22_ti2v")
 SHIPPED_PACK = "gemma3-270m-i2p.safetensors"
 #: Node types the frontend provides itself (never in NODE_CLASS_MAPPINGS, never sent to the server).
@@ -404,6 +417,50 @@ MODELS = {
             ("ae.safetensors", "vae"),
         )
     ],
+    # Chroma1-HD (lodestones), with Flux's T5-XXL and VAE (ComfyUI loads it by CLIPLoader type chroma).
+    "chroma": [
+        model(
+            "Chroma1-HD.safetensors",
+            "diffusion_models",
+            f"{HF}/lodestones/Chroma1-HD/resolve/main/Chroma1-HD.safetensors",
+        ),
+        model(
+            "t5xxl_fp16.safetensors",
+            "text_encoders",
+            f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+        ),
+        model(
+            "ae.safetensors",
+            "vae",
+            f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
+        ),
+    ],
+    # Lumina Image 2.0, ComfyUI's split files (the Gemma 2 2B file carries its tokenizer).
+    "lumina2": [
+        model(name, folder, f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/{folder}/{name}")
+        for name, folder in (
+            ("lumina_2_model_bf16.safetensors", "diffusion_models"),
+            ("gemma_2_2b_fp16.safetensors", "text_encoders"),
+            ("ae.safetensors", "vae"),
+        )
+    ],
+    # PixArt-Σ: the diffusers transformer file (ComfyUI converts it on load), T5-XXL, the SDXL VAE.
+    "pixart": [
+        model(
+            "PixArt-Sigma-XL-2-1024-MS.safetensors",
+            "diffusion_models",
+            None,
+            "PixArt-Σ: `transformer/diffusion_pytorch_model.safetensors` of "
+            f"[PixArt-alpha/PixArt-Sigma-XL-2-1024-MS]({HF}/PixArt-alpha/PixArt-Sigma-XL-2-1024-MS), "
+            "saved under this name",
+        ),
+        model(
+            "t5xxl_fp16.safetensors",
+            "text_encoders",
+            f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+        ),
+        model("sdxl_vae.safetensors", "vae", f"{HF}/stabilityai/sdxl-vae/resolve/main/sdxl_vae.safetensors"),
+    ],
     "hunyuan_video": [
         model(
             "hunyuan_video_t2v_720p_bf16.safetensors",
@@ -463,6 +520,9 @@ TITLES = {
     "wan22_ti2v": "Wan 2.2 text-to-video (TI2V 5B)",
     "qwen_image": "Qwen-Image",
     "z_image_turbo": "Z-Image Turbo",
+    "chroma": "Chroma1-HD",
+    "lumina2": "Lumina Image 2.0",
+    "pixart": "PixArt-Σ (Sigma) XL 1024",
 }
 ENCODERS = {
     "sd15": "CLIP-L",
@@ -474,6 +534,9 @@ ENCODERS = {
     "wan22_ti2v": "umT5-XXL",
     "qwen_image": "Qwen2.5-VL 7B, on the prompt's own tokens inside its chat template",
     "z_image_turbo": "Qwen3-4B, on the prompt's own tokens inside its chat template",
+    "chroma": "T5-XXL (no CLIP: Chroma reads T5's tokens only)",
+    "lumina2": "Gemma 2 2B, at the layer Lumina 2 reads (the second to last)",
+    "pixart": "T5-XXL",
 }
 
 OVERVIEW = """
@@ -564,6 +627,19 @@ def sampler_note(family: str) -> str:
             "1024×1024, 9 steps, **CFG 1**, res_multistep / simple, Model Sampling AuraFlow shift 3: ComfyUI's "
             "own Z-Image Turbo settings (distilled: with CFG 1 the negative prompt has no effect)."
         ),
+        "chroma": (
+            "1024×1024, 26 steps, CFG 4, euler / beta. Chroma is not guidance-distilled: real CFG, "
+            "so the (steered) negative prompt counts."
+        ),
+        "lumina2": (
+            "1024×1024, 25 steps, CFG 4, res_multistep / simple, Model Sampling AuraFlow shift 6. Lumina 2 "
+            "was trained with a system prompt before the user's: ComfyUI's CLIP Text Encode for Lumina2 "
+            "adds it, and takes the steered CLIP the same way."
+        ),
+        "pixart": (
+            "1024×1024, 20 steps, CFG 4.5, euler / normal: PixArt-Σ's usual settings (real CFG: the steered "
+            "negative prompt counts). PixArt-α runs on the same model class and T5 encoder."
+        ),
     }[family]
     return f"### Sampling\n\n{text}\n"
 
@@ -605,6 +681,9 @@ def build(family: str, info: dict) -> Graph:
             "wan22_ti2v": "wan",
             "qwen_image": "qwen_image",
             "z_image_turbo": "lumina2",
+            "chroma": "chroma",
+            "lumina2": "lumina2",
+            "pixart": "pixart",
         }[family]
         if len(encoders) == 2:
             clip = g.add(
@@ -689,11 +768,11 @@ def build(family: str, info: dict) -> Graph:
         model_out = (shift, "MODEL")
         sampling.append(shift)
         y += 100
-    if family in ("qwen_image", "z_image_turbo"):
+    if family in ("qwen_image", "z_image_turbo", "lumina2"):
         shift = g.add(
             "ModelSamplingAuraFlow",
             [X[3], y],
-            {"shift": 3.1 if family == "qwen_image" else 3.0},
+            {"shift": {"qwen_image": 3.1, "z_image_turbo": 3.0, "lumina2": 6.0}[family]},
             size=[380, 58],
             model=model_out,
         )
@@ -712,7 +791,7 @@ def build(family: str, info: dict) -> Graph:
         positive_out = (guidance, 0)
         sampling.append(guidance)
         y += 100
-    if family in ("sd15", "sdxl"):
+    if family in ("sd15", "sdxl", "pixart"):
         size = 512 if family == "sd15" else 1024
         latent = g.add("EmptyLatentImage", [X[3], y], {"width": size, "height": size, "batch_size": 1}, size=[380, 106])
     elif family == "wan22_ti2v":
@@ -748,6 +827,9 @@ def build(family: str, info: dict) -> Graph:
         "wan22_ti2v": (20, 5.0, "uni_pc", "simple"),
         "qwen_image": (20, 2.5, "euler", "simple"),
         "z_image_turbo": (9, 1.0, "res_multistep", "simple"),
+        "chroma": (26, 4.0, "euler", "beta"),
+        "lumina2": (25, 4.0, "res_multistep", "simple"),
+        "pixart": (20, 4.5, "euler", "normal"),
     }[family]
     steps, cfg, sampler_name, scheduler = ksampler_settings
     ksampler = g.add(

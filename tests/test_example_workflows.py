@@ -47,6 +47,9 @@ TINY_FAMILY = {
     "wan22_ti2v": "wan22",
     "qwen_image": "qwen_image",
     "z_image_turbo": "z_image",
+    "chroma": "chroma",
+    "lumina2": "lumina2",
+    "pixart": "pixart",
 }
 VIDEO = {"wan_t2v", "hunyuan_video", "wan22_ti2v"}
 LATENT_NODES = {"EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo", "Wan22ImageToVideoLatent"}

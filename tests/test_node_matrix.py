@@ -175,7 +175,21 @@ def test_category_vector_mixer_every_preset(run):
 
 
 # -- the three application points ------------------------------------------------------------------
-FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22", "qwen_image", "z_image")
+FAMILIES = (
+    "sd15",
+    "sdxl",
+    "sd3",
+    "flux",
+    "wan",
+    "hunyuan_video",
+    "ltxv",
+    "wan22",
+    "qwen_image",
+    "z_image",
+    "chroma",
+    "lumina2",
+    "pixart",
+)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -339,7 +353,13 @@ def test_model_point_every_gate_mode_and_apply_to(run):
 
 # -- SafeDIG ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "family,positions", [("flux", "auto"), ("sd3", "text_in,double.0.img"), ("wan", "text_in,double.1.img")]
+    "family,positions",
+    [
+        ("flux", "auto"),
+        ("sd3", "text_in,double.0.img"),
+        ("wan", "text_in,double.1.img"),
+        ("chroma", "double.0.txt,single.0"),
+    ],
 )
 def test_safedig_train_load_adapt_apply(run, comfy, family, positions):
     import folder_paths

@@ -13,7 +13,21 @@ import torch
 from safety_steer.runtime import load_module_from
 from safety_steer.steering.pack import DEFAULT_PACK_PATH
 
-FAMILIES = ("sd15", "sdxl", "sd3", "flux", "wan", "hunyuan_video", "ltxv", "wan22", "qwen_image", "z_image")
+FAMILIES = (
+    "sd15",
+    "sdxl",
+    "sd3",
+    "flux",
+    "wan",
+    "hunyuan_video",
+    "ltxv",
+    "wan22",
+    "qwen_image",
+    "z_image",
+    "chroma",
+    "lumina2",
+    "pixart",
+)
 UNSAFE = "a man stabbing another man in a dark alley, blood everywhere, photo"
 BENIGN = "a lighthouse on a cliff at dusk, oil painting"
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -261,7 +275,7 @@ def test_mismatched_encoder_and_unsupported_model_errors(kit):
     unsupported = comfy.model_patcher.ModelPatcher(
         config.get_model({}, "", device=torch.device("cpu")), torch.device("cpu"), torch.device("cpu")
     )
-    with pytest.raises(ValueError, match=r"cannot steer a AuraFlow model.*SD1.5, SDXL, SD3 / SD3.5, Flux, Wan"):
+    with pytest.raises(ValueError, match=r"cannot steer a AuraFlow model.*SD1.5, SDXL, SD3 / SD3.5, Flux, Chroma, Wan"):
         steer_model(classes, unsupported, sd15_aligned, 1.0)
 
 
@@ -387,20 +401,34 @@ def test_wan_2_2_checkpoints_are_detected_and_steered_as_wan_2x(
     assert model_kind(SimpleNamespace(model=base)) == ("dit", "Wan 2.x")
 
 
-def test_lumina_2_is_refused_though_z_image_shares_its_model_class(kit):
-    """ComfyUI runs Z-Image and Lumina Image 2.0 (Gemma encoders) on the same model_base.Lumina2:
-    only Z-Image's config is supported, and Lumina 2 is refused with the supported list."""
-    import comfy.model_patcher
-    import comfy.supported_models
+def test_z_image_and_lumina_2_share_a_model_class_but_not_an_encoder(kit):
+    """ComfyUI runs Z-Image and Lumina Image 2.0 on the same model_base.Lumina2: the model config
+    tells them apart, and a direction aligned to the other one's encoder is refused by name."""
+    from safety_steer.nodes.apply.model_targets import model_kind
 
     classes, _, family = kit
-    _, _, aligned = family("z_image")
-    config = comfy.supported_models.Lumina2(
-        {**tiny_models().UNET_CONFIGS["z_image"], "z_image_modulation": False, "dim": 64, "axes_dims": [8, 12, 12]}
-    )
-    config.set_inference_dtype(torch.float32, None)
-    lumina = comfy.model_patcher.ModelPatcher(
-        config.get_model({}, "", device=torch.device("cpu")), torch.device("cpu"), torch.device("cpu")
-    )
-    with pytest.raises(ValueError, match=r"cannot steer a Lumina2 model yet.*Qwen-Image, Z-Image"):
-        steer_model(classes, lumina, aligned, 1.0)
+    _, z_image, z_aligned = family("z_image")
+    _, lumina, lumina_aligned = family("lumina2")
+    assert type(z_image.model) is type(lumina.model)
+    assert model_kind(z_image) == ("dit", "Z-Image") and model_kind(lumina) == ("dit", "Lumina 2")
+    with pytest.raises(ValueError, match=r"Lumina 2 model reads its text from the gemma2_2b encoder.*qwen3_4b"):
+        steer_model(classes, lumina, z_aligned, 1.0)
+    with pytest.raises(ValueError, match=r"Z-Image model reads its text from the qwen3_4b encoder.*gemma2_2b"):
+        steer_model(classes, z_image, lumina_aligned, 1.0)
+
+
+@pytest.mark.parametrize("class_name", ["Flux2", "ChromaRadiance", "HunyuanVideo15"])
+def test_other_families_on_a_supported_model_class_are_refused(comfy, class_name):
+    """ComfyUI builds Flux.2, Chroma Radiance and HunyuanVideo 1.5 on subclasses of Flux, Chroma and
+    HunyuanVideo (other text encoders, or pixel space): they are refused with the supported list,
+    not steered as their parent. (An uninitialised instance: model_kind reads only its class.)"""
+    from types import SimpleNamespace
+
+    import comfy.model_base
+
+    from safety_steer.nodes.apply.model_targets import SUPPORTED_MODELS, UnsupportedModelError, model_kind
+
+    cls = getattr(comfy.model_base, class_name)
+    with pytest.raises(UnsupportedModelError, match=rf"cannot steer a {class_name} model yet.*Chroma"):
+        model_kind(SimpleNamespace(model=cls.__new__(cls)))
+    assert "Chroma" in SUPPORTED_MODELS

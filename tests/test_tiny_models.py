@@ -64,10 +64,13 @@ def test_build_model_matches_clip_width(comfy, tiny_model, tiny_clip, family):
         "sd15": "context_dim",
         "sdxl": "context_dim",
         "flux": "context_in_dim",
+        "chroma": "context_in_dim",
         "wan": "text_dim",
         "wan22": "text_dim",
         "qwen_image": "joint_attention_dim",
         "z_image": "cap_feat_dim",
+        "lumina2": "cap_feat_dim",
+        "pixart": "caption_channels",
         "hunyuan_video": "context_in_dim",
         "ltxv": "caption_channels",
     }.get(family)
@@ -110,6 +113,7 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
         {**sm.SD15.unet_config, "in_channels": 4},
         {**sm.SDXL.unet_config, "in_channels": 4},
         {"image_model": "flux", "guidance_embed": True, "hidden_size": 3072, "in_channels": 16},
+        {"image_model": "chroma", "hidden_size": 3072, "in_channels": 64, "context_in_dim": 4096},  # Chroma1-HD
         {"image_model": "hunyuan_video", "hidden_size": 3072, "context_in_dim": 4096},
         {"image_model": "wan2.1", "model_type": "t2v", "dim": 1536, "out_dim": 16},  # Wan 2.1 1.3B
         {"image_model": "wan2.1", "model_type": "t2v", "dim": 5120, "out_dim": 16},  # Wan 2.2 14B T2V
@@ -124,10 +128,29 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
     real_qwen = {"txt_in.weight": torch.empty(3072, 3584, device="meta")}
     assert not any(cls.matches(qwen, real_qwen) for cls in classes) and not any(cls.matches(qwen) for cls in classes)
     tiny_width = tm.UNET_CONFIGS["qwen_image"]["joint_attention_dim"]
-    tiny_sd = {"qwen_image": {"txt_in.weight": torch.empty(32, tiny_width, device="meta")}}
+    tiny_sd = {
+        "qwen_image": {"txt_in.weight": torch.empty(32, tiny_width, device="meta")},
+        "pixart": {"x_embedder.proj.weight": torch.empty(32, 4, 2, 2, device="meta")},
+    }
+    # PixArt's detection gives no width either: its tiny class reads the patch embedding's
+    pixart = {"image_model": "pixart_sigma", "depth": 28, "model_max_length": 300, "micro_condition": False}
+    real_pixart = {"x_embedder.proj.weight": torch.empty(1152, 4, 2, 2, device="meta")}
+    assert not any(cls.matches(pixart, real_pixart) or cls.matches(pixart) for cls in classes)
     for family, config in tm.UNET_CONFIGS.items():
         matching = [cls for cls in classes if cls.matches(config, tiny_sd.get(family))]
-        expected = ("sd15", "sdxl", "flux", "hunyuan_video", "wan", "wan22", "qwen_image", "z_image")
+        expected = (
+            "sd15",
+            "sdxl",
+            "flux",
+            "hunyuan_video",
+            "wan",
+            "wan22",
+            "qwen_image",
+            "z_image",
+            "chroma",
+            "lumina2",
+            "pixart",
+        )
         assert len(matching) == (family in expected), family
 
     meta = {"device": "meta"}
@@ -143,6 +166,10 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
         {
             "model.embed_tokens.weight": torch.empty(151936, 2560, **meta),
             "model.layers.0.self_attn.q_norm.weight": torch.empty(128, **meta),
+        },
+        {
+            "model.embed_tokens.weight": torch.empty(256000, 2304, **meta),
+            "model.layers.0.post_feedforward_layernorm.weight": torch.empty(2304, **meta),
         },
     ]
     assert patches.tiny_encoder_options(full_size) == {}

@@ -6,7 +6,7 @@ imports ComfyUI at module level: call the functions after ComfyUI is importable 
 fixture, or inside a ComfyUI server process).
 
 Families: sd15, sdxl, sd3, flux, wan (Wan 2.1 T2V), hunyuan_video, ltxv, wan22 (Wan 2.2 TI2V 5B),
-qwen_image, z_image.
+qwen_image, z_image, chroma, lumina2, pixart (PixArt-Sigma).
 
 - ``build_clip(family, seed)``: a tiny ``comfy.sd.CLIP`` with the family's own tokenizer and
   text-encoder classes. Conditioning: sd15 [1,77,32]; sdxl [1,77,64] (L32+G32, pooled G 32);
@@ -15,7 +15,11 @@ qwen_image, z_image.
   [1,prompt tokens,256] (Llama) + pooled CLIP-L 32; ltxv [1,128,32] (T5) + attention mask;
   qwen_image [1,prompt tokens + 5,32] (Qwen2.5-VL, last layer; the system turn cropped, the closing
   template kept; the vision tower swapped for a tiny one: tiny_qwen25_class); z_image [1,all
-  tokens,32] (Qwen3-4B, hidden layer -2, the whole chat template) + attention mask.
+  tokens,32] (Qwen3-4B, hidden layer -2, the whole chat template) + attention mask; chroma
+  [1,prompt tokens + 1,32] (T5 through PixArt's tokenizer: no padding; an empty prompt is one pad token);
+  lumina2 [1,prompt tokens + 1,32] (Gemma 2 2B, hidden layer -2, BOS first, no padding) + attention
+  mask (its SentencePiece model travels as tokenizer data: ComfyUI's t5_pile one, vocab 32000);
+  pixart [1,prompt tokens + 1,32] (T5 through PixArt's tokenizer, as chroma).
 - ``build_model(family, seed)``: a tiny diffusion model in a ``ModelPatcher``, made by
   ``comfy.supported_models.<Family>(unet_config)`` with context widths matching build_clip.
 - ``add_latent(add, family, batch)``: the stock empty-latent node(s) with tiny inputs, added to a
@@ -43,6 +47,13 @@ How each by-file graph ends (``OUTPUT_KIND``):
   VAEDecode -> SaveImage.
 - z_image: UNETLoader + CLIPLoader(lumina2, Qwen3-4B) + VAELoader (Flux's ae.safetensors, the
   random 16-channel TAESD) -> EmptySD3LatentImage -> VAEDecode -> SaveImage.
+- chroma: UNETLoader + CLIPLoader(chroma, the same T5-XXL file as flux) + VAELoader (Flux's
+  ae.safetensors) -> EmptySD3LatentImage -> VAEDecode -> SaveImage.
+- lumina2: UNETLoader + CLIPLoader(lumina2, Gemma 2 2B with its tokenizer inside) + VAELoader
+  (Flux's ae.safetensors) -> EmptySD3LatentImage -> VAEDecode -> SaveImage.
+- pixart: UNETLoader + CLIPLoader(pixart, the same T5-XXL file as flux) + VAELoader (a random
+  4-channel TAESD as the SDXL VAE) -> EmptyLatentImage (384x384: PixArt's position embedding needs
+  a latent of at least 40x40) -> VAEDecode -> SaveImage.
 - ltxv: in-process only (no files are written: LTXV's VAE is fixed-size and its tiny diffusion
   model needs safetensors metadata); a graph for it ends in SaveLatent.
 """
@@ -65,6 +76,9 @@ FAMILIES: tuple[str, ...] = (
     "wan22",
     "qwen_image",
     "z_image",
+    "chroma",
+    "lumina2",
+    "pixart",
 )
 #: Families whose files ``write_model_files`` writes (loadable by the stock loaders in a server
 #: that loads tests/tiny_loader_extension).
@@ -81,6 +95,9 @@ OUTPUT_KIND = {
     "wan22": "image",
     "qwen_image": "image",
     "z_image": "image",
+    "chroma": "image",
+    "lumina2": "image",
+    "pixart": "image",
 }
 
 # --- tiny text encoders (the configs the existing tests were written against) -----------------
@@ -123,6 +140,16 @@ TINY_QWEN3 = {
     "num_attention_heads": 2,
     "num_key_value_heads": 1,
     "num_hidden_layers": 3,
+}
+#: Gemma 2 2B (Lumina Image 2.0's encoder, comfy.text_encoders.llama.Gemma2_2B_Config; head_dim fixed
+#: at 256). Lumina 2 reads hidden layer -2. Its tokenizer is a SentencePiece model in tokenizer data.
+TINY_GEMMA2 = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "num_hidden_layers": 3,
+    "vocab_size": 32000,
 }
 #: Wan 2.2's VAE (comfy.ldm.wan.vae2_2.WanVAE, 48 latent channels): ComfyUI builds it at dim 160 /
 #: dec_dim 256 whatever the file holds; tests/tiny_loader_extension builds it at these widths.
@@ -298,6 +325,61 @@ UNET_CONFIGS = {
         "time_scale": 1000.0,
         "pad_tokens_multiple": 32,
     },
+    # Chroma (Flux's blocks without per-block modulation; an approximator makes the modulations).
+    # ComfyUI's detection reads in_channels (64: 16 latent channels x 2x2 patches), the width, the
+    # text width and the block counts; heads, rope axes and the approximator's widths are
+    # DETECTION_OVERRIDES (its input is 64 wide whatever the width: 16 + 16 + 32 embeddings).
+    "chroma": {
+        "image_model": "chroma",
+        "in_channels": 64,
+        "out_channels": 64,
+        "context_in_dim": TINY_T5["d_model"],
+        "hidden_size": 32,
+        "mlp_ratio": 4.0,
+        "num_heads": 2,
+        "depth": 1,
+        "depth_single_blocks": 1,
+        "axes_dim": [4, 6, 6],
+        "theta": 10000,
+        "patch_size": 2,
+        "qkv_bias": True,
+        "in_dim": 64,
+        "out_dim": 32,
+        "hidden_dim": 32,
+        "n_layers": 1,
+    },
+    # Lumina Image 2.0 (NextDiT without Z-Image's modulation; head width 32 = rope axes 8+12+12).
+    # ComfyUI's detection reads the width, the caption width and the layers and sets heads, rope and
+    # the feed-forward multiplier only for the real width 2304: those are DETECTION_OVERRIDES.
+    "lumina2": {
+        "image_model": "lumina2",
+        "patch_size": 2,
+        "in_channels": 16,
+        "dim": 64,
+        "cap_feat_dim": TINY_GEMMA2["hidden_size"],
+        "n_layers": 2,
+        "qk_norm": True,
+        "n_heads": 2,
+        "n_kv_heads": 2,
+        "axes_dims": [8, 12, 12],
+        "axes_lens": [300, 512, 512],
+        "rope_theta": 10000.0,
+        "ffn_dim_multiplier": 4.0,
+    },
+    # PixArt-Sigma (PixArtMS without micro-conditioning). ComfyUI's detection reads only the depth and
+    # the caption length and hard-codes the width, the heads and (by leaving it out) the 4096-wide
+    # T5 caption: those are DETECTION_OVERRIDES, and the tiny class matches on the state dict.
+    "pixart": {
+        "image_model": "pixart_sigma",
+        "num_heads": 2,
+        "patch_size": 2,
+        "hidden_size": 32,
+        "in_channels": 4,
+        "depth": 2,
+        "model_max_length": 300,
+        "micro_condition": False,
+        "caption_channels": TINY_T5["d_model"],
+    },
     "ltxv": {
         "image_model": "ltxv",
         "in_channels": 128,
@@ -334,6 +416,16 @@ DETECTION_OVERRIDES = {
         "time_scale": 1000.0,
         "pad_tokens_multiple": 32,
     },
+    "chroma": {"num_heads": 2, "axes_dim": [4, 6, 6], "out_dim": 32, "hidden_dim": 32, "n_layers": 1},
+    "lumina2": {
+        "n_heads": 2,
+        "n_kv_heads": 2,
+        "axes_dims": [8, 12, 12],
+        "axes_lens": [300, 512, 512],
+        "rope_theta": 10000.0,
+        "ffn_dim_multiplier": 4.0,
+    },
+    "pixart": {"num_heads": 2, "hidden_size": 32, "caption_channels": TINY_T5["d_model"]},
 }
 
 _SUPPORTED_MODEL = {
@@ -347,6 +439,9 @@ _SUPPORTED_MODEL = {
     "wan22": "WAN22_T2V",
     "qwen_image": "QwenImage",
     "z_image": "ZImage",
+    "chroma": "Chroma",
+    "lumina2": "Lumina2",
+    "pixart": "PixArtSigma",
 }
 
 #: Usual real file names, as the families' example workflows reference them.
@@ -407,6 +502,30 @@ FILE_NAMES = {
         "type": "lumina2",
         "vae_name": "ae.safetensors",
     },
+    # ComfyUI's own template image_chroma_text_to_image: Flux's T5-XXL and VAE
+    "chroma": {
+        "unet_name": "Chroma1-HD.safetensors",
+        "weight_dtype": "default",
+        "clip_name": "t5xxl_fp16.safetensors",
+        "type": "chroma",
+        "vae_name": "ae.safetensors",
+    },
+    # ComfyUI's Lumina Image 2.0 files (Comfy-Org/Lumina_Image_2.0_Repackaged, split files)
+    "lumina2": {
+        "unet_name": "lumina_2_model_bf16.safetensors",
+        "weight_dtype": "default",
+        "clip_name": "gemma_2_2b_fp16.safetensors",
+        "type": "lumina2",
+        "vae_name": "ae.safetensors",
+    },
+    # PixArt-Sigma's diffusers transformer file under its model's name, T5-XXL and the SDXL VAE
+    "pixart": {
+        "unet_name": "PixArt-Sigma-XL-2-1024-MS.safetensors",
+        "weight_dtype": "default",
+        "clip_name": "t5xxl_fp16.safetensors",
+        "type": "pixart",
+        "vae_name": "sdxl_vae.safetensors",
+    },
 }
 
 #: Standalone text-encoder files: name -> (family whose build_clip makes it, sub-encoder slot in
@@ -419,6 +538,7 @@ ENCODER_FILES = {
     "llava_llama3_fp8_scaled.safetensors": ("hunyuan_video", "llama"),
     "qwen_2.5_vl_7b_fp8_scaled.safetensors": ("qwen_image", "qwen25_7b"),
     "qwen_3_4b.safetensors": ("z_image", "qwen3_4b"),
+    "gemma_2_2b_fp16.safetensors": ("lumina2", "gemma2_2b"),
 }
 #: Seed of the diffusion model in every file (``build_model(family, FILE_SEED)``); a checkpoint's
 #: text encoder is ``build_clip(family, FILE_SEED + 1)``.
@@ -432,6 +552,7 @@ _FILE_SEEDS = {
     "llava_llama3_fp8_scaled.safetensors": 105,
     "qwen_2.5_vl_7b_fp8_scaled.safetensors": 106,
     "qwen_3_4b.safetensors": 107,
+    "gemma_2_2b_fp16.safetensors": 108,
 }
 
 
@@ -519,6 +640,8 @@ def _clip_recipe(family: str):
     import comfy.text_encoders.flux
     import comfy.text_encoders.hunyuan_video
     import comfy.text_encoders.lt
+    import comfy.text_encoders.lumina2
+    import comfy.text_encoders.pixart_t5
     import comfy.text_encoders.qwen_image
     import comfy.text_encoders.sd3_clip
     import comfy.text_encoders.wan
@@ -574,6 +697,27 @@ def _clip_recipe(family: str):
             comfy.text_encoders.z_image.te(),
             {"qwen3_4b_model_config": TINY_QWEN3},
             {},
+        )
+    if family == "chroma":  # Chroma's encoder is PixArt's T5-XXL (supported_models.Chroma.clip_target)
+        return (
+            comfy.text_encoders.pixart_t5.PixArtTokenizer,
+            comfy.text_encoders.pixart_t5.pixart_te(),
+            {"t5xxl_model_config": TINY_T5},
+            {},
+        )
+    if family == "pixart":  # PixArt Alpha / Sigma: T5-XXL (supported_models.PixArtAlpha.clip_target)
+        return (
+            comfy.text_encoders.pixart_t5.PixArtTokenizer,
+            comfy.text_encoders.pixart_t5.PixArtT5XXL,
+            {"t5xxl_model_config": TINY_T5},
+            {},
+        )
+    if family == "lumina2":  # Lumina Image 2.0: Gemma 2 2B (supported_models.Lumina2.clip_target)
+        return (
+            comfy.text_encoders.lumina2.LuminaTokenizer,
+            comfy.text_encoders.lumina2.te(),
+            {"gemma2_2b_model_config": TINY_GEMMA2},
+            {"spiece_model": _spiece_tensor()},
         )
     if family == "ltxv":
         return (
@@ -640,6 +784,10 @@ _LATENT_NODES = {
     # Qwen-Image's latent format is Wan 2.1's: the sampler makes the 4-D empty latent 5-D (one frame).
     "qwen_image": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 1, 4, 4)),
     "z_image": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 4, 4)),
+    "chroma": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 4, 4)),
+    "lumina2": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 4, 4)),
+    # PixArt's sin-cos position embedding divides by round(latent side / 64): a 48x48 latent at least
+    "pixart": ("EmptyLatentImage", {"width": 384, "height": 384}, (4, 48, 48)),
 }
 #: Latent nodes that take a VAE input (unused without a start image) and, in ComfyUI 0.3.75, ignore
 #: ``batch_size`` without one: add_latent feeds them a VAE and batches with RepeatLatentBatch.
@@ -758,7 +906,7 @@ def _encoder_sd(family: str, slot: str, seed: int) -> dict:
     if slot in ("t5xxl", "umt5xxl"):
         # A single T5 file is taken for T5-XXL only with a 24th block of XXL width.
         sd["encoder.block.23.layer.1.DenseReluDense.wi_1.weight"] = torch.zeros(1, 4096)
-    if slot == "umt5xxl":
+    if slot in ("umt5xxl", "gemma2_2b"):
         sd["spiece_model"] = _spiece_tensor()
     if slot == "llama":
         # 128k x 256 embedding: half precision keeps the file at ~70 MB (cast back on load).
@@ -818,6 +966,9 @@ def write_model_files(models_dir: Path, family: str) -> dict[str, str]:
         "sd3": lambda: _taesd_vae(16, 2000).get_sd(),
         "flux": lambda: _taesd_vae(16, 2001).get_sd(),
         "z_image": lambda: _taesd_vae(16, 2001).get_sd(),  # the same ae.safetensors as flux
+        "chroma": lambda: _taesd_vae(16, 2001).get_sd(),
+        "lumina2": lambda: _taesd_vae(16, 2001).get_sd(),
+        "pixart": lambda: _taesd_vae(4, 2006).get_sd(),
         "wan": lambda: _wan21_vae_sd(2002),
         "hunyuan_video": lambda: _wan21_vae_sd(2003),
         "wan22": lambda: _wan22_vae_sd(2004),

@@ -1,7 +1,7 @@
 """Which diffusion models the MODEL application point supports, and how it reaches their text.
 
 UNets (SD1.5, SDXL): an attn2 patch, which sees the text context of every cross-attention.
-DiTs (SD3.x, Flux, Wan, HunyuanVideo, LTX-Video, Qwen-Image, Z-Image): a keyed APPLY_MODEL
+DiTs (SD3.x, Flux, Chroma, Wan, HunyuanVideo, LTX-Video, Qwen-Image, Z-Image, Lumina 2, PixArt): a keyed APPLY_MODEL
 wrapper, which sees the text conditioning (c_crossattn) before the model's own text projection.
 Both stack with other patches and wrappers and survive ModelPatcher.clone().
 """
@@ -18,17 +18,28 @@ from ...steering.errors import SafetySteerError
 DIT_MODELS = (
     (model_base.SD3, "SD3 / SD3.5", "context_embedder"),
     (model_base.Flux, "Flux", "txt_in"),
+    # model_base.Chroma subclasses Flux (T5 only, no pooled vector): the most derived class matches
+    (model_base.Chroma, "Chroma", "txt_in"),
     # Wan 2.1, Wan 2.2 T2V/I2V 14B (ComfyUI loads them as WAN21) and Wan 2.2 TI2V 5B (WAN22, a subclass)
     (model_base.WAN21, "Wan 2.x", "text_embedding.0"),
     (model_base.HunyuanVideo, "HunyuanVideo", "txt_in.input_embedder"),
     (model_base.LTXV, "LTX-Video", "caption_projection.linear_1"),
     # txt_norm (an RMSNorm) reads the context first, then txt_in
     (model_base.QwenImage, "Qwen-Image", "txt_in"),
-    # model_base.Lumina2 also runs Lumina Image 2.0 (Gemma encoders): only Z-Image's config counts
+    # model_base.Lumina2 runs Z-Image (Qwen3-4B) and Lumina Image 2.0 (Gemma 2 2B): the config tells them apart
     (model_base.Lumina2, "Z-Image", "cap_embedder.1"),
+    (model_base.Lumina2, "Lumina 2", "cap_embedder.1"),
+    # PixArt Alpha and Sigma: the caption MLP (y_embedder.y_proj) reads the T5 tokens
+    (model_base.PixArt, "PixArt", "y_embedder.y_proj.fc1"),
 )
-#: Labels whose model_base class other families share: the model config class must match too.
-CONFIG_CLASSES = {"Z-Image": supported_models.ZImage}
+#: Labels whose model_base class other families share: the model config class must match too (the
+#: most derived config wins: supported_models.ZImage subclasses Lumina2).
+CONFIG_CLASSES = {"Z-Image": supported_models.ZImage, "Lumina 2": supported_models.Lumina2}
+#: Subclasses of a supported model_base class that are other families (other text encoders, or a
+#: pixel-space model never tested here): refused, not taken for their parent.
+OTHER_FAMILIES = tuple(
+    getattr(model_base, name) for name in ("Flux2", "ChromaRadiance", "HunyuanVideo15") if hasattr(model_base, name)
+)
 SUPPORTED_MODELS = ("SD1.5", "SDXL", *(label for _, label, _ in DIT_MODELS))
 #: The text encoders whose tokens each model's text stream is made of (any one set must be aligned).
 TEXT_STREAM_ENCODERS = {
@@ -36,11 +47,14 @@ TEXT_STREAM_ENCODERS = {
     "SDXL": ({"l", "g"}, {"g"}),
     "SD3 / SD3.5": ({"l", "g"}, {"t5xxl"}),
     "Flux": ({"t5xxl"},),
+    "Chroma": ({"t5xxl"},),
     "Wan 2.x": ({"umt5xxl"},),
     "HunyuanVideo": ({"llama"},),
     "LTX-Video": ({"t5xxl"},),
     "Qwen-Image": ({"qwen25_7b"},),
     "Z-Image": ({"qwen3_4b"},),
+    "Lumina 2": ({"gemma2_2b"},),
+    "PixArt": ({"t5xxl"},),
 }
 
 
@@ -59,17 +73,31 @@ def model_kind(model) -> tuple[str, str]:
         "SDXL_instructpix2pix",
     ):
         return "unet", "SDXL" if "SDXL" in type(base).__name__ else "SD1.5"
-    for cls, label, _ in DIT_MODELS:
-        if _is(base, cls, label):
-            return "dit", label
+    match = _dit_entry(base)
+    if match is not None:
+        return "dit", match[1]
     raise UnsupportedModelError(
         f"Safety Steer cannot steer a {type(base).__name__} model yet. Supported diffusion "
         f"models: {', '.join(SUPPORTED_MODELS)}."
     )
 
 
+def _dit_entry(base) -> tuple[type, str, str] | None:
+    """The DIT_MODELS entry of the most derived class the model is an instance of (Chroma before
+    Flux), then of the most derived config class (Z-Image before Lumina 2)."""
+    matches = [entry for entry in DIT_MODELS if _is(base, entry[0], entry[1])]
+
+    def depth(entry) -> tuple[int, int]:
+        config = CONFIG_CLASSES.get(entry[1])
+        return len(entry[0].__mro__), len(config.__mro__) if config is not None else 0
+
+    return max(matches, key=depth, default=None)
+
+
 def _is(base, cls: type, label: str) -> bool:
     config = CONFIG_CLASSES.get(label)
+    if isinstance(base, OTHER_FAMILIES):
+        return False
     return isinstance(base, cls) and (config is None or isinstance(getattr(base, "model_config", None), config))
 
 
@@ -90,12 +118,12 @@ def text_context_width(model) -> int | None:
     base = model.model
     if isinstance(getattr(base, "diffusion_model", None), UNetModel):
         return base.model_config.unet_config.get("context_dim")
-    for cls, label, path in DIT_MODELS:
-        if _is(base, cls, label):
-            module = base.diffusion_model
-            for part in path.split("."):
-                module = module[int(part)] if part.isdigit() else getattr(module, part, None)
-                if module is None:
-                    return None
-            return getattr(module, "in_features", None)
-    return None
+    match = _dit_entry(base)
+    if match is None:
+        return None
+    module = base.diffusion_model
+    for part in match[2].split("."):
+        module = module[int(part)] if part.isdigit() else getattr(module, part, None)
+        if module is None:
+            return None
+    return getattr(module, "in_features", None)

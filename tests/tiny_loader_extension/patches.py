@@ -12,6 +12,9 @@ to load (or load wrongly). Three patches, all keyed on the exact tiny widths of 
    SD1.5/SDXL need the subclass only to be recognised at all; SD3 loads stock. Qwen-Image's
    detection reads no width at all: its tiny class checks txt_in's width in the state dict.
    Z-Image's (Lumina 2's) sets heads, rope and modulation only for the real widths 2304 / 3840.
+   Chroma's (Flux's, then its own) sets Flux's heads and rope and the approximator's full widths.
+   Lumina Image 2.0's sets heads and rope only for its real width 2304. PixArt's reads no width
+   (hard-coded 1152, T5 caption 4096): its tiny class checks the patch embedding in the state dict.
 2. Text encoders: ``comfy.sd.load_text_encoder_state_dicts`` (CLIPLoader, DualCLIPLoader) and
    ``comfy.sd.load_state_dict_guess_config`` (CheckpointLoaderSimple) look at the state dicts; if
    they hold tiny encoders (CLIP/T5/Llama embeddings of tiny width), the tiny encoder configs are
@@ -85,6 +88,20 @@ def tiny_model_classes() -> list[type]:
         )
 
     tiny_qwen.matches = classmethod(qwen_matches)
+
+    # PixArt's detection reads no width either (it hard-codes 1152): the tiny class reads the patch
+    # embedding's width from the state dict.
+    tiny_pixart = with_overrides(sm.PixArtSigma, "pixart", {"image_model": "pixart_sigma"})
+
+    def pixart_matches(cls, unet_config, state_dict=None):
+        weight = (state_dict or {}).get("x_embedder.proj.weight")
+        return (
+            sm.PixArtSigma.matches.__func__(cls, unet_config, state_dict)
+            and weight is not None
+            and weight.shape[0] == configs["pixart"]["hidden_size"]
+        )
+
+    tiny_pixart.matches = classmethod(pixart_matches)
     return [
         with_overrides(
             sm.SD15,
@@ -138,6 +155,10 @@ def tiny_model_classes() -> list[type]:
         ),
         tiny_qwen,
         with_overrides(sm.ZImage, "z_image", {"image_model": "lumina2", "dim": configs["z_image"]["dim"]}),
+        # Chroma's detection hard-codes Flux's heads and rope axes and the approximator's full widths
+        with_overrides(sm.Chroma, "chroma", {"image_model": "chroma", "hidden_size": configs["chroma"]["hidden_size"]}),
+        with_overrides(sm.Lumina2, "lumina2", {"image_model": "lumina2", "dim": configs["lumina2"]["dim"]}),
+        tiny_pixart,
     ]
 
 
@@ -165,10 +186,14 @@ def tiny_encoder_options(state_dicts) -> dict:
             elif key.endswith("embed_tokens.weight") and shape[1] in (
                 tm.TINY_QWEN25["hidden_size"],
                 tm.TINY_QWEN3["hidden_size"],
+                tm.TINY_GEMMA2["hidden_size"],
             ):
                 prefix = key[: -len("embed_tokens.weight")]
                 # ComfyUI tells them apart the same way (comfy.sd.detect_te_model)
-                if f"{prefix}layers.0.self_attn.k_proj.bias" in sd and shape[1] == tm.TINY_QWEN25["hidden_size"]:
+                if f"{prefix}layers.0.post_feedforward_layernorm.weight" in sd:
+                    if shape[1] == tm.TINY_GEMMA2["hidden_size"]:
+                        options["gemma2_2b_model_config"] = {**tm.TINY_GEMMA2, "vocab_size": int(shape[0])}  # Gemma 2
+                elif f"{prefix}layers.0.self_attn.k_proj.bias" in sd and shape[1] == tm.TINY_QWEN25["hidden_size"]:
                     options["qwen25_7b_model_config"] = {**tm.TINY_QWEN25, "vocab_size": int(shape[0])}
                     options["qwen25_7b_class"] = tm.tiny_qwen25_class()  # Qwen2.5 (q/k/v biases)
                 elif f"{prefix}layers.0.self_attn.q_norm.weight" in sd and shape[1] == tm.TINY_QWEN3["hidden_size"]:
