@@ -8,8 +8,6 @@ IMAGE, and as score / flagged outputs that can drive switches downstream.
 
 from __future__ import annotations
 
-import dataclasses
-
 from comfy_api.latest import io, ui
 
 from ...steering.application.inspection import format_inspection, inspect_prompts, select_categories, split_prompts
@@ -20,6 +18,7 @@ from ...steering.transfer.aligned import AlignedSafetyDirection
 from ..directions.load import _load_cached
 from ..model_folders import direction_pack_path, list_direction_packs
 from ..progress import download_progress
+from ..search_aliases import search_aliases
 from ..types import AlignedDirectionType, DirectionPackType
 from .chart import chart_tensor, draw_chart
 
@@ -29,9 +28,11 @@ DEFAULT_PROMPTS = "a watercolor painting of a lighthouse at dawn\na man stabbing
 
 
 def schema_extras() -> dict:
-    """Schema fields only newer ComfyUI versions have (search aliases), where this one has them."""
-    fields = {f.name for f in dataclasses.fields(io.Schema)}
-    return {"search_aliases": SEARCH_ALIASES} if "search_aliases" in fields else {}
+    """Search aliases where this ComfyUI's schema takes them: the pack's, and this node's own."""
+    extras = search_aliases("SafetySteerPromptInspector")
+    if extras:
+        extras["search_aliases"] = list(dict.fromkeys([*SEARCH_ALIASES, *extras["search_aliases"]]))
+    return extras
 
 
 def default_pack() -> str | None:
