@@ -155,3 +155,27 @@ def test_safedig_meter_says_why_it_has_no_projection(comfy):
     meter = only_meter(comfy.last_ui)
     assert meter["categories"] == [] and meter["strength"] == 1.5 and "SafeDIG" in meter["note"]
     assert meter["gate"]["open"] is None and meter["gate"]["fallback"] is False
+
+
+def test_meter_warns_when_the_source_llm_gate_falls_back(comfy, tiny_clip, tmp_path, monkeypatch):
+    """A pack whose source model is not on this machine: the text-encoder node's meter carries the
+    warning at once, and the report's meter says which gate really ran."""
+    import dataclasses
+    import sys
+
+    monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
+    pack = sys.modules[comfy.node_classes["SafetySteerLoadDirection"].__module__].load_pack(DEFAULT_PACK_PATH)
+    clip = tiny_clip("sd15")
+    (aligned,) = comfy.node("SafetySteerFitCrossModelAlignment", clip=clip, direction=pack, method="ridge", anchors=40)
+    missing = dataclasses.replace(aligned.source_gate, source_ref="no-such-model", weights_sha256=None)
+    aligned = dataclasses.replace(aligned, source_gate=missing)
+    settings = {"strength": 2.0, "direction": "violence", "mode": "add", "gate": "source LLM", "gate_threshold": 3.0}
+    (steered,) = comfy.node("SafetySteerApplyTextEncoder", clip=clip, aligned_direction=aligned, **settings)
+    meter = only_meter(comfy.last_ui)
+    assert meter["gate"]["fallback"] is True and "no-such-model" in meter["gate"]["warning"]
+    assert meter["gate"]["kind"] == "target projection (source LLM unavailable)"
+    (conditioning,) = comfy.node("CLIPTextEncode", clip=steered, text=UNSAFE)
+    comfy.node("SafetySteerReport", conditioning=conditioning)
+    meter = only_meter(comfy.last_ui)
+    assert meter["gate"]["fallback"] is True and meter["gate"]["kind"].endswith("(source LLM unavailable)")
+    assert "source-LLM gate did not run" in meter["gate"]["warning"] and meter["prompt"] == UNSAFE
