@@ -19,7 +19,10 @@ app.registerExtension({
       w.computeSize = () => [0, -4]; // and no room kept for it (the layout counts every widget)
     }
     const panel = buildMixerPanel(node);
-    const widget = node.addDOMWidget("category_mix", "safety_steer_panel", panel, {
+    const holder = document.createElement("div");
+    holder.dataset.ssNodeId = String(node.id);
+    holder.append(panel);
+    const widget = node.addDOMWidget("category_mix", "safety_steer_panel", holder, {
       serialize: false,
       hideOnZoom: false,
       getMinHeight: () => PANEL_HEIGHT,
@@ -28,11 +31,21 @@ app.registerExtension({
     widget.serialize = false;
     // the panel stays the last widget: the frontend saves widget values by position, and a
     // non-saved widget before a saved one would shift them when the workflow is loaded again
-    panel.refresh();
+    const refresh = () => {
+      holder.dataset.ssNodeId = String(node.id); // the id is set when the node joins a graph
+      panel.refresh();
+    };
+    refresh();
+    const onAdded = node.onAdded;
+    node.onAdded = function () {
+      const result = onAdded?.apply(this, arguments);
+      refresh();
+      return result;
+    };
     const onConfigure = node.onConfigure;
     node.onConfigure = function () {
       const result = onConfigure?.apply(this, arguments);
-      panel.refresh();
+      refresh();
       return result;
     };
     const [width, height] = node.computeSize();

@@ -8,7 +8,6 @@ export function showPanel(node, name, panel, height) {
   if (!widget) {
     const holder = el("div", "ss-holder");
     holder.dataset.safetySteerPanel = name;
-    holder.dataset.nodeId = String(node.id);
     widget = node.addDOMWidget(name, "safety_steer_panel", holder, {
       serialize: false,
       hideOnZoom: false,
@@ -18,9 +17,10 @@ export function showPanel(node, name, panel, height) {
     widget.serialize = false;
   }
   widget.panelHeight = height;
+  widget.element.dataset.ssNodeId = String(node.id);
   widget.element.replaceChildren(panel);
   const [width, wanted] = node.computeSize?.() ?? node.size;
-  node.setSize?.([Math.max(node.size[0], width, 380), Math.max(wanted, node.size[1])]);
+  node.setSize?.([Math.max(node.size[0], width, 440), Math.max(wanted, node.size[1])]);
   node.setDirtyCanvas?.(true, true);
   return widget;
 }
@@ -33,4 +33,9 @@ export function payload(message, key) {
 
 export function fmt(value, digits = 2) {
   return value === null || value === undefined || Number.isNaN(Number(value)) ? "–" : Number(value).toFixed(digits);
+}
+
+/** Pixels a muted text line of ``text`` takes in a panel about 420 px wide (0 when empty). */
+export function textHeight(text, charsPerLine = 62) {
+  return text ? 15 * Math.ceil(String(text).length / charsPerLine) : 0;
 }

@@ -2,7 +2,7 @@
 // projection before and after the steer (benign-anchor units), the gate that ran and the strength
 // applied, with a warning badge when the gate fell back from the source LLM.
 import { el } from "./style.js";
-import { fmt } from "./node_panel.js";
+import { fmt, textHeight } from "./node_panel.js";
 import { gateBadges } from "./inspector_chart.js";
 
 function axisRange(categories, before, after) {
@@ -93,5 +93,6 @@ export function renderSafetyMeter(data) {
 }
 
 export function safetyMeterHeight(data) {
-  return 66 + (data.categories?.length ?? 0) * 14 + (data.gate?.warning ? 30 : 0) + (data.note ? 16 : 0);
+  const head = textHeight(`gate: ${data.gate?.kind ?? ""} open 0.00 strength 0.00 gate fell back`);
+  return 40 + head + (data.categories?.length ?? 0) * 14 + textHeight(data.gate?.warning) + textHeight(data.note);
 }

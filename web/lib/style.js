@@ -17,6 +17,7 @@ const CSS = `
 .ss-prompt-text { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; max-width: 100%; }
 .ss-row { display: grid; grid-template-columns: 92px 1fr 64px; gap: 4px; align-items: center; height: 14px; }
 .ss-row-label { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.ss-inspector .ss-row { grid-template-columns: 84px 1fr 40px 0.8fr 34px; }
 .ss-row-num { text-align: right; font-variant-numeric: tabular-nums; }
 .ss-track { position: relative; height: 10px; background: rgba(127,127,127,0.18); border-radius: 2px; }
 .ss-bar { position: absolute; top: 1px; height: 8px; border-radius: 2px; background: #3fb58b; }
