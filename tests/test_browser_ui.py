@@ -71,7 +71,7 @@ def _missing_browser() -> str | None:
     if not Path(CHROMIUM).is_file():
         return (
             f"chromium not found at {CHROMIUM}: install Debian's chromium (`apt-get install -y chromium` as "
-            "root; scripts/setup.sh does it when run as root) or set SAFETY_STEER_CHROMIUM to a chromium binary"
+            "root; .ci/run does it) or set SAFETY_STEER_CHROMIUM to a chromium binary"
         )
     return None
 
