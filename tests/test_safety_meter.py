@@ -179,3 +179,65 @@ def test_meter_warns_when_the_source_llm_gate_falls_back(comfy, tiny_clip, tmp_p
     meter = only_meter(comfy.last_ui)
     assert meter["gate"]["fallback"] is True and meter["gate"]["kind"].endswith("(source LLM unavailable)")
     assert "source-LLM gate did not run" in meter["gate"]["warning"] and meter["prompt"] == UNSAFE
+
+
+def test_text_encoder_meter_fills_in_when_the_prompt_is_encoded(tiny_model_server):
+    """On the real server, as the browser sees it (websocket): Apply Safety Steer (Text Encoder)
+    first shows the gate and strength, then, once CLIPTextEncode has encoded the prompt through the
+    steered CLIP, its meter again with that prompt's projections before and after."""
+    import asyncio
+    import uuid
+
+    import aiohttp
+
+    server = tiny_model_server
+    prompt = tiny_models().api_prompt("sd15", server.models["sd15"], text=UNSAFE, steps=1)
+    clip = prompt["positive"]["inputs"]["clip"]
+    prompt["pack"] = {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}}
+    prompt["aligned"] = {
+        "class_type": "SafetySteerFitCrossModelAlignment",
+        "inputs": {"clip": clip, "direction": ["pack", 0], "method": "ridge", "anchors": 40},
+    }
+    prompt["steer"] = {
+        "class_type": "SafetySteerApplyTextEncoder",
+        "inputs": {
+            "clip": clip,
+            "aligned_direction": ["aligned", 0],
+            "strength": 2.0,
+            "direction": "violence",
+            "mode": "add",
+            "gate": "none",
+            "gate_threshold": -1.0,
+        },
+    }
+    prompt["positive"]["inputs"]["clip"] = ["steer", 0]
+    client_id = str(uuid.uuid4())
+
+    async def run() -> list[dict]:
+        messages = []
+        url = f"{server.url}/ws?clientId={client_id}"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as socket:
+            body = {"prompt": prompt, "client_id": client_id}
+            async with session.post(f"{server.url}/prompt", json=body) as response:
+                assert response.status == 200, await response.text()
+                prompt_id = (await response.json())["prompt_id"]
+            async for message in socket:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                data = json.loads(message.data)
+                messages.append(data)
+                if data["type"] == "execution_error":
+                    raise AssertionError(data)
+                done = data["type"] == "executing" and data["data"].get("node") is None
+                if done and data["data"].get("prompt_id") == prompt_id:
+                    return messages
+        return messages
+
+    messages = asyncio.run(asyncio.wait_for(run(), 600))
+    sent = [m["data"]["output"] for m in messages if m["type"] == "executed" and m["data"]["node"] == "steer"]
+    assert len(sent) == 2, sent  # when the node ran, and when the prompt was encoded through its CLIP
+    pending, encoded = (only_meter(output) for output in sent)
+    assert set(pending["before"].values()) == {None} and pending["strength"] == 2.0
+    assert encoded["prompt"] == UNSAFE and encoded["strength"] == 2.0 and encoded["gate"]["kind"] == "none"
+    assert encoded["after"]["violence"] > encoded["before"]["violence"]
+    assert sent[1]["text"] == sent[0]["text"]  # the node's text stays what it was

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 
 import torch
 from comfy_api.latest import io
@@ -26,7 +27,7 @@ from ..progress import download_progress
 from ..search_aliases import search_aliases
 from .clip_targets import prompt_token_mask, sub_encoders
 from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
-from .meter_ui import pending_meter, text_and_meter
+from .meter_ui import live_meter, pending_meter, text_and_meter
 
 GATES = ("source LLM", "target projection", "none")
 
@@ -103,8 +104,9 @@ class SteeredTextEncoder:
         gate_threshold: float,
         choice: str,
         texts: PromptTexts,
+        on_report: Callable[[list[dict]], None] | None = None,
     ):
-        self._inner, self._aligned = inner, aligned
+        self._inner, self._aligned, self._on_report = inner, aligned, on_report
         self._slots = slot_names(inner, encoders)
         self._strength, self._mode, self._texts, self._choice = strength, mode, texts, choice
         self._row, self._source_rows = aligned.resolve(choice)
@@ -152,6 +154,8 @@ class SteeredTextEncoder:
         out = view_with(self._inner, proxies).encode_token_weights(token_weight_pairs)
         extra = dict(out[2]) if len(out) > 2 else {}
         extra[REPORT_KEY] = [*extra.get(REPORT_KEY, []), *(e.as_dict() for e in entries)]
+        if self._on_report is not None and text and text.strip():  # the node's meter: this prompt
+            self._on_report([e.as_dict() for e in entries])
         return (out[0], out[1], extra)
 
     def _slot(self, slot: str):
@@ -273,6 +277,7 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
                 ),
                 threshold_input(),
             ],
+            hidden=[io.Hidden.unique_id],
             outputs=[
                 io.Clip.Output(
                     display_name="steered_clip",
@@ -298,8 +303,8 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
             aligned_direction.names,
             strength,
             "target projection (source LLM unavailable)" if fell_back else gate,
-            "The steer runs when a prompt is encoded through this CLIP: Safety Steer Report on the "
-            "conditioning shows this meter with the prompt's projections after the run.",
+            "The steer runs when a prompt is encoded through this CLIP: this meter fills in then (the "
+            "latest prompt), and Safety Steer Report on the conditioning shows it after the run.",
             status if fell_back else None,
         )
         if strength == 0:
@@ -316,6 +321,15 @@ class SafetySteerApplyTextEncoder(io.ComfyNode):
 
         steered.tokenize = tokenize_and_remember  # an attribute of this clone only
         steered.cond_stage_model = SteeredTextEncoder(
-            clip.cond_stage_model, encoders, aligned_direction, strength, mode, gate, gate_threshold, direction, texts
+            clip.cond_stage_model,
+            encoders,
+            aligned_direction,
+            strength,
+            mode,
+            gate,
+            gate_threshold,
+            direction,
+            texts,
+            live_meter(cls.hidden.unique_id if cls.hidden else None, status, strength),
         )
         return io.NodeOutput(steered, ui=text_and_meter(status, payload))
