@@ -627,6 +627,24 @@ def test_training_nodes_stop_on_cancel(run, comfy, monkeypatch):
     assert not [n for n in folder_paths.get_filename_list("safety_saes") if n.startswith("matrix_cancel")]
 
 
+def test_prompt_inspector_reads_a_connected_pack(run):
+    """The Prompt Safety Inspector with a pack connected (its `pack` widget is then ignored) and
+    one category: the unsafe prompt is flagged on it (tests/test_prompt_inspector.py covers the rest)."""
+    g = Graph()
+    pack = g.add("SafetySteerLoadDirection", pack=DEFAULT_PACK_PATH.name)
+    node = g.add(
+        "SafetySteerPromptInspector",
+        pack=DEFAULT_PACK_PATH.name,
+        prompts=f"{UNSAFE}\na lighthouse on a cliff at dawn",
+        categories="violence",
+        direction=[pack, 0],
+    )
+    g.capture(node, "flagged", slot=2)
+    g.capture(node, "report", slot=3)
+    out = run(g)
+    assert out["flagged"] is True and "violence" in out["report"] and "hate" not in out["report"]
+
+
 def test_matrix_covers_every_node_and_option(comfy):
     """Runs last in this module (pytest keeps file order): every pack node and every combo option
     must appear in a graph that ran above."""
@@ -652,7 +670,8 @@ def test_matrix_covers_every_node_and_option(comfy):
             if (
                 item.get_io_type() == "COMBO"
                 and options
-                and schema.node_id not in ("SafetySteerLoadDirection", "SafetySteerLoadSAE")
+                and schema.node_id
+                not in ("SafetySteerLoadDirection", "SafetySteerLoadSAE", "SafetySteerPromptInspector")
             ):
                 missing += [
                     f"{schema.node_id}.{item.id}={o}" for o in options if (schema.node_id, item.id, str(o)) not in seen
