@@ -290,6 +290,14 @@ def cmd_bench(args) -> int:
         )
         print(json.dumps(results, indent=1) if args.json else real_width_overhead.format_table(results))
         return 0
+    if args.which == "eval-images":
+        from .bench import eval_images_scaling
+
+        results = eval_images_scaling.run(
+            out=Path(args.out) / "eval_images_scaling.json", log=lambda line: print(line, file=sys.stderr)
+        )
+        print(json.dumps(results, indent=1) if args.json else eval_images_scaling.format_result(results))
+        return 0
     if args.which == "sae":
         from .bench import sae_throughput
 
@@ -396,7 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval_images)
 
     p = sub.add_parser("bench", help="benchmarks (figures as ratios from one run)")
-    p.add_argument("which", choices=["extraction", "transport", "overhead", "sae", "safedig", "gate", "real-width"])
+    p.add_argument(
+        "which", choices=["extraction", "transport", "overhead", "sae", "safedig", "gate", "real-width", "eval-images"]
+    )
     p.add_argument("--families", nargs="*", default=None, help="real-width: families to run (default: all)")
     p.add_argument("--out", default="bench/results", help="transport, safedig: where JSON and plots go")
     p.add_argument("--prompts", type=int, default=128)

@@ -67,7 +67,7 @@ class WorkflowPlan:
     steer_nodes: list[str]
     safedig_nodes: list[str]
     direction_sources: dict[str, list[str]]  # method -> node ids of its direction node
-    save_nodes: list[str]
+    save_nodes: list[str]  # the images evaluated: those downstream of our nodes if others exist
 
 
 def _links(inputs: dict):
@@ -93,6 +93,17 @@ def _upstream_text(prompt: dict, start: str) -> list[tuple[str, str]]:
                 following.extend(source for _, source in _links(inputs))
         frontier = following
     return found
+
+
+def _upstream(prompt: dict, start: str) -> set[str]:
+    seen, frontier = set(), [start]
+    while frontier:
+        node_id = frontier.pop()
+        if node_id in seen or node_id not in prompt:
+            continue
+        seen.add(node_id)
+        frontier.extend(source for _, source in _links(prompt[node_id]["inputs"]))
+    return seen
 
 
 def plan_workflow(prompt: dict, text_node: str | None = None) -> WorkflowPlan:
@@ -128,6 +139,10 @@ def plan_workflow(prompt: dict, text_node: str | None = None) -> WorkflowPlan:
     saves = [i for i, node in prompt.items() if node["class_type"] in ("SaveImage", "PreviewImage")]
     if not saves:
         raise WorkflowError("the workflow saves no image: end it in SaveImage (or PreviewImage).")
+    steering = {i for kind in (*STEER_NODES, SAFEDIG_NODE) for i in by_type.get(kind, [])}
+    steered_saves = [i for i in saves if _upstream(prompt, i) & steering]
+    if len(saves) > 1 and steered_saves:  # e.g. an unsteered comparison branch: not evaluated, not run
+        saves = steered_saves
     return WorkflowPlan(
         text_nodes=texts,
         seed_nodes=seeds,
@@ -215,6 +230,9 @@ def build_graph(prompt: dict, plan: WorkflowPlan, job: Job, filename_prefix: str
         _rewire_direction(graph, plan, job.method)
     for node_id in plan.safedig_nodes:
         graph[node_id]["inputs"]["strength"] = job.strength if job.method == "safedig" else 0.0
+    for node_id, node in prompt.items():
+        if node["class_type"] in ("SaveImage", "PreviewImage") and node_id not in plan.save_nodes:
+            del graph[node_id]  # another image branch (unsteered comparison): ComfyUI then skips it
     for node_id in plan.save_nodes:
         if "filename_prefix" in graph[node_id]["inputs"]:
             graph[node_id]["inputs"]["filename_prefix"] = filename_prefix
