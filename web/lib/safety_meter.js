@@ -55,6 +55,12 @@ export function renderSafetyMeter(data) {
     warning.dataset.role = "gate-warning";
     panel.append(warning);
   }
+  if (data.prompt) {
+    const prompt = el("div", "ss-prompt-text ss-muted", `prompt: ${data.prompt}`);
+    prompt.title = data.prompt;
+    prompt.dataset.role = "prompt";
+    panel.append(prompt);
+  }
   if (data.note) {
     const note = el("div", "ss-muted", data.note);
     note.dataset.role = "note";
@@ -94,5 +100,6 @@ export function renderSafetyMeter(data) {
 
 export function safetyMeterHeight(data) {
   const head = textHeight(`gate: ${data.gate?.kind ?? ""} open 0.00 strength 0.00 gate fell back`);
-  return 40 + head + (data.categories?.length ?? 0) * 14 + textHeight(data.gate?.warning) + textHeight(data.note);
+  return 40 + head + (data.categories?.length ?? 0) * 14 + textHeight(data.gate?.warning) + textHeight(data.note) +
+    (data.prompt ? 15 : 0);
 }
