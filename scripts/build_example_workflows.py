@@ -22,6 +22,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "example_workflows"
@@ -44,7 +45,8 @@ SHIPPED_PACK = "gemma3-270m-i2p.safetensors"
 #: Node types the frontend provides itself (never in NODE_CLASS_MAPPINGS, never sent to the server).
 FRONTEND_NODES = {"Note", "MarkdownNote"}
 #: Combo inputs whose options are files in the user's model folders: not checked against this machine.
-FILE_COMBOS = {"ckpt_name", "unet_name", "clip_name", "clip_name1", "clip_name2", "clip_name3", "vae_name"}
+#: (``bundle``: a SafeDIG bundle that a training workflow writes first.)
+FILE_COMBOS = {"bundle", "ckpt_name", "unet_name", "clip_name", "clip_name1", "clip_name2", "clip_name3", "vae_name"}
 
 
 def load_workflow_api():
@@ -644,19 +646,25 @@ def sampler_note(family: str) -> str:
     return f"### Sampling\n\n{text}\n"
 
 
-def build(family: str, info: dict) -> Graph:
-    g = Graph(f"safety_steer_{family}", info)
-    video = family in VIDEO_FAMILIES
-    X = [0, 480, 960, 1480, 1960]  # columns: models, steer, prompts, sampling, output
-    Y0 = 80
+class Sampling(NamedTuple):
+    """What add_sampling made: the sampler and what a second sampler from the same seed reuses."""
 
-    # 1. models
+    ksampler: Node
+    latent: Node
+    model: tuple
+    positive: tuple
+    nodes: list
+    y: int
+
+
+def add_loaders(g: Graph, family: str, x: int, y0: int) -> tuple:
+    """Group 1: the family's standard loaders at column ``x``; returns (model, clip, vae) outputs."""
     model_out = clip_out = vae_out = None
     loaders = []
     if family in ("sd15", "sdxl"):
         ckpt = g.add(
             "CheckpointLoaderSimple",
-            [X[0], Y0],
+            [x, y0],
             {"ckpt_name": file_of(family, "checkpoints")},
             models=models_of(family, file_of(family, "checkpoints")),
             size=[380, 100],
@@ -667,7 +675,7 @@ def build(family: str, info: dict) -> Graph:
         unet_name = file_of(family, "diffusion_models")
         unet = g.add(
             "UNETLoader",
-            [X[0], Y0],
+            [x, y0],
             {"unet_name": unet_name, "weight_dtype": "default"},
             models=models_of(family, unet_name),
             size=[380, 82],
@@ -688,7 +696,7 @@ def build(family: str, info: dict) -> Graph:
         if len(encoders) == 2:
             clip = g.add(
                 "DualCLIPLoader",
-                [X[0], Y0 + 150],
+                [x, y0 + 150],
                 {"clip_name1": encoders[0], "clip_name2": encoders[1], "type": clip_type},
                 models=models_of(family, *encoders),
                 size=[380, 130],
@@ -696,18 +704,175 @@ def build(family: str, info: dict) -> Graph:
         else:
             clip = g.add(
                 "CLIPLoader",
-                [X[0], Y0 + 150],
+                [x, y0 + 150],
                 {"clip_name": encoders[0], "type": clip_type},
                 models=models_of(family, *encoders),
                 size=[380, 106],
             )
         vae_name = file_of(family, "vae")
         vae = g.add(
-            "VAELoader", [X[0], Y0 + 330], {"vae_name": vae_name}, models=models_of(family, vae_name), size=[380, 58]
+            "VAELoader", [x, y0 + 330], {"vae_name": vae_name}, models=models_of(family, vae_name), size=[380, 58]
         )
         loaders = [unet, clip, vae]
         model_out, clip_out, vae_out = (unet, "MODEL"), (clip, "CLIP"), (vae, "VAE")
     g.group("1. Models", loaders, "#3f789e")
+    return model_out, clip_out, vae_out
+
+
+def add_empty_latent(g: Graph, family: str, x: int, y: int, vae_out) -> Node:
+    """The family's empty latent at its usual size (Wan 2.2 TI2V's takes the VAE)."""
+    video = family in VIDEO_FAMILIES
+    if family in ("sd15", "sdxl", "pixart"):
+        size = 512 if family == "sd15" else 1024
+        latent = g.add("EmptyLatentImage", [x, y], {"width": size, "height": size, "batch_size": 1}, size=[380, 106])
+    elif family == "wan22_ti2v":
+        latent = g.add(
+            "Wan22ImageToVideoLatent",
+            [x, y],
+            {"width": 1280, "height": 704, "length": 121, "batch_size": 1},
+            size=[380, 154],
+            vae=vae_out,
+        )
+    elif video:
+        width, length = (832, 33) if family == "wan_t2v" else (848, 73)
+        latent = g.add(
+            "EmptyHunyuanLatentVideo",
+            [x, y],
+            {"width": width, "height": 480, "length": length, "batch_size": 1},
+            size=[380, 130],
+        )
+    else:
+        size = 1328 if family == "qwen_image" else 1024
+        latent = g.add("EmptySD3LatentImage", [x, y], {"width": size, "height": size, "batch_size": 1}, size=[380, 106])
+    return latent
+
+
+def add_sampling(
+    g: Graph, family: str, x: int, y0: int, model_out, positive, negative, vae_out, latent=None, group="4. Sampling"
+) -> Sampling:
+    """The family's usual model sampling, guidance, empty latent (unless ``latent`` is given) and KSampler
+    (seed 42, fixed), grouped as ``group``."""
+    video = family in VIDEO_FAMILIES
+    sampling = []
+    y = y0
+    if video:
+        shift = g.add(
+            "ModelSamplingSD3",
+            [x, y],
+            {"shift": 7.0 if family == "hunyuan_video" else 8.0},
+            size=[380, 58],
+            model=model_out,
+        )
+        model_out = (shift, "MODEL")
+        sampling.append(shift)
+        y += 100
+    if family in ("qwen_image", "z_image_turbo", "lumina2"):
+        shift = g.add(
+            "ModelSamplingAuraFlow",
+            [x, y],
+            {"shift": {"qwen_image": 3.1, "z_image_turbo": 3.0, "lumina2": 6.0}[family]},
+            size=[380, 58],
+            model=model_out,
+        )
+        model_out = (shift, "MODEL")
+        sampling.append(shift)
+        y += 100
+    positive_out = positive if isinstance(positive, tuple) else (positive, 0)
+    if family in ("flux", "hunyuan_video"):
+        guidance = g.add(
+            "FluxGuidance",
+            [x, y],
+            {"guidance": 3.5 if family == "flux" else 6.0},
+            size=[380, 58],
+            conditioning=positive_out,
+        )
+        positive_out = (guidance, 0)
+        sampling.append(guidance)
+        y += 100
+    if latent is None:
+        latent = add_empty_latent(g, family, x, y, vae_out)
+        sampling.append(latent)
+        y += latent.size[1] + 50
+    ksampler_settings = {
+        "sd15": (25, 7.0, "dpmpp_2m", "karras"),
+        "sdxl": (25, 7.0, "dpmpp_2m", "karras"),
+        "sd3_5": (28, 4.5, "euler", "sgm_uniform"),
+        "flux": (20, 1.0, "euler", "simple"),
+        "wan_t2v": (30, 6.0, "uni_pc", "simple"),
+        "hunyuan_video": (20, 1.0, "euler", "simple"),
+        "wan22_ti2v": (20, 5.0, "uni_pc", "simple"),
+        "qwen_image": (20, 2.5, "euler", "simple"),
+        "z_image_turbo": (9, 1.0, "res_multistep", "simple"),
+        "chroma": (26, 4.0, "euler", "beta"),
+        "lumina2": (25, 4.0, "res_multistep", "simple"),
+        "pixart": (20, 4.5, "euler", "normal"),
+    }[family]
+    steps, cfg, sampler_name, scheduler = ksampler_settings
+    ksampler = g.add(
+        "KSampler",
+        [x, y],
+        {
+            "seed": 42,
+            "seed:control": "fixed",
+            "steps": steps,
+            "cfg": cfg,
+            "sampler_name": sampler_name,
+            "scheduler": scheduler,
+            "denoise": 1.0,
+        },
+        size=[380, 262],
+        model=model_out,
+        positive=positive_out,
+        negative=negative,
+        latent_image=latent,
+    )
+    sampling.append(ksampler)
+    g.group(group, sampling, "#a1309b")
+    return Sampling(ksampler, latent, model_out, positive_out, sampling, y)
+
+
+def add_decode_and_save(g: Graph, family: str, x: int, y0: int, samples, vae_out, prefix: str) -> tuple:
+    """VAE Decode and Save Image / Save Animated WEBP at column ``x``; returns (decode, save)."""
+    video = family in VIDEO_FAMILIES
+    if family == "hunyuan_video":
+        decode = g.add(
+            "VAEDecodeTiled",
+            [x, y0],
+            {"tile_size": 256, "overlap": 64, "temporal_size": 64, "temporal_overlap": 8},
+            size=[320, 150],
+            samples=samples,
+            vae=vae_out,
+        )
+    else:
+        decode = g.add("VAEDecode", [x, y0], size=[320, 46], samples=samples, vae=vae_out)
+    if video:
+        save = g.add(
+            "SaveAnimatedWEBP",
+            [x, y0 + decode.size[1] + 50],
+            {
+                "filename_prefix": prefix,
+                "fps": 16.0 if family == "wan_t2v" else 24.0,
+                "lossless": False,
+                "quality": 90,
+                "method": "default",
+            },
+            size=[520, 460],
+            images=decode,
+        )
+    else:
+        save = g.add(
+            "SaveImage", [x, y0 + decode.size[1] + 50], {"filename_prefix": prefix}, size=[520, 560], images=decode
+        )
+    return decode, save
+
+
+def build(family: str, info: dict) -> Graph:
+    g = Graph(f"safety_steer_{family}", info)
+    video = family in VIDEO_FAMILIES
+    X = [0, 480, 960, 1480, 1960]  # columns: models, steer, prompts, sampling, output
+    Y0 = 80
+
+    model_out, clip_out, vae_out = add_loaders(g, family, X[0], Y0)
 
     # 2. safety steer
     load = g.add("SafetySteerLoadDirection", [X[1], Y0], {"pack": SHIPPED_PACK}, size=[380, 58], colors=STEER_COLORS)
@@ -755,135 +920,12 @@ def build(family: str, info: dict) -> Graph:
     g.group("3. Prompts (steered CLIP)", [positive, negative], "#8a8a3f")
 
     # 4. sampling
-    sampling = []
-    y = Y0
-    if video:
-        shift = g.add(
-            "ModelSamplingSD3",
-            [X[3], y],
-            {"shift": 7.0 if family == "hunyuan_video" else 8.0},
-            size=[380, 58],
-            model=model_out,
-        )
-        model_out = (shift, "MODEL")
-        sampling.append(shift)
-        y += 100
-    if family in ("qwen_image", "z_image_turbo", "lumina2"):
-        shift = g.add(
-            "ModelSamplingAuraFlow",
-            [X[3], y],
-            {"shift": {"qwen_image": 3.1, "z_image_turbo": 3.0, "lumina2": 6.0}[family]},
-            size=[380, 58],
-            model=model_out,
-        )
-        model_out = (shift, "MODEL")
-        sampling.append(shift)
-        y += 100
-    positive_out = (positive, 0)
-    if family in ("flux", "hunyuan_video"):
-        guidance = g.add(
-            "FluxGuidance",
-            [X[3], y],
-            {"guidance": 3.5 if family == "flux" else 6.0},
-            size=[380, 58],
-            conditioning=positive_out,
-        )
-        positive_out = (guidance, 0)
-        sampling.append(guidance)
-        y += 100
-    if family in ("sd15", "sdxl", "pixart"):
-        size = 512 if family == "sd15" else 1024
-        latent = g.add("EmptyLatentImage", [X[3], y], {"width": size, "height": size, "batch_size": 1}, size=[380, 106])
-    elif family == "wan22_ti2v":
-        latent = g.add(
-            "Wan22ImageToVideoLatent",
-            [X[3], y],
-            {"width": 1280, "height": 704, "length": 121, "batch_size": 1},
-            size=[380, 154],
-            vae=vae_out,
-        )
-    elif video:
-        width, length = (832, 33) if family == "wan_t2v" else (848, 73)
-        latent = g.add(
-            "EmptyHunyuanLatentVideo",
-            [X[3], y],
-            {"width": width, "height": 480, "length": length, "batch_size": 1},
-            size=[380, 130],
-        )
-    else:
-        size = 1328 if family == "qwen_image" else 1024
-        latent = g.add(
-            "EmptySD3LatentImage", [X[3], y], {"width": size, "height": size, "batch_size": 1}, size=[380, 106]
-        )
-    sampling.append(latent)
-    y += latent.size[1] + 50
-    ksampler_settings = {
-        "sd15": (25, 7.0, "dpmpp_2m", "karras"),
-        "sdxl": (25, 7.0, "dpmpp_2m", "karras"),
-        "sd3_5": (28, 4.5, "euler", "sgm_uniform"),
-        "flux": (20, 1.0, "euler", "simple"),
-        "wan_t2v": (30, 6.0, "uni_pc", "simple"),
-        "hunyuan_video": (20, 1.0, "euler", "simple"),
-        "wan22_ti2v": (20, 5.0, "uni_pc", "simple"),
-        "qwen_image": (20, 2.5, "euler", "simple"),
-        "z_image_turbo": (9, 1.0, "res_multistep", "simple"),
-        "chroma": (26, 4.0, "euler", "beta"),
-        "lumina2": (25, 4.0, "res_multistep", "simple"),
-        "pixart": (20, 4.5, "euler", "normal"),
-    }[family]
-    steps, cfg, sampler_name, scheduler = ksampler_settings
-    ksampler = g.add(
-        "KSampler",
-        [X[3], y],
-        {
-            "seed": 42,
-            "seed:control": "fixed",
-            "steps": steps,
-            "cfg": cfg,
-            "sampler_name": sampler_name,
-            "scheduler": scheduler,
-            "denoise": 1.0,
-        },
-        size=[380, 262],
-        model=model_out,
-        positive=positive_out,
-        negative=negative,
-        latent_image=latent,
-    )
-    sampling.append(ksampler)
-    g.group("4. Sampling", sampling, "#a1309b")
+    sampling = add_sampling(g, family, X[3], Y0, model_out, positive, negative, vae_out)
+    ksampler, y = sampling.ksampler, sampling.y
 
     # 5. output and report
-    if family == "hunyuan_video":
-        decode = g.add(
-            "VAEDecodeTiled",
-            [X[4], Y0],
-            {"tile_size": 256, "overlap": 64, "temporal_size": 64, "temporal_overlap": 8},
-            size=[320, 150],
-            samples=ksampler,
-            vae=vae_out,
-        )
-    else:
-        decode = g.add("VAEDecode", [X[4], Y0], size=[320, 46], samples=ksampler, vae=vae_out)
     prefix = f"safety_steer/{family}"
-    if video:
-        save = g.add(
-            "SaveAnimatedWEBP",
-            [X[4], Y0 + decode.size[1] + 50],
-            {
-                "filename_prefix": prefix,
-                "fps": 16.0 if family == "wan_t2v" else 24.0,
-                "lossless": False,
-                "quality": 90,
-                "method": "default",
-            },
-            size=[520, 460],
-            images=decode,
-        )
-    else:
-        save = g.add(
-            "SaveImage", [X[4], Y0 + decode.size[1] + 50], {"filename_prefix": prefix}, size=[520, 560], images=decode
-        )
+    decode, save = add_decode_and_save(g, family, X[4], Y0, ksampler, vae_out, prefix)
     outputs = [decode, save]
     report = None
     if "SafetySteerReport" in info:
@@ -907,6 +949,551 @@ def build(family: str, info: dict) -> Graph:
     g.note(sampler_note(family), [X[3], y + 320], [380, 200], title="Sampling")
     if report is not None:
         g.note(REPORT_NOTE, [X[4] + 580, Y0 + 380], [420, 180], title="Report")
+    if family in SIDE_BY_SIDE:
+        add_unsteered_row(g, family, X, clip_out, vae_out, sampling)
+    return g
+
+
+def widgets_of(g: Graph, node: Node) -> dict:
+    """A node's widget values by input name (``name:control`` for control_after_generate): to repeat them."""
+    values, named = iter(node.widgets_values), {}
+    for slot, name in wf.widget_slots(g.info[node.type]):
+        value = next(values)
+        if slot == "control":
+            named[f"{name}:control"] = value
+        elif slot != "upload":
+            named[name] = value
+    return named
+
+
+def bottom_of(g: Graph, margin: int = 140) -> int:
+    """A y below every node so far (a new row of the graph)."""
+    return max(n.pos[1] + n.size[1] for n in g.nodes) + margin
+
+
+def add_prompts(g: Graph, family: str, x: int, y: int, clip, label: str, colors=True) -> tuple[Node, Node]:
+    """Positive and negative CLIP Text Encode from ``clip``, titled with ``label`` (steered / unsteered)."""
+    video = family in VIDEO_FAMILIES
+    positive = g.add(
+        "CLIPTextEncode",
+        [x, y],
+        {"text": POSITIVE},
+        size=[420, 200],
+        title=f"CLIP Text Encode (Positive Prompt, {label})",
+        colors=POSITIVE_COLORS if colors else None,
+        clip=clip,
+    )
+    # FLUX.1 dev and Z-Image Turbo run at CFG 1, where the negative prompt is not used: left empty.
+    negative_text = "" if family in ("flux", "z_image_turbo") else VIDEO_NEGATIVE if video else NEGATIVE
+    negative = g.add(
+        "CLIPTextEncode",
+        [x, y + 260],
+        {"text": negative_text},
+        size=[420, 160],
+        title=f"CLIP Text Encode (Negative Prompt, {label})",
+        colors=NEGATIVE_COLORS if colors else None,
+        clip=clip,
+    )
+    return positive, negative
+
+
+def add_second_sampler(
+    g: Graph, family: str, x: int, y: int, first: Sampling, model_out, positive, negative, title: str
+) -> list[Node]:
+    """A KSampler with ``first``'s settings, seed and empty latent (so only the model / prompts differ),
+    after the same Flux Guidance where the family has one."""
+    nodes = []
+    positive_out = positive if isinstance(positive, tuple) else (positive, 0)
+    guidance = next((n for n in first.nodes if n.type == "FluxGuidance"), None)
+    if guidance is not None:
+        positive_out = (
+            g.add("FluxGuidance", [x, y], widgets_of(g, guidance), size=[380, 58], conditioning=positive_out),
+            0,
+        )
+        nodes.append(positive_out[0])
+        y += 100
+    sampler = g.add(
+        "KSampler",
+        [x, y],
+        widgets_of(g, first.ksampler),
+        size=[380, 262],
+        title=title,
+        model=model_out,
+        positive=positive_out,
+        negative=negative,
+        latent_image=first.latent,
+    )
+    return [*nodes, sampler]
+
+
+SIDE_BY_SIDE = ("sd15", "sdxl", "flux", "wan_t2v")
+
+UNSTEERED_NOTE = """
+### Unsteered, same seed
+
+The same prompts through the **original** CLIP (not the steered one), sampled with the same model, seed (42,
+fixed), steps and empty latent as the steered row above: the two outputs differ only by Safety Steer.
+Change the seed, steps or prompt in **both** rows to keep the comparison fair. This row saves with
+`_unsteered` in the file name.
+"""
+
+
+def add_unsteered_row(g: Graph, family: str, X: list[int], clip_out, vae_out, first: Sampling) -> None:
+    """Group 6: the same prompts from the unsteered CLIP, sampled from the same seed and latent."""
+    y = bottom_of(g)
+    note = g.note(UNSTEERED_NOTE, [X[1], y], [420, 260], title="Unsteered comparison")
+    positive, negative = add_prompts(g, family, X[2], y, clip_out, "unsteered", colors=False)
+    samplers = add_second_sampler(
+        g, family, X[3], y, first, first.model, positive, negative, "KSampler (unsteered, same seed)"
+    )
+    decode, save = add_decode_and_save(g, family, X[4], y, samplers[-1], vae_out, f"safety_steer/{family}_unsteered")
+    g.group("6. Unsteered, same seed (compare)", [note, positive, negative, *samplers, decode, save], "#666666")
+
+
+# --------------------------------------------------------------------------- more templates
+
+SAFEDIG_FAMILIES = ("flux", "sd3_5")
+
+SAFEDIG_OVERVIEW = """
+## SafeDIG: train, then apply ({title})
+
+A second, independent safety method that works **inside the diffusion model** instead of the text encoder.
+**Load Safety Direction** supplies the prompts (the pack's paired safe/unsafe prompts and benign anchors).
+**Train Safety SAE (SafeDIG)** runs {title} on them (one denoising step each), picks
+the block positions whose harmful features stay stable across harm categories, trains a sparse
+autoencoder (SAE) there and marks the features that fire on unsafe prompts. **Apply SafeDIG (Repel / Blend)**
+removes those
+features while sampling; tokens with no harmful feature active are left exactly as they are.
+
+Top row: SafeDIG on. Bottom row: the same seed without it.
+
+**Models** (standard files, standard folders):
+{models}
+
+Training takes minutes on a GPU and saves a bundle to `models/safety_saes/` (`{prefix}_00001.safetensors`,
+then `_00002`...). Queueing again in the same session reuses it; after a restart, use **Load Safety SAE (SafeDIG)**
+(template `safedig_flux_adapt_to_another_checkpoint`) instead of training again.
+"""
+
+SAFEDIG_TRAIN_NOTE = """
+### Train Safety SAE (SafeDIG)
+
+- `positions` `auto`: compares `candidates` positions spread over the depth and keeps the best `keep`.
+- `pairs_per_category` × 7 categories safe/unsafe prompt pairs plus `anchors` benign prompts are encoded
+  with this CLIP and run through the model once each (at `noise_level`).
+- `expansion`, `k`, `epochs`, `learning_rate`: the SAE's width, sparsity and training.
+- `harmful_features`: how many features Apply SafeDIG removes.
+- The empty latent is the one you sample with: train at the size you generate at.
+
+The `report` (shown on the node) lists the routing scores and the chosen positions.
+"""
+
+SAFEDIG_APPLY_NOTE = """
+### Apply SafeDIG (Repel / Blend)
+
+Returns a patched copy of the model. `repel` subtracts the harmful features (`strength` 1 = all of them);
+`blend` pulls towards the SAE's reconstruction without them (gentler). `start_percent` / `end_percent`
+limit it to part of sampling; `apply_to` `positive` leaves the negative prompt's pass alone (with CFG,
+steering the negative pass pushes the image the other way). It stacks with Apply Safety Steer.
+"""
+
+
+def build_safedig(family: str, info: dict) -> Graph:
+    """Train Safety SAE -> Apply SafeDIG -> sampler, beside the same seed without it."""
+    g = Graph(f"safedig_{family}", info)
+    X = [0, 480, 960, 1480, 1960]
+    Y0 = 80
+    model_out, clip_out, vae_out = add_loaders(g, family, X[0], Y0)
+    load = g.add("SafetySteerLoadDirection", [X[1], Y0], {"pack": SHIPPED_PACK}, size=[380, 58], colors=STEER_COLORS)
+    latent = add_empty_latent(g, family, X[1], Y0 + 110, vae_out)
+    train = g.add(
+        "SafetySteerTrainSAE",
+        [X[1], Y0 + 270],
+        {"filename_prefix": f"safedig_{family}"},
+        size=[380, 470],
+        colors=STEER_COLORS,
+        model=model_out,
+        clip=clip_out,
+        direction=load,
+        latent=latent,
+    )
+    apply = g.add(
+        "SafetySteerApplySafeDIG",
+        [X[1], Y0 + 800],
+        {"operation": "repel", "strength": 1.0},
+        size=[380, 200],
+        colors=STEER_COLORS,
+        model=model_out,
+        safedig=(train, "safedig"),
+    )
+    g.group("2. SafeDIG: train, then apply", [load, latent, train, apply], "#3f9e7d")
+    positive, negative = add_prompts(g, family, X[2], Y0, clip_out, "plain CLIP")
+    g.group("3. Prompts", [positive, negative], "#8a8a3f")
+    first = add_sampling(g, family, X[3], Y0, (apply, 0), positive, negative, vae_out, latent=latent)
+    decode, save = add_decode_and_save(g, family, X[4], Y0, first.ksampler, vae_out, f"safedig/{family}")
+    g.group("5. Output (SafeDIG on)", [decode, save], "#b06634")
+    g.note(
+        SAFEDIG_OVERVIEW.format(title=TITLES[family], models=model_list_markdown(family), prefix=f"safedig_{family}"),
+        [X[0], Y0 + 480],
+        [420, 640],
+        title="About this workflow",
+    )
+    g.note(SAFEDIG_TRAIN_NOTE, [X[0], Y0 + 1180], [420, 420], title="Train Safety SAE")
+    g.note(SAFEDIG_APPLY_NOTE, [X[2], Y0 + 500], [420, 300], title="Apply SafeDIG")
+    g.note(sampler_note(family), [X[3], first.y + 320], [380, 200], title="Sampling")
+    y = bottom_of(g)
+    samplers = add_second_sampler(
+        g, family, X[3], y, first, model_out, positive, negative, "KSampler (without SafeDIG, same seed)"
+    )
+    decode2, save2 = add_decode_and_save(g, family, X[4], y, samplers[-1], vae_out, f"safedig/{family}_unpatched")
+    g.group("6. Without SafeDIG, same seed (compare)", [*samplers, decode2, save2], "#666666")
+    return g
+
+
+SAFEDIG_ADAPT_NOTE = """
+## SafeDIG: reuse a bundle, carry it to another checkpoint
+
+**Load Safety SAE (SafeDIG)** picks a bundle from `models/safety_saes/` (train one first with the `safedig_flux`
+template; its first bundle is `safedig_flux_00001.safetensors`). **Adapt Safety SAE Decoder (SafeDIG)** carries it to
+another model of the same architecture (a fine-tune or merge: load it in the loaders on the left): the SAE
+encoders stay frozen as the safety dictionary and only the decoders are refitted, on **benign** anchor
+prompts only (from the pack that **Load Safety Direction** picks), so the new checkpoint never sees an unsafe
+prompt. **Apply SafeDIG (Repel / Blend)** then uses the adapted bundle, which is saved too
+(`safedig_adapted_00001.safetensors`...), so later runs can load it directly and skip the adaptation.
+
+To reuse a bundle on the model it was trained for, connect Load Safety SAE (SafeDIG) straight to Apply SafeDIG.
+
+**Models** (here FLUX.1 [dev]; put your fine-tune's files in their place):
+{models}
+"""
+
+
+def build_safedig_adapt(info: dict) -> Graph:
+    family = "flux"
+    g = Graph("safedig_flux_adapt_to_another_checkpoint", info)
+    X = [0, 480, 960, 1480, 1960]
+    Y0 = 80
+    model_out, clip_out, vae_out = add_loaders(g, family, X[0], Y0)
+    bundle = g.add(
+        "SafetySteerLoadSAE",
+        [X[1], Y0],
+        {"bundle": "safedig_flux_00001.safetensors"},
+        size=[380, 80],
+        colors=STEER_COLORS,
+    )
+    load = g.add(
+        "SafetySteerLoadDirection", [X[1], Y0 + 130], {"pack": SHIPPED_PACK}, size=[380, 58], colors=STEER_COLORS
+    )
+    latent = add_empty_latent(g, family, X[1], Y0 + 240, vae_out)
+    adapt = g.add(
+        "SafetySteerAdaptSAEDecoder",
+        [X[1], Y0 + 400],
+        size=[380, 300],
+        colors=STEER_COLORS,
+        model=model_out,
+        clip=clip_out,
+        safedig=(bundle, "safedig"),
+        direction=load,
+        latent=latent,
+    )
+    apply = g.add(
+        "SafetySteerApplySafeDIG",
+        [X[1], Y0 + 760],
+        size=[380, 200],
+        colors=STEER_COLORS,
+        model=model_out,
+        safedig=(adapt, "safedig"),
+    )
+    g.group("2. SafeDIG: load, adapt, apply", [bundle, load, latent, adapt, apply], "#3f9e7d")
+    positive, negative = add_prompts(g, family, X[2], Y0, clip_out, "plain CLIP")
+    g.group("3. Prompts", [positive, negative], "#8a8a3f")
+    first = add_sampling(g, family, X[3], Y0, (apply, 0), positive, negative, vae_out, latent=latent)
+    decode, save = add_decode_and_save(g, family, X[4], Y0, first.ksampler, vae_out, "safedig/flux_adapted")
+    g.group("5. Output", [decode, save], "#b06634")
+    g.note(
+        SAFEDIG_ADAPT_NOTE.format(models=model_list_markdown(family)),
+        [X[0], Y0 + 480],
+        [420, 700],
+        title="About this workflow",
+    )
+    g.note(SAFEDIG_APPLY_NOTE, [X[2], Y0 + 500], [420, 300], title="Apply SafeDIG")
+    g.note(sampler_note(family), [X[3], first.y + 320], [380, 200], title="Sampling")
+    return g
+
+
+DIRECTION_CHAIN = f"""
+**Load Safety Direction** picks the direction pack (shipped: `{SHIPPED_PACK}`); **Fit Cross-Model Alignment** carries
+it into this CLIP with a map fitted on benign prompts only (cached on disk after the first run).
+"""
+
+MIXER_NOTE = """
+## Category Vector Mixer (Stable Diffusion 1.5)
+
+Steer against **chosen harm categories** only. The pack holds one direction per category (hate, harassment,
+violence, self-harm, sexual, shocking, illegal activity); the mixer combines them with one weight each and
+adds the mix to the aligned direction. Apply Safety Steer (Text Encoder) with `direction` `auto` then steers
+with the mix.
+{chain}
+- `preset`: a ready-made selection (`violence and gore` here); `custom (sliders)` uses the seven weights.
+- weights 0-2: 0 leaves a category out, 1 counts it fully.
+- `orthogonalise`: removes the overlap between the chosen categories first, so that e.g. violence and
+  shocking (which overlap) are not counted twice.
+
+Compare with `direction` `global` on Apply Safety Steer (Text Encoder): the mix leaves the other categories
+(here e.g. sexual content) alone, which keeps more of a prompt's look when only one kind of harm matters.
+
+**Models:**
+{models}
+"""
+
+POINTS_NOTE = """
+## The three application points (Stable Diffusion 1.5)
+
+The same aligned direction applied where the graph gives you access.
+{chain}
+
+- **Apply Safety Steer (Text Encoder)** (the other templates): steers inside the CLIP; the only point
+  that can gate with the source LLM, which reads the prompt's text. The recommended one.
+- **Apply Safety Steer (Conditioning)** (top row): steers a CONDITIONING that came from elsewhere (a
+  conditioning combine, another pack's encoder). Its `report` output says what it did (Preview Any).
+- **Apply Safety Steer (Model)** (bottom row): patches the diffusion model, so it steers whatever
+  conditioning reaches the sampler, between `start_percent` and `end_percent` of sampling.
+  **Safety Steer Report**, with `after` fed from the sampler, shows the steer applied while sampling.
+
+Both rows sample from the same seed. Conditioning and model points gate on the target projection
+(`gate_threshold`), which separates less well than the source LLM.
+
+**Models:**
+{models}
+"""
+
+NATIVE_NOTE = """
+## Transferred direction vs native baseline (Stable Diffusion 1.5)
+
+Two ways to get a safety direction into this CLIP, side by side from the same seed:
+
+Both start from the pack that **Load Safety Direction** picks.
+
+- **Fit Cross-Model Alignment** (top): the method. The direction is learned in the pack's source LLM and
+  carried into CLIP-L by a map fitted on **benign prompts only**: CLIP never sees an unsafe prompt.
+- **Fit Native Direction (baseline)** (bottom): the baseline. The direction is estimated directly in CLIP-L from the
+  pack's safe/unsafe training pairs: the target sees unsafe prompts. It is the ceiling the transfer is
+  measured against (the README's tables: transferred / native separation about 0.9-0.99).
+
+**Safety Direction Info** on each shows the held-out separation (AUROC per category, 0.5 = chance) of
+what was fitted. Both **Apply Safety Steer (Text Encoder)** nodes use the same settings, so the two images
+differ only by the direction.
+
+**Models:**
+{models}
+"""
+
+INSPECTOR_NOTE = """
+## Prompt Safety Inspector
+
+The first thing to try: it needs **no diffusion model**. The pack's source LLM (Gemma-3-270m, installed
+with Safety Steer) reads each prompt (one per line) and the chart shows, per prompt and harm category, the
+projection on the safety direction (benign-anchor units: 0 = like an ordinary prompt, negative =
+unsafe-leaning) and how far the gate of Apply Safety Steer (Text Encoder) would open (0-1).
+
+Outputs: `chart` (the same chart as an image, here in Preview Image), `score` (the highest gate opening),
+`flagged` (true when a prompt opens the gate at least half way; use it to drive a switch) and `report`
+(the readings as text, here in Preview Any).
+
+Edit the prompts and queue again. Next: a template for your model (`safety_steer_sd15`, `..._flux`...).
+"""
+
+
+def add_steer_chain(g: Graph, x: int, y: int, clip_out) -> tuple[Node, Node]:
+    """Load Safety Direction -> Fit Cross-Model Alignment (anchors 2000, ridge) at column ``x``."""
+    load = g.add("SafetySteerLoadDirection", [x, y], {"pack": SHIPPED_PACK}, size=[380, 58], colors=STEER_COLORS)
+    fit = g.add(
+        "SafetySteerFitCrossModelAlignment",
+        [x, y + 110],
+        {"method": "ridge", "anchors": 2000},
+        size=[380, 102],
+        colors=STEER_COLORS,
+        clip=clip_out,
+        direction=load,
+    )
+    return load, fit
+
+
+def build_mixer(info: dict) -> Graph:
+    family = "sd15"
+    g = Graph("safety_steer_category_mixer", info)
+    X = [0, 480, 960, 1480, 1960]
+    Y0 = 80
+    model_out, clip_out, vae_out = add_loaders(g, family, X[0], Y0)
+    load, fit = add_steer_chain(g, X[1], Y0, clip_out)
+    mixer = g.add(
+        "SafetySteerCategoryVectorMixer",
+        [X[1], Y0 + 270],
+        {"preset": "violence and gore"},
+        size=[380, 300],
+        colors=STEER_COLORS,
+        aligned_direction=fit,
+    )
+    steer = g.add(
+        "SafetySteerApplyTextEncoder",
+        [X[1], Y0 + 630],
+        {"strength": 2.0, "direction": "auto"},
+        size=[380, 178],
+        colors=STEER_COLORS,
+        clip=clip_out,
+        aligned_direction=mixer,
+    )
+    g.group("2. Safety Steer with a category mix", [load, fit, mixer, steer], "#3f9e7d")
+    positive, negative = add_prompts(g, family, X[2], Y0, steer, "steered")
+    g.group("3. Prompts (steered CLIP)", [positive, negative], "#8a8a3f")
+    first = add_sampling(g, family, X[3], Y0, model_out, positive, negative, vae_out)
+    decode, save = add_decode_and_save(g, family, X[4], Y0, first.ksampler, vae_out, "safety_steer/sd15_mixed")
+    report = g.add("SafetySteerReport", [X[4] + 580, Y0], size=[420, 320], colors=REPORT_COLORS, conditioning=positive)
+    g.group("5. Output", [decode, save, report], "#b06634")
+    g.note(
+        MIXER_NOTE.format(models=model_list_markdown(family), chain=DIRECTION_CHAIN),
+        [X[0], Y0 + 220],
+        [420, 640],
+        title="About",
+    )
+    g.note(PROMPT_NOTE, [X[2], Y0 + 500], [420, 230], title="Prompts")
+    g.note(sampler_note(family), [X[3], first.y + 320], [380, 200], title="Sampling")
+    g.note(REPORT_NOTE, [X[4] + 580, Y0 + 380], [420, 180], title="Report")
+    return g
+
+
+def build_application_points(info: dict) -> Graph:
+    family = "sd15"
+    g = Graph("safety_steer_application_points", info)
+    X = [0, 480, 960, 1480, 1960]
+    Y0 = 80
+    model_out, clip_out, vae_out = add_loaders(g, family, X[0], Y0)
+    load, fit = add_steer_chain(g, X[1], Y0, clip_out)
+    g.group("2. Safety direction", [load, fit], "#3f9e7d")
+    positive, negative = add_prompts(g, family, X[2], Y0, clip_out, "plain CLIP")
+    steer_cond = g.add(
+        "SafetySteerApplyConditioning",
+        [X[2], Y0 + 500],
+        {"strength": 2.0},
+        size=[420, 200],
+        colors=STEER_COLORS,
+        conditioning=positive,
+        aligned_direction=fit,
+    )
+    g.group("3. Prompts; the conditioning point", [positive, negative, steer_cond], "#8a8a3f")
+    first = add_sampling(
+        g,
+        family,
+        X[3],
+        Y0,
+        model_out,
+        (steer_cond, "conditioning"),
+        negative,
+        vae_out,
+        group="4. Sampling (conditioning point)",
+    )
+    decode, save = add_decode_and_save(g, family, X[4], Y0, first.ksampler, vae_out, "safety_steer/sd15_conditioning")
+    said = g.add("PreviewAny", [X[4] + 580, Y0], size=[420, 240], source=(steer_cond, "report"))
+    g.group("5. Output (conditioning point)", [decode, save, said], "#b06634")
+    g.note(
+        POINTS_NOTE.format(models=model_list_markdown(family), chain=DIRECTION_CHAIN),
+        [X[0], Y0 + 220],
+        [420, 640],
+        title="About",
+    )
+    g.note(sampler_note(family), [X[3], first.y + 320], [380, 200], title="Sampling")
+    y = bottom_of(g)
+    steer_model = g.add(
+        "SafetySteerApplyModel",
+        [X[1], y],
+        {"strength": 2.0},
+        size=[380, 300],
+        colors=STEER_COLORS,
+        model=model_out,
+        aligned_direction=fit,
+    )
+    samplers = add_second_sampler(
+        g, family, X[3], y, first, (steer_model, 0), positive, negative, "KSampler (model point, same seed)"
+    )
+    decode2, save2 = add_decode_and_save(g, family, X[4], y, samplers[-1], vae_out, "safety_steer/sd15_model")
+    report = g.add(
+        "SafetySteerReport",
+        [X[4] + 580, y],
+        size=[420, 320],
+        colors=REPORT_COLORS,
+        model=steer_model,
+        after=samplers[-1],
+    )
+    g.group("6. The model point (same seed)", [steer_model, *samplers, decode2, save2, report], "#2f6f9e")
+    return g
+
+
+def build_native_baseline(info: dict) -> Graph:
+    family = "sd15"
+    g = Graph("safety_steer_native_baseline", info)
+    X = [0, 480, 960, 1480, 1960]
+    Y0 = 80
+    model_out, clip_out, vae_out = add_loaders(g, family, X[0], Y0)
+    load, fit = add_steer_chain(g, X[1], Y0, clip_out)
+    settings = {"strength": 2.0, "direction": "auto", "mode": "add", "gate": "source LLM"}
+    steer = g.add(
+        "SafetySteerApplyTextEncoder",
+        [X[1], Y0 + 270],
+        settings,
+        size=[380, 178],
+        colors=STEER_COLORS,
+        clip=clip_out,
+        aligned_direction=fit,
+    )
+    info_fit = g.add("SafetySteerDirectionInfo", [X[1], Y0 + 510], size=[380, 260], direction=fit)
+    g.group("2. Transferred direction (benign anchors only)", [load, fit, steer, info_fit], "#3f9e7d")
+    positive, negative = add_prompts(g, family, X[2], Y0, steer, "transferred")
+    g.group("3. Prompts (transferred)", [positive, negative], "#8a8a3f")
+    first = add_sampling(g, family, X[3], Y0, model_out, positive, negative, vae_out)
+    decode, save = add_decode_and_save(g, family, X[4], Y0, first.ksampler, vae_out, "safety_steer/sd15_transferred")
+    g.group("5. Output (transferred)", [decode, save], "#b06634")
+    g.note(NATIVE_NOTE.format(models=model_list_markdown(family)), [X[0], Y0 + 220], [420, 640], title="About")
+    g.note(sampler_note(family), [X[3], first.y + 320], [380, 200], title="Sampling")
+    y = bottom_of(g)
+    native = g.add(
+        "SafetySteerFitNativeDirection",
+        [X[1], y],
+        {"method": "mean_diff", "anchors": 2000},
+        size=[380, 102],
+        colors=STEER_COLORS,
+        clip=clip_out,
+        direction=load,
+    )
+    steer_native = g.add(
+        "SafetySteerApplyTextEncoder",
+        [X[1], y + 160],
+        settings,
+        size=[380, 178],
+        colors=STEER_COLORS,
+        clip=clip_out,
+        aligned_direction=native,
+    )
+    info_native = g.add("SafetySteerDirectionInfo", [X[1], y + 400], size=[380, 260], direction=native)
+    positive2, negative2 = add_prompts(g, family, X[2], y, steer_native, "native")
+    samplers = add_second_sampler(
+        g, family, X[3], y, first, first.model, positive2, negative2, "KSampler (native, same seed)"
+    )
+    decode2, save2 = add_decode_and_save(g, family, X[4], y, samplers[-1], vae_out, "safety_steer/sd15_native")
+    g.group(
+        "6. Native baseline (sees unsafe prompts), same seed",
+        [native, steer_native, info_native, positive2, negative2, *samplers, decode2, save2],
+        "#2f6f9e",
+    )
+    return g
+
+
+def build_prompt_inspector(info: dict) -> Graph:
+    g = Graph("prompt_safety_inspector", info)
+    inspector = g.add("SafetySteerPromptInspector", [480, 80], size=[520, 520], colors=STEER_COLORS)
+    chart = g.add("PreviewImage", [1060, 80], size=[520, 420], images=(inspector, "chart"))
+    said = g.add("PreviewAny", [1060, 560], size=[520, 240], source=(inspector, "report"))
+    g.note(INSPECTOR_NOTE, [0, 80], [420, 560], title="Start here")
+    g.group("Prompt Safety Inspector", [inspector, chart, said], "#3f9e7d")
     return g
 
 
@@ -931,6 +1518,14 @@ def build_all(info: dict) -> dict[str, dict]:
     """File name -> workflow JSON, for every shipped example workflow."""
     graphs = {f"safety_steer_{family}.json": build(family, info).to_json() for family in FAMILIES}
     graphs["inspect_safety_direction.json"] = build_inspect(info).to_json()
+    for family in SAFEDIG_FAMILIES:
+        graphs[f"safedig_{family}.json"] = build_safedig(family, info).to_json()
+    graphs["safedig_flux_adapt_to_another_checkpoint.json"] = build_safedig_adapt(info).to_json()
+    graphs["safety_steer_category_mixer.json"] = build_mixer(info).to_json()
+    graphs["safety_steer_application_points.json"] = build_application_points(info).to_json()
+    graphs["safety_steer_native_baseline.json"] = build_native_baseline(info).to_json()
+    if "SafetySteerPromptInspector" in info:  # the node lands separately
+        graphs["prompt_safety_inspector.json"] = build_prompt_inspector(info).to_json()
     return graphs
 
 

@@ -61,6 +61,8 @@ LOADER_INPUTS = {
     "VAELoader": ("vae_name",),
 }
 TINY_SIZE, TINY_FRAMES, TINY_STEPS, TINY_ANCHORS = 32, 5, 2, 60
+#: image sides for families that need more than TINY_SIZE (PixArt's position embedding: a latent side of 40+)
+MIN_SIDE = {"pixart": 384}
 
 
 def shipped() -> dict[str, dict]:
@@ -87,6 +89,8 @@ def _errors_other_than_missing_model_files(node_errors: dict) -> list:
             input_name = error.get("extra_info", {}).get("input_name")
             if error["type"] == "value_not_in_list" and input_name in builder.FILE_COMBOS:
                 continue
+            if error["type"] == "custom_validation_failed" and input_name == "bundle":
+                continue  # Load Safety SAE's own check: no SafeDIG bundle trained on this machine yet
             left.append((node_id, entry.get("class_type"), error))
     return left
 
@@ -142,9 +146,28 @@ def test_shipped_workflow_is_consistent_and_valid(object_info, comfy, name):
         assert valid, error
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in WORKFLOWS.glob("safety_steer_*.json")))
-def test_family_workflow_layout_and_chain(name):
-    workflow = json.loads((WORKFLOWS / name).read_text())
+def _overlaps(workflow: dict) -> list[tuple[int, int]]:
+    """Pairs of nodes whose boxes overlap (a node's title bar, ~30 px, sits above its pos)."""
+    boxes = [
+        (n["id"], n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+        for n in workflow["nodes"]
+    ]
+    found = []
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            if not (a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2]):
+                found.append((a[0], b[0]))
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in WORKFLOWS.glob("*.json")))
+def test_no_two_nodes_overlap(name):
+    assert not _overlaps(json.loads((WORKFLOWS / name).read_text())), name
+
+
+@pytest.mark.parametrize("family", builder.FAMILIES)
+def test_family_workflow_layout_and_chain(family):
+    workflow = json.loads((WORKFLOWS / f"safety_steer_{family}.json").read_text())
     nodes = {n["id"]: n for n in workflow["nodes"]}
     types = [n["type"] for n in workflow["nodes"]]
     for required in (
@@ -156,24 +179,54 @@ def test_family_workflow_layout_and_chain(name):
         "MarkdownNote",
     ):
         assert required in types, required
-    assert types.count("CLIPTextEncode") == 2
-    # both prompts are encoded with the steered CLIP; the report reads the positive prompt
+    # both prompts are encoded with the steered CLIP; side by side, the same two with the loader's CLIP
     links = {link[0]: link for link in workflow["links"]}
     steer = next(n for n in workflow["nodes"] if n["type"] == "SafetySteerApplyTextEncoder")
-    for node in workflow["nodes"]:
-        if node["type"] == "CLIPTextEncode":
-            assert links[node["inputs"][0]["link"]][1] == steer["id"]
+    clip_sources = [
+        nodes[links[n["inputs"][0]["link"]][1]]["type"] for n in workflow["nodes"] if n["type"] == "CLIPTextEncode"
+    ]
+    assert clip_sources.count(steer["type"]) == 2, clip_sources
+    unsteered = [t for t in clip_sources if t != steer["type"]]
+    assert len(unsteered) == (2 if family in builder.SIDE_BY_SIDE else 0), clip_sources
+    assert all(t.endswith("Loader") or t.startswith("CheckpointLoader") for t in unsteered), unsteered
+    # side by side: two samplers with the same seed, steps and sampler on the same empty latent
+    samplers = [n for n in workflow["nodes"] if n["type"] == "KSampler"]
+    assert len(samplers) == (2 if family in builder.SIDE_BY_SIDE else 1)
+    assert len({json.dumps(n["widgets_values"]) for n in samplers}) == 1
+    assert len({links[next(i for i in n["inputs"] if i["name"] == "latent_image")["link"]][1] for n in samplers}) == 1
     report = next(n for n in workflow["nodes"] if n["type"] == "SafetySteerReport")
     source = nodes[links[next(i for i in report["inputs"] if i["name"] == "conditioning")["link"]][1]]
     assert source["type"] == "CLIPTextEncode" and "Positive" in source["title"]
-    # no two nodes overlap (a node's title bar, ~30 px, sits above its pos)
-    boxes = [
-        (n["id"], n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
-        for n in workflow["nodes"]
-    ]
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1 :]:
-            assert a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2], f"nodes {a[0]} and {b[0]} overlap"
+
+
+def _display_names(object_info: dict) -> dict[str, str]:
+    return {name: info["display_name"] for name, info in object_info.items()}
+
+
+def test_every_node_of_the_pack_is_in_a_template(object_info):
+    """Every current node of the pack (walked from the node list, so new nodes are covered) is in a template."""
+    pack_nodes = {
+        n for n, i in object_info.items() if i["category"].startswith("safety_steer") and not i.get("deprecated")
+    }
+    used = {n["type"] for workflow in shipped().values() for n in workflow["nodes"]}
+    assert not pack_nodes - used, f"in no template: {sorted(pack_nodes - used)}"
+
+
+def test_notes_explain_every_node_of_the_pack(object_info):
+    """Every template has notes, and each of the pack's nodes in it is named in one of its notes."""
+    names = _display_names(object_info)
+    missing = {}
+    for file_name, workflow in shipped().items():
+        notes = " ".join(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] in builder.FRONTEND_NODES)
+        assert notes.strip(), f"{file_name} has no note"
+        unexplained = {
+            names[n["type"]]
+            for n in workflow["nodes"]
+            if n["type"].startswith("SafetySteer") and names[n["type"]] not in notes
+        }
+        if unexplained:
+            missing[file_name] = sorted(unexplained)
+    assert not missing, f"nodes no note names: {missing}"
 
 
 def test_builder_uses_the_real_model_file_names():
@@ -349,59 +402,126 @@ def test_converter_details(object_info):
 # --------------------------------------------------------------------------- end to end
 
 
-def tiny_settings(prompt: dict) -> dict:
-    """The shipped prompt with only sizes, steps, frame counts and alignment anchors made tiny."""
+#: The shipped templates other than the per-family ones, in the order the e2e queues them, with the tiny
+#: family whose files their loaders read (None: no diffusion model). The adapt template loads the bundle
+#: that safedig_flux saved just before it (safedig_flux_00001.safetensors on a fresh server).
+OTHER_TEMPLATES = {
+    "prompt_safety_inspector": None,
+    "inspect_safety_direction": None,
+    "safety_steer_category_mixer": "sd15",
+    "safety_steer_application_points": "sd15",
+    "safety_steer_native_baseline": "sd15",
+    "safedig_flux": "flux",
+    "safedig_flux_adapt_to_another_checkpoint": "flux",
+    "safedig_sd3_5": "sd3",
+}
+#: Save-prefix endings of the reference image in a side-by-side template (unsteered, same seed).
+REFERENCE_ENDINGS = ("_unsteered", "_unpatched")
+SAVE_NODES = {"SaveImage", "SaveAnimatedWEBP"}
+#: SafeDIG training at its smallest (the minimum pairs, no anchors, 1 epoch): still routes among 2 positions.
+TINY_SAE = {"candidates": 2, "keep": 1, "pairs_per_category": 2, "anchors": 0, "expansion": 1, "k": 4, "epochs": 1}
+
+
+def tiny_settings(prompt: dict, side: int = TINY_SIZE) -> dict:
+    """The shipped prompt with only sizes, steps, frame counts, fitting anchors and SAE training made tiny."""
     for node in prompt.values():
         kind, inputs = node["class_type"], node["inputs"]
         if kind in LATENT_NODES:
-            inputs["width"] = inputs["height"] = TINY_SIZE
+            inputs["width"] = inputs["height"] = side
             if "length" in inputs:
                 inputs["length"] = TINY_FRAMES
         elif kind == "KSampler":
             inputs["steps"] = TINY_STEPS
-        elif kind == "SafetySteerFitCrossModelAlignment":
+        elif kind in ("SafetySteerFitCrossModelAlignment", "SafetySteerFitNativeDirection"):
             inputs["anchors"] = TINY_ANCHORS
+        elif kind == "SafetySteerTrainSAE":
+            inputs.update(TINY_SAE)
+        elif kind == "SafetySteerAdaptSAEDecoder":
+            inputs.update(anchors=2, epochs=1)
     return prompt
 
 
+def e2e_templates() -> dict[str, str | None]:
+    """Every shipped template -> its tiny family, per-family ones first."""
+    order = {f"safety_steer_{family}": tiny for family, tiny in TINY_FAMILY.items()} | OTHER_TEMPLATES
+    return {name: tiny for name, tiny in order.items() if (WORKFLOWS / f"{name}.json").is_file()}
+
+
+def test_every_shipped_template_is_run_end_to_end():
+    shipped_names = {path.stem for path in WORKFLOWS.glob("*.json")}
+    assert shipped_names == set(e2e_templates()), sorted(shipped_names ^ set(e2e_templates()))
+
+
+def _pixels(path: Path) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return b"".join(frame.convert("RGB").tobytes() for frame in _frames(image))
+
+
+def _frames(image):
+    for index in range(getattr(image, "n_frames", 1)):
+        image.seek(index)
+        yield image
+
+
 def test_every_shipped_workflow_runs_on_a_real_server(tiny_model_server):
-    """Each family's shipped workflow, as a user would queue it (converted with the server's own
-    /object_info), with tiny sizes/steps: success, the image or animated WebP on disk, a report."""
+    """Each shipped template, as a user would queue it (converted with the server's own /object_info),
+    with tiny sizes/steps: success, every image or animated WebP on disk, a report where there is one,
+    and in side-by-side templates the steered output differs from the same-seed reference."""
     server = tiny_model_server
     object_info = server.get("/object_info")
     output_dir = Path(server.base) / "output"
     failures, timings = {}, {}
-    for family, tiny_family in TINY_FAMILY.items():
-        workflow = json.loads((WORKFLOWS / f"safety_steer_{family}.json").read_text())
-        prompt = tiny_settings(wf.ui_to_api(workflow, object_info))
+    for name, tiny_family in e2e_templates().items():
+        family = name.removeprefix("safety_steer_")
+        workflow = json.loads((WORKFLOWS / f"{name}.json").read_text())
+        prompt = tiny_settings(wf.ui_to_api(workflow, object_info), MIN_SIDE.get(tiny_family, TINY_SIZE))
         for node in prompt.values():  # the loaders read exactly the files the fixture wrote
-            for name in LOADER_INPUTS.get(node["class_type"], ()):
-                assert node["inputs"][name] == server.models[tiny_family][name], (family, name)
+            for input_name in LOADER_INPUTS.get(node["class_type"], ()):
+                assert node["inputs"][input_name] == server.models[tiny_family][input_name], (name, input_name)
         start = time.perf_counter()
         entry = server.run_prompt(prompt, timeout=600)
-        timings[family] = round(time.perf_counter() - start, 1)
+        timings[name] = round(time.perf_counter() - start, 1)
         status = entry.get("status", {})
         if status.get("status_str") != "success":
-            failures[family] = [
+            failures[name] = [
                 f"{m[1].get('node_type')}: {m[1].get('exception_message', '').strip()}"
                 for m in status.get("messages", [])
                 if m[0] == "execution_error"
             ]
             continue
-        by_type = {node["class_type"]: node_id for node_id, node in prompt.items()}
-        save_id = by_type["SaveAnimatedWEBP" if family in VIDEO else "SaveImage"]
-        saved = entry["outputs"][save_id]["images"]
-        assert len(saved) == 1, (family, saved)
-        path = output_dir / saved[0]["subfolder"] / saved[0]["filename"]
-        assert path.is_file() and path.stat().st_size > 0, path
-        assert path.name.startswith(family) and path.suffix == (".webp" if family in VIDEO else ".png")
-        if family in VIDEO:
-            from PIL import Image
+        saved_by_prefix = {}
+        for node_id, node in prompt.items():
+            if node["class_type"] not in SAVE_NODES:
+                continue
+            prefix = node["inputs"]["filename_prefix"]
+            saved = entry["outputs"][node_id]["images"]
+            assert len(saved) == 1, (name, saved)
+            path = output_dir / saved[0]["subfolder"] / saved[0]["filename"]
+            assert path.is_file() and path.stat().st_size > 0, path
+            assert path.name.startswith(prefix.rsplit("/", 1)[-1]), (path, prefix)
+            video = node["class_type"] == "SaveAnimatedWEBP"
+            assert path.suffix == (".webp" if video else ".png"), path
+            if video:
+                from PIL import Image
 
-            with Image.open(path) as image:
-                assert getattr(image, "n_frames", 1) == TINY_FRAMES, (family, getattr(image, "n_frames", 1))
-        (report,) = entry["outputs"][by_type["SafetySteerReport"]]["text"]
-        assert "text encoder" in report and "gate" in report, report
+                with Image.open(path) as image:
+                    assert getattr(image, "n_frames", 1) == TINY_FRAMES, (name, getattr(image, "n_frames", 1))
+            saved_by_prefix[prefix] = path
+        assert saved_by_prefix or tiny_family is None, f"{name} saved nothing"
+        references = [p for p in saved_by_prefix if p.endswith(REFERENCE_ENDINGS)]
+        for reference in references:  # one seed, two samplers: Safety Steer / SafeDIG changed the picture
+            steered = next(p for p in saved_by_prefix if p == reference.rsplit("_", 1)[0])
+            assert _pixels(saved_by_prefix[steered]) != _pixels(saved_by_prefix[reference]), (name, steered)
+        if name.startswith("safety_steer_") and family in TINY_FAMILY:
+            assert references or family not in builder.SIDE_BY_SIDE, name
+            report_id = next(i for i, n in prompt.items() if n["class_type"] == "SafetySteerReport")
+            (report,) = entry["outputs"][report_id]["text"]
+            assert "text encoder" in report and "gate" in report, report
+        for node_id, node in prompt.items():  # every text-showing node of the pack showed something
+            if node["class_type"] in ("SafetySteerReport", "SafetySteerDirectionInfo", "PreviewAny"):
+                assert entry["outputs"].get(node_id), (name, node["class_type"])
     print("\nexample workflows on tiny models, seconds per prompt:", timings)
     assert not failures, json.dumps(failures, indent=1)
 
