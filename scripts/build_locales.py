@@ -4,10 +4,12 @@
     .venv/bin/python scripts/build_locales.py --check    # exit 1 if it differs
 
 ComfyUI (app/custom_node_manager.py) serves a pack's locales/<lang>/main.json with nodeDefs.json merged
-in under "nodeDefs" at GET /i18n, and the frontend reads display names, descriptions and socket tooltips
-from there before it falls back to /object_info. The English file is the schema's own text, so that a
-translator has every string in one place and the two never disagree (tests/test_node_help.py checks
-both against the live server). main.json (category and socket-type labels) is written by hand.
+in under "nodeDefs" at GET /i18n, and the frontend reads node titles and socket labels from there before it
+falls back to /object_info. The English file holds the labels only (display names, input and output
+names), taken from the schemas so the two never disagree: descriptions and tooltips stay in the schemas,
+where the frontend reads them for English, so editing a tooltip never leaves a stale English copy behind
+(a translation adds them under its own language). tests/test_node_help.py checks the file against the live
+server. main.json (category, socket-type and Templates-menu labels) is written by hand.
 """
 
 from __future__ import annotations
@@ -37,23 +39,16 @@ def is_pack_node(info: dict) -> bool:
 
 
 def node_defs(object_info: dict) -> dict:
-    """nodeDefs entries as the frontend reads them: inputs by name, outputs by index."""
+    """nodeDefs label entries as the frontend reads them: inputs by name, outputs by index."""
     defs = {}
     for node_id in sorted(n for n, info in object_info.items() if is_pack_node(info)):
         info = object_info[node_id]
-        entry = {"display_name": info["display_name"], "description": info.get("description", "")}
-        inputs = {}
-        for section in ("required", "optional"):
-            for name, spec in info["input"].get(section, {}).items():
-                options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-                inputs[name] = {"name": name, **({"tooltip": options["tooltip"]} if options.get("tooltip") else {})}
-        entry["inputs"] = inputs
-        tooltips = info.get("output_tooltips") or [None] * len(info["output_name"])
-        entry["outputs"] = {
-            str(index): {"name": name, **({"tooltip": tip} if tip else {})}
-            for index, (name, tip) in enumerate(zip(info["output_name"], tooltips))
+        names = [name for section in ("required", "optional") for name in info["input"].get(section, {})]
+        defs[node_id] = {
+            "display_name": info["display_name"],
+            "inputs": {name: {"name": name} for name in names},
+            "outputs": {str(index): {"name": name} for index, name in enumerate(info["output_name"])},
         }
-        defs[node_id] = entry
     return defs
 
 
