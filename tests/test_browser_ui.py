@@ -120,6 +120,11 @@ class UI:
         self.page.wait_for_function("window.app?.graph && window.app?.extensionManager?.command", timeout=90_000)
         self.page.wait_for_timeout(500)
         self.errors.clear()  # the stock page's start (its own 404s and fetches) is not under test
+        self.frontend_version = self.js("() => window.__COMFYUI_FRONTEND_VERSION__")
+        print(
+            f"\n[browser] chromium {self.page.context.browser.version if self.page.context.browser else ''}, "
+            f"ComfyUI frontend {self.frontend_version}"
+        )
 
     def js(self, script: str, arg=None):
         return self.page.evaluate(script, arg)
@@ -290,7 +295,10 @@ def test_every_template_loads_from_the_templates_menu(ui):
             ui.command("Workspace.ToggleFocusMode")
             _thumbnail(shot, WORKFLOWS / f"{name}.jpg")
             shot.unlink()
-    assert not problems, json.dumps(problems, indent=1)
+    hint = ""
+    if any(".jpg" in e for p in problems.values() for e in p["errors"]):
+        hint = "\n(a template without its thumbnail: `scripts/ui_screenshots.sh -k template` makes them)"
+    assert not problems, json.dumps(problems, indent=1) + hint
 
 
 def _new_graph(ui, nodes: str, arg=None):
