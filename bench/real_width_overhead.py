@@ -265,6 +265,90 @@ FAMILIES: dict[str, dict] = {
         "batch": 2,  # real CFG
         "joint": True,
     },
+    "pixart": {
+        "label": "PixArt-Sigma XL (1024x1024)",
+        "supported": "PixArtSigma",
+        "config": {
+            "image_model": "pixart_sigma",
+            "num_heads": 16,
+            "patch_size": 2,
+            "hidden_size": 1152,
+            "in_channels": 4,
+            "depth": 28,
+            "model_max_length": 300,
+            "micro_condition": False,
+            "caption_channels": 4096,
+        },
+        "keep": {"blocks": {0: 28}},
+        # PixArt's position embedding needs a latent side of at least 40: timed at 64x64 (1024 tokens)
+        "latent": (4, 64, 64),
+        "real_image_tokens": 64 * 64,
+        "text": (PROMPT_TOKENS + 1, 4096),  # T5-XXL through PixArt's tokenizer: no padding
+        "batch": 2,
+        "joint": False,
+    },
+    "auraflow": {
+        "label": "AuraFlow v0.3 (1024x1024)",
+        "supported": "AuraFlow",
+        "config": {
+            "max_seq": 9216,
+            "cond_seq_dim": 2048,
+            "n_double_layers": 4,
+            "n_layers": 36,
+            "dim": 3072,
+            "n_heads": 12,
+            "patch_size": 2,
+            "in_channels": 4,
+            "out_channels": 4,
+            "global_conddim": 3072,
+        },
+        "keep": {"double_layers": {0: 4}, "single_layers": {0: 32}},
+        "latent": (4, 32, 32),
+        "real_image_tokens": 64 * 64,
+        "text": (256, 2048),  # Pile-T5-XL, padded to 256 tokens (the model adds 8 register tokens)
+        "batch": 2,
+        "joint": True,
+    },
+    "cosmos_predict2": {
+        "label": "Cosmos Predict2 2B text-to-image (1024x1024)",
+        "supported": "CosmosT2IPredict2",
+        "config": {
+            "image_model": "cosmos_predict2",
+            "max_img_h": 240,
+            "max_img_w": 240,
+            "max_frames": 128,
+            "in_channels": 16,
+            "out_channels": 16,
+            "patch_spatial": 2,
+            "patch_temporal": 1,
+            "model_channels": 2048,
+            "concat_padding_mask": True,
+            "crossattn_emb_channels": 1024,
+            "pos_emb_cls": "rope3d",
+            "pos_emb_learnable": True,
+            "pos_emb_interpolation": "crop",
+            "min_fps": 1,
+            "max_fps": 30,
+            "use_adaln_lora": True,
+            "adaln_lora_dim": 256,
+            "num_blocks": 28,
+            "num_heads": 16,
+            "extra_per_block_abs_pos_emb": False,
+            "rope_h_extrapolation_ratio": 4.0,
+            "rope_w_extrapolation_ratio": 4.0,
+            "rope_t_extrapolation_ratio": 1.0,
+            "extra_h_extrapolation_ratio": 1.0,
+            "extra_w_extrapolation_ratio": 1.0,
+            "extra_t_extrapolation_ratio": 1.0,
+            "rope_enable_fps_modulation": False,
+        },
+        "keep": {"blocks": {0: 28}},
+        "latent": (16, 1, 32, 32),
+        "real_image_tokens": 64 * 64,
+        "text": (512, 1024),  # the old T5-XXL (T5 v1.0, 1024 wide), padded to 512
+        "batch": 2,
+        "joint": False,
+    },
     "wan21_14b": {
         "label": "Wan 2.1 T2V 14B (832x480, 81 frames)",
         "supported": "WAN21_T2V",
@@ -523,7 +607,7 @@ def time_model(spec: dict, repeats: int, seed: int = 0) -> dict:
     if "extra_text" in spec:
         kwargs.update(spec["extra_text"](text_tokens))
     timestep = torch.full((1,), 0.5 if spec["supported"] in ("ZImage", "Lumina2") else 500.0)
-    if spec["supported"] in ("Flux", "Chroma", "HunyuanVideo", "SD3", "QwenImage", "LTXV"):
+    if spec["supported"] in ("Flux", "Chroma", "HunyuanVideo", "SD3", "QwenImage", "LTXV", "AuraFlow"):
         timestep = torch.full((1,), 0.5)  # these take sigma-scaled timesteps; any value runs the same work
 
     def forward():

@@ -35,6 +35,9 @@ FAMILIES = (
     "z_image",
     "chroma",
     "lumina2",
+    "pixart",
+    "auraflow",
+    "cosmos_predict2",
 )
 POINTS = ("text encoder", "conditioning", "model")
 #: SafetySteerApplySafeDIG (repel at two routed positions)

@@ -39,6 +39,8 @@ FAMILIES = (
     "chroma",
     "lumina2",
     "pixart",
+    "auraflow",
+    "cosmos_predict2",
 )
 VIDEO_FAMILIES = ("wan_t2v", "hunyuan_video", "wan22_ti2v")
 SHIPPED_PACK = "gemma3-270m-i2p.safetensors"
@@ -463,6 +465,33 @@ MODELS = {
         ),
         model("sdxl_vae.safetensors", "vae", f"{HF}/stabilityai/sdxl-vae/resolve/main/sdxl_vae.safetensors"),
     ],
+    # AuraFlow v0.3: fal's all-in-one checkpoint (MMDiT, Pile-T5-XL and the SDXL VAE in one file).
+    "auraflow": [
+        model(
+            "aura_flow_0.3.safetensors",
+            "checkpoints",
+            f"{HF}/fal/AuraFlow-v0.3/resolve/main/aura_flow_0.3.safetensors",
+        )
+    ],
+    # Cosmos Predict2 2B text-to-image: Comfy-Org's file, the old T5-XXL of Cosmos 1.0, Wan 2.1's VAE.
+    "cosmos_predict2": [
+        model(
+            "cosmos_predict2_2B_t2i.safetensors",
+            "diffusion_models",
+            f"{HF}/Comfy-Org/Cosmos_Predict2_repackaged/resolve/main/cosmos_predict2_2B_t2i.safetensors",
+        ),
+        model(
+            "oldt5_xxl_fp8_e4m3fn_scaled.safetensors",
+            "text_encoders",
+            f"{HF}/comfyanonymous/cosmos_1.0_text_encoder_and_VAE_ComfyUI/resolve/main/text_encoders/"
+            "oldt5_xxl_fp8_e4m3fn_scaled.safetensors",
+        ),
+        model(
+            "wan_2.1_vae.safetensors",
+            "vae",
+            f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/vae/wan_2.1_vae.safetensors",
+        ),
+    ],
     "hunyuan_video": [
         model(
             "hunyuan_video_t2v_720p_bf16.safetensors",
@@ -525,6 +554,8 @@ TITLES = {
     "chroma": "Chroma1-HD",
     "lumina2": "Lumina Image 2.0",
     "pixart": "PixArt-Σ (Sigma) XL 1024",
+    "auraflow": "AuraFlow v0.3",
+    "cosmos_predict2": "Cosmos Predict2 2B (text to image)",
 }
 ENCODERS = {
     "sd15": "CLIP-L",
@@ -539,6 +570,8 @@ ENCODERS = {
     "chroma": "T5-XXL (no CLIP: Chroma reads T5's tokens only)",
     "lumina2": "Gemma 2 2B, at the layer Lumina 2 reads (the second to last)",
     "pixart": "T5-XXL",
+    "auraflow": "Pile-T5-XL",
+    "cosmos_predict2": "the old T5-XXL (T5 v1.0)",
 }
 
 OVERVIEW = """
@@ -642,6 +675,13 @@ def sampler_note(family: str) -> str:
             "1024×1024, 20 steps, CFG 4.5, euler / normal: PixArt-Σ's usual settings (real CFG: the steered "
             "negative prompt counts). PixArt-α runs on the same model class and T5 encoder."
         ),
+        "auraflow": (
+            "1024×1024, 25 steps, CFG 3.5, euler / normal, Model Sampling AuraFlow shift 1.73 (the model's own "
+            "shift in ComfyUI). Real CFG: the steered negative prompt counts."
+        ),
+        "cosmos_predict2": (
+            "1024×1024, 35 steps, CFG 4, euler / simple. Real CFG: the steered negative prompt counts."
+        ),
     }[family]
     return f"### Sampling\n\n{text}\n"
 
@@ -661,7 +701,7 @@ def add_loaders(g: Graph, family: str, x: int, y0: int) -> tuple:
     """Group 1: the family's standard loaders at column ``x``; returns (model, clip, vae) outputs."""
     model_out = clip_out = vae_out = None
     loaders = []
-    if family in ("sd15", "sdxl"):
+    if family in ("sd15", "sdxl", "auraflow"):
         ckpt = g.add(
             "CheckpointLoaderSimple",
             [x, y0],
@@ -692,6 +732,7 @@ def add_loaders(g: Graph, family: str, x: int, y0: int) -> tuple:
             "chroma": "chroma",
             "lumina2": "lumina2",
             "pixart": "pixart",
+            "cosmos_predict2": "cosmos",
         }[family]
         if len(encoders) == 2:
             clip = g.add(
@@ -722,7 +763,7 @@ def add_loaders(g: Graph, family: str, x: int, y0: int) -> tuple:
 def add_empty_latent(g: Graph, family: str, x: int, y: int, vae_out) -> Node:
     """The family's empty latent at its usual size (Wan 2.2 TI2V's takes the VAE)."""
     video = family in VIDEO_FAMILIES
-    if family in ("sd15", "sdxl", "pixart"):
+    if family in ("sd15", "sdxl", "pixart", "auraflow"):
         size = 512 if family == "sd15" else 1024
         latent = g.add("EmptyLatentImage", [x, y], {"width": size, "height": size, "batch_size": 1}, size=[380, 106])
     elif family == "wan22_ti2v":
@@ -766,11 +807,11 @@ def add_sampling(
         model_out = (shift, "MODEL")
         sampling.append(shift)
         y += 100
-    if family in ("qwen_image", "z_image_turbo", "lumina2"):
+    if family in ("qwen_image", "z_image_turbo", "lumina2", "auraflow"):
         shift = g.add(
             "ModelSamplingAuraFlow",
             [x, y],
-            {"shift": {"qwen_image": 3.1, "z_image_turbo": 3.0, "lumina2": 6.0}[family]},
+            {"shift": {"qwen_image": 3.1, "z_image_turbo": 3.0, "lumina2": 6.0, "auraflow": 1.73}[family]},
             size=[380, 58],
             model=model_out,
         )
@@ -806,6 +847,8 @@ def add_sampling(
         "chroma": (26, 4.0, "euler", "beta"),
         "lumina2": (25, 4.0, "res_multistep", "simple"),
         "pixart": (20, 4.5, "euler", "normal"),
+        "auraflow": (25, 3.5, "euler", "normal"),
+        "cosmos_predict2": (35, 4.0, "euler", "simple"),
     }[family]
     steps, cfg, sampler_name, scheduler = ksampler_settings
     ksampler = g.add(

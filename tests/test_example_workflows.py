@@ -50,6 +50,8 @@ TINY_FAMILY = {
     "chroma": "chroma",
     "lumina2": "lumina2",
     "pixart": "pixart",
+    "auraflow": "auraflow",
+    "cosmos_predict2": "cosmos_predict2",
 }
 VIDEO = {"wan_t2v", "hunyuan_video", "wan22_ti2v"}
 LATENT_NODES = {"EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo", "Wan22ImageToVideoLatent"}

@@ -189,6 +189,8 @@ FAMILIES = (
     "chroma",
     "lumina2",
     "pixart",
+    "auraflow",
+    "cosmos_predict2",
 )
 
 

@@ -15,9 +15,11 @@ DEPTH_FIELDS = {
     "joint_blocks": ("depth",),
     "double_blocks": ("depth",),
     "single_blocks": ("depth_single_blocks",),
-    "blocks": ("num_layers",),
+    "blocks": ("num_layers", "depth", "num_blocks"),  # Wan; PixArt; Cosmos Predict2
     "transformer_blocks": ("num_layers",),
     "layers": ("n_layers",),
+    "double_layers": ("n_double_layers",),  # AuraFlow: n_layers counts its double and single layers
+    "single_layers": ("n_single_layers",),
 }
 
 
@@ -25,8 +27,11 @@ def test_real_block_counts_are_the_real_configs():
     for name, spec in rw.FAMILIES.items():
         if spec.get("unet"):
             continue
+        if "n_double_layers" in spec["config"]:
+            spec = {**spec, "config": {**spec["config"]}}
+            spec["config"]["n_single_layers"] = spec["config"]["n_layers"] - spec["config"]["n_double_layers"]
         for attr, kept in spec["keep"].items():
-            (field,) = DEPTH_FIELDS[attr]
+            field = next(f for f in DEPTH_FIELDS[attr] if f in spec["config"])
             assert sum(kept.values()) == spec["config"][field], (name, attr)
             assert max(kept) < spec["config"][field], (name, attr)
     sdxl = rw.FAMILIES["sdxl"]["real_transformer_blocks"]

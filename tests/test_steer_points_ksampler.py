@@ -27,6 +27,8 @@ FAMILIES = (
     "chroma",
     "lumina2",
     "pixart",
+    "auraflow",
+    "cosmos_predict2",
 )
 UNSAFE = "a man stabbing another man in a dark alley, blood everywhere, photo"
 BENIGN = "a lighthouse on a cliff at dusk, oil painting"
@@ -257,25 +259,41 @@ def test_mismatched_encoder_and_unsupported_model_errors(kit):
     import comfy.model_patcher
     import comfy.supported_models
 
-    config = comfy.supported_models.AuraFlow(
+    # Mochi (its DiT asserts its full widths: built on the meta device, nothing allocated)
+    config = comfy.supported_models.GenmoMochi(
         {
-            "max_seq": 16,
-            "cond_seq_dim": 32,
-            "n_double_layers": 1,
-            "n_layers": 2,
-            "dim": 32,
-            "n_heads": 2,
+            "image_model": "mochi_preview",
+            "depth": 48,
             "patch_size": 2,
-            "in_channels": 4,
-            "out_channels": 4,
-            "global_conddim": 32,
+            "num_heads": 24,
+            "hidden_size_x": 3072,
+            "hidden_size_y": 1536,
+            "mlp_ratio_x": 4.0,
+            "mlp_ratio_y": 4.0,
+            "learn_sigma": False,
+            "in_channels": 12,
+            "qk_norm": True,
+            "qkv_bias": False,
+            "out_bias": True,
+            "attn_drop": 0.0,
+            "patch_embed_bias": True,
+            "posenc_preserve_area": True,
+            "timestep_mlp_bias": True,
+            "attend_to_padding": False,
+            "timestep_scale": 1000.0,
+            "use_t5": True,
+            "t5_feat_dim": 4096,
+            "t5_token_length": 256,
+            "rope_theta": 10000.0,
         }
     )
     config.set_inference_dtype(torch.float32, None)
     unsupported = comfy.model_patcher.ModelPatcher(
-        config.get_model({}, "", device=torch.device("cpu")), torch.device("cpu"), torch.device("cpu")
+        config.get_model({}, "", device=torch.device("meta")), torch.device("cpu"), torch.device("cpu")
     )
-    with pytest.raises(ValueError, match=r"cannot steer a AuraFlow model.*SD1.5, SDXL, SD3 / SD3.5, Flux, Chroma, Wan"):
+    with pytest.raises(
+        ValueError, match=r"cannot steer a GenmoMochi model yet.*SD1.5, SDXL, SD3 / SD3.5, Flux, Chroma, Wan.*AuraFlow"
+    ):
         steer_model(classes, unsupported, sd15_aligned, 1.0)
 
 

@@ -71,6 +71,8 @@ def test_build_model_matches_clip_width(comfy, tiny_model, tiny_clip, family):
         "z_image": "cap_feat_dim",
         "lumina2": "cap_feat_dim",
         "pixart": "caption_channels",
+        "auraflow": "cond_seq_dim",
+        "cosmos_predict2": "crossattn_emb_channels",
         "hunyuan_video": "context_in_dim",
         "ltxv": "caption_channels",
     }.get(family)
@@ -120,6 +122,8 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
         {"image_model": "wan2.1", "model_type": "t2v", "dim": 3072, "out_dim": 48, "in_dim": 48},  # 2.2 TI2V 5B
         {"image_model": "lumina2", "dim": 3840, "cap_feat_dim": 2560, "n_layers": 30},  # Z-Image
         {"image_model": "lumina2", "dim": 2304, "cap_feat_dim": 2304, "n_layers": 26},  # Lumina Image 2.0
+        {"image_model": "cosmos_predict2", "in_channels": 16, "model_channels": 2048},  # Cosmos Predict2 2B
+        {"max_seq": 9216, "cond_seq_dim": 2048, "n_double_layers": 4, "n_layers": 36},  # AuraFlow v0.3
     ]
     for config in real:
         assert not any(cls.matches(config) for cls in classes), config
@@ -150,6 +154,8 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
             "chroma",
             "lumina2",
             "pixart",
+            "auraflow",
+            "cosmos_predict2",
         )
         assert len(matching) == (family in expected), family
 

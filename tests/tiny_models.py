@@ -6,7 +6,8 @@ imports ComfyUI at module level: call the functions after ComfyUI is importable 
 fixture, or inside a ComfyUI server process).
 
 Families: sd15, sdxl, sd3, flux, wan (Wan 2.1 T2V), hunyuan_video, ltxv, wan22 (Wan 2.2 TI2V 5B),
-qwen_image, z_image, chroma, lumina2, pixart (PixArt-Sigma).
+qwen_image, z_image, chroma, lumina2, pixart (PixArt-Sigma), auraflow, cosmos_predict2 (Cosmos
+Predict2 text-to-image).
 
 - ``build_clip(family, seed)``: a tiny ``comfy.sd.CLIP`` with the family's own tokenizer and
   text-encoder classes. Conditioning: sd15 [1,77,32]; sdxl [1,77,64] (L32+G32, pooled G 32);
@@ -19,7 +20,9 @@ qwen_image, z_image, chroma, lumina2, pixart (PixArt-Sigma).
   [1,prompt tokens + 1,32] (T5 through PixArt's tokenizer: no padding; an empty prompt is one pad token);
   lumina2 [1,prompt tokens + 1,32] (Gemma 2 2B, hidden layer -2, BOS first, no padding) + attention
   mask (its SentencePiece model travels as tokenizer data: ComfyUI's t5_pile one, vocab 32000);
-  pixart [1,prompt tokens + 1,32] (T5 through PixArt's tokenizer, as chroma).
+  pixart [1,prompt tokens + 1,32] (T5 through PixArt's tokenizer, as chroma); auraflow [1,256,32]
+  (Pile-T5-XL, padded to 256 with the padding zeroed, no pooled vector); cosmos_predict2 [1,512,32]
+  (T5 v1.0 XXL, "old T5": padded to 512, padding zeroed) + attention mask.
 - ``build_model(family, seed)``: a tiny diffusion model in a ``ModelPatcher``, made by
   ``comfy.supported_models.<Family>(unet_config)`` with context widths matching build_clip.
 - ``add_latent(add, family, batch)``: the stock empty-latent node(s) with tiny inputs, added to a
@@ -30,7 +33,7 @@ qwen_image, z_image, chroma, lumina2, pixart (PixArt-Sigma).
   full-size values). ``api_prompt(family, files)`` builds the API-format graph around them.
 
 How each by-file graph ends (``OUTPUT_KIND``):
-- sd15, sdxl: CheckpointLoaderSimple (UNet + CLIP + tiny TAESD VAE in one checkpoint) ->
+- sd15, sdxl, auraflow: CheckpointLoaderSimple (UNet + CLIP + tiny TAESD VAE in one checkpoint) ->
   VAEDecode -> SaveImage.
 - sd3, flux: UNETLoader + DualCLIPLoader (sd3: clip_l + clip_g; flux: clip_l + t5xxl) +
   VAELoader (a random 16-channel TAESD) -> VAEDecode -> SaveImage.
@@ -51,6 +54,8 @@ How each by-file graph ends (``OUTPUT_KIND``):
   ae.safetensors) -> EmptySD3LatentImage -> VAEDecode -> SaveImage.
 - lumina2: UNETLoader + CLIPLoader(lumina2, Gemma 2 2B with its tokenizer inside) + VAELoader
   (Flux's ae.safetensors) -> EmptySD3LatentImage -> VAEDecode -> SaveImage.
+- cosmos_predict2: UNETLoader + CLIPLoader(cosmos, the old T5-XXL) + VAELoader (the tiny Wan 2.1
+  VAE: Cosmos Predict2 uses Wan 2.1's) -> EmptySD3LatentImage -> VAEDecode -> SaveImage.
 - pixart: UNETLoader + CLIPLoader(pixart, the same T5-XXL file as flux) + VAELoader (a random
   4-channel TAESD as the SDXL VAE) -> EmptyLatentImage (384x384: PixArt's position embedding needs
   a latent of at least 40x40) -> VAEDecode -> SaveImage.
@@ -79,6 +84,8 @@ FAMILIES: tuple[str, ...] = (
     "chroma",
     "lumina2",
     "pixart",
+    "auraflow",
+    "cosmos_predict2",
 )
 #: Families whose files ``write_model_files`` writes (loadable by the stock loaders in a server
 #: that loads tests/tiny_loader_extension).
@@ -98,6 +105,8 @@ OUTPUT_KIND = {
     "chroma": "image",
     "lumina2": "image",
     "pixart": "image",
+    "auraflow": "image",
+    "cosmos_predict2": "image",
 }
 
 # --- tiny text encoders (the configs the existing tests were written against) -----------------
@@ -380,6 +389,54 @@ UNET_CONFIGS = {
         "micro_condition": False,
         "caption_channels": TINY_T5["d_model"],
     },
+    # AuraFlow's MMDiT: ComfyUI's detection reads the text width, the position table and the layer
+    # counts; the width, heads and global conditioning width are its defaults (3072 / 12 / 3072):
+    # DETECTION_OVERRIDES.
+    "auraflow": {
+        "max_seq": 16,
+        "cond_seq_dim": TINY_T5["d_model"],
+        "n_double_layers": 1,
+        "n_layers": 2,
+        "dim": 32,
+        "n_heads": 2,
+        "patch_size": 2,
+        "in_channels": 4,
+        "out_channels": 4,
+        "global_conddim": 32,
+    },
+    # Cosmos Predict2 text-to-image (MiniTrainDIT). ComfyUI's detection reads the width and sets the
+    # blocks and heads only for the real widths 2048 / 5120, the cross-attention width always to
+    # 1024 (the old T5-XXL's): those are DETECTION_OVERRIDES.
+    "cosmos_predict2": {
+        "image_model": "cosmos_predict2",
+        "max_img_h": 240,
+        "max_img_w": 240,
+        "max_frames": 128,
+        "in_channels": 16,
+        "out_channels": 16,
+        "patch_spatial": 2,
+        "patch_temporal": 1,
+        "model_channels": 64,
+        "concat_padding_mask": True,
+        "crossattn_emb_channels": TINY_T5["d_model"],
+        "pos_emb_cls": "rope3d",
+        "pos_emb_learnable": True,
+        "pos_emb_interpolation": "crop",
+        "min_fps": 1,
+        "max_fps": 30,
+        "use_adaln_lora": True,
+        "adaln_lora_dim": 256,
+        "num_blocks": 2,
+        "num_heads": 2,
+        "extra_per_block_abs_pos_emb": False,
+        "rope_h_extrapolation_ratio": 4.0,
+        "rope_w_extrapolation_ratio": 4.0,
+        "rope_t_extrapolation_ratio": 1.0,
+        "extra_h_extrapolation_ratio": 1.0,
+        "extra_w_extrapolation_ratio": 1.0,
+        "extra_t_extrapolation_ratio": 1.0,
+        "rope_enable_fps_modulation": False,
+    },
     "ltxv": {
         "image_model": "ltxv",
         "in_channels": 128,
@@ -426,6 +483,8 @@ DETECTION_OVERRIDES = {
         "ffn_dim_multiplier": 4.0,
     },
     "pixart": {"num_heads": 2, "hidden_size": 32, "caption_channels": TINY_T5["d_model"]},
+    "auraflow": {"dim": 32, "n_heads": 2, "global_conddim": 32, "out_channels": 4},
+    "cosmos_predict2": {"num_blocks": 2, "num_heads": 2, "crossattn_emb_channels": TINY_T5["d_model"]},
 }
 
 _SUPPORTED_MODEL = {
@@ -442,12 +501,15 @@ _SUPPORTED_MODEL = {
     "chroma": "Chroma",
     "lumina2": "Lumina2",
     "pixart": "PixArtSigma",
+    "auraflow": "AuraFlow",
+    "cosmos_predict2": "CosmosT2IPredict2",
 }
 
 #: Usual real file names, as the families' example workflows reference them.
 FILE_NAMES = {
     "sd15": {"ckpt_name": "v1-5-pruned-emaonly-fp16.safetensors"},
     "sdxl": {"ckpt_name": "sd_xl_base_1.0.safetensors"},
+    "auraflow": {"ckpt_name": "aura_flow_0.3.safetensors"},  # fal's all-in-one checkpoint
     "sd3": {
         "unet_name": "sd3.5_medium.safetensors",
         "weight_dtype": "default",
@@ -518,6 +580,14 @@ FILE_NAMES = {
         "type": "lumina2",
         "vae_name": "ae.safetensors",
     },
+    # ComfyUI's Cosmos Predict2 2B text-to-image files: the old T5-XXL and Wan 2.1's VAE
+    "cosmos_predict2": {
+        "unet_name": "cosmos_predict2_2B_t2i.safetensors",
+        "weight_dtype": "default",
+        "clip_name": "oldt5_xxl_fp8_e4m3fn_scaled.safetensors",
+        "type": "cosmos",
+        "vae_name": "wan_2.1_vae.safetensors",
+    },
     # PixArt-Sigma's diffusers transformer file under its model's name, T5-XXL and the SDXL VAE
     "pixart": {
         "unet_name": "PixArt-Sigma-XL-2-1024-MS.safetensors",
@@ -539,6 +609,7 @@ ENCODER_FILES = {
     "qwen_2.5_vl_7b_fp8_scaled.safetensors": ("qwen_image", "qwen25_7b"),
     "qwen_3_4b.safetensors": ("z_image", "qwen3_4b"),
     "gemma_2_2b_fp16.safetensors": ("lumina2", "gemma2_2b"),
+    "oldt5_xxl_fp8_e4m3fn_scaled.safetensors": ("cosmos_predict2", "t5xxl"),
 }
 #: Seed of the diffusion model in every file (``build_model(family, FILE_SEED)``); a checkpoint's
 #: text encoder is ``build_clip(family, FILE_SEED + 1)``.
@@ -553,6 +624,7 @@ _FILE_SEEDS = {
     "qwen_2.5_vl_7b_fp8_scaled.safetensors": 106,
     "qwen_3_4b.safetensors": 107,
     "gemma_2_2b_fp16.safetensors": 108,
+    "oldt5_xxl_fp8_e4m3fn_scaled.safetensors": 109,
 }
 
 
@@ -637,6 +709,8 @@ def _clip_recipe(family: str):
     """(tokenizer class, encoder class, model_options, tokenizer_data) of a family."""
     import comfy.sd1_clip
     import comfy.sdxl_clip
+    import comfy.text_encoders.aura_t5
+    import comfy.text_encoders.cosmos
     import comfy.text_encoders.flux
     import comfy.text_encoders.hunyuan_video
     import comfy.text_encoders.lt
@@ -703,6 +777,20 @@ def _clip_recipe(family: str):
             comfy.text_encoders.pixart_t5.PixArtTokenizer,
             comfy.text_encoders.pixart_t5.pixart_te(),
             {"t5xxl_model_config": TINY_T5},
+            {},
+        )
+    if family == "cosmos_predict2":  # Cosmos Predict2: T5 v1.0 XXL (supported_models.CosmosT2IPredict2)
+        return (
+            comfy.text_encoders.cosmos.CosmosT5Tokenizer,
+            comfy.text_encoders.cosmos.te(),
+            {"t5xxl_model_config": TINY_T5},
+            {},
+        )
+    if family == "auraflow":  # AuraFlow: Pile-T5-XL (supported_models.AuraFlow.clip_target)
+        return (
+            comfy.text_encoders.aura_t5.AuraT5Tokenizer,
+            comfy.text_encoders.aura_t5.AuraT5Model,
+            {"pile_t5xl_model_config": TINY_T5},
             {},
         )
     if family == "pixart":  # PixArt Alpha / Sigma: T5-XXL (supported_models.PixArtAlpha.clip_target)
@@ -788,6 +876,9 @@ _LATENT_NODES = {
     "lumina2": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 4, 4)),
     # PixArt's sin-cos position embedding divides by round(latent side / 64): a 48x48 latent at least
     "pixart": ("EmptyLatentImage", {"width": 384, "height": 384}, (4, 48, 48)),
+    "auraflow": ("EmptyLatentImage", {"width": 32, "height": 32}, (4, 4, 4)),
+    # Cosmos Predict2's latent format is Wan 2.1's: the sampler makes the 4-D empty latent 5-D.
+    "cosmos_predict2": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 1, 4, 4)),
 }
 #: Latent nodes that take a VAE input (unused without a start image) and, in ComfyUI 0.3.75, ignore
 #: ``batch_size`` without one: add_latent feeds them a VAE and batches with RepeatLatentBatch.
@@ -903,7 +994,10 @@ def _encoder_sd(family: str, slot: str, seed: int) -> dict:
     if slot == "clip_g":
         # DualCLIPLoader/detect_te_model route a file to CLIP-G only if it has a 31st layer.
         sd["text_model.encoder.layers.30.mlp.fc1.weight"] = torch.zeros(1, 1)
-    if slot in ("t5xxl", "umt5xxl"):
+    if family == "cosmos_predict2":
+        # ... and for the old T5-XXL (T5 v1.0, ungated) with a 24th block's ungated `wi`.
+        sd["encoder.block.23.layer.1.DenseReluDense.wi.weight"] = torch.zeros(1, 1)
+    elif slot in ("t5xxl", "umt5xxl"):
         # A single T5 file is taken for T5-XXL only with a 24th block of XXL width.
         sd["encoder.block.23.layer.1.DenseReluDense.wi_1.weight"] = torch.zeros(1, 4096)
     if slot in ("umt5xxl", "gemma2_2b"):
@@ -969,6 +1063,7 @@ def write_model_files(models_dir: Path, family: str) -> dict[str, str]:
         "chroma": lambda: _taesd_vae(16, 2001).get_sd(),
         "lumina2": lambda: _taesd_vae(16, 2001).get_sd(),
         "pixart": lambda: _taesd_vae(4, 2006).get_sd(),
+        "cosmos_predict2": lambda: _wan21_vae_sd(2002),  # the same wan_2.1_vae.safetensors as wan
         "wan": lambda: _wan21_vae_sd(2002),
         "hunyuan_video": lambda: _wan21_vae_sd(2003),
         "wan22": lambda: _wan22_vae_sd(2004),

@@ -18,7 +18,7 @@ import torch
 from ...steering.errors import SafetySteerError
 
 #: Sub-encoder keys (as `clip.tokenize` names them) whose conditioning layout Safety Steer knows.
-SUPPORTED_ENCODERS = ("l", "g", "t5xxl", "umt5xxl", "llama", "qwen25_7b", "qwen3_4b", "gemma2_2b")
+SUPPORTED_ENCODERS = ("l", "g", "t5xxl", "umt5xxl", "llama", "qwen25_7b", "qwen3_4b", "gemma2_2b", "pile_t5xl")
 #: How errors name them.
 ENCODER_NAMES = {
     "l": "CLIP-L",
@@ -29,6 +29,7 @@ ENCODER_NAMES = {
     "qwen25_7b": "Qwen2.5-VL 7B",
     "qwen3_4b": "Qwen3-4B",
     "gemma2_2b": "Gemma 2 2B",
+    "pile_t5xl": "Pile-T5-XL",
 }
 #: Pooled vectors the family's diffusion model never reads: SD1.5's UNet takes no pooled vector and
 #: SDXL's takes CLIP-G's. ComfyUI does not even load CLIP-L's text_projection from such checkpoints

@@ -1,7 +1,8 @@
 """Which diffusion models the MODEL application point supports, and how it reaches their text.
 
 UNets (SD1.5, SDXL): an attn2 patch, which sees the text context of every cross-attention.
-DiTs (SD3.x, Flux, Chroma, Wan, HunyuanVideo, LTX-Video, Qwen-Image, Z-Image, Lumina 2, PixArt): a keyed APPLY_MODEL
+DiTs (SD3.x, Flux, Chroma, Wan, HunyuanVideo, LTX-Video, Qwen-Image, Z-Image, Lumina 2, PixArt,
+AuraFlow, Cosmos Predict2): a keyed APPLY_MODEL
 wrapper, which sees the text conditioning (c_crossattn) before the model's own text projection.
 Both stack with other patches and wrappers and survive ModelPatcher.clone().
 """
@@ -31,6 +32,10 @@ DIT_MODELS = (
     (model_base.Lumina2, "Lumina 2", "cap_embedder.1"),
     # PixArt Alpha and Sigma: the caption MLP (y_embedder.y_proj) reads the T5 tokens
     (model_base.PixArt, "PixArt", "y_embedder.y_proj.fc1"),
+    (model_base.AuraFlow, "AuraFlow", "cond_seq_linear"),
+    # Cosmos Predict2 (text-to-image and image-to-video): no text projection; every block's
+    # cross-attention reads the T5 tokens (block 0's key projection gives the width)
+    (model_base.CosmosPredict2, "Cosmos Predict2", "blocks.0.cross_attn.k_proj"),
 )
 #: Labels whose model_base class other families share: the model config class must match too (the
 #: most derived config wins: supported_models.ZImage subclasses Lumina2).
@@ -55,6 +60,8 @@ TEXT_STREAM_ENCODERS = {
     "Z-Image": ({"qwen3_4b"},),
     "Lumina 2": ({"gemma2_2b"},),
     "PixArt": ({"t5xxl"},),
+    "AuraFlow": ({"pile_t5xl"},),
+    "Cosmos Predict2": ({"t5xxl"},),
 }
 
 

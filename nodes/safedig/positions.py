@@ -34,6 +34,9 @@ _WHY_NOT = {
     "Lumina 2": " (ComfyUI's Lumina 2 model, NextDiT, runs its blocks without the block-replace patches "
     "SafeDIG hooks into)",
     "PixArt": " (ComfyUI's PixArt model runs its blocks without the block-replace patches SafeDIG hooks into)",
+    "AuraFlow": " (its joint and single blocks are not mapped to SafeDIG positions yet)",
+    "Cosmos Predict2": " (ComfyUI's Cosmos Predict2 model runs its blocks without the block-replace patches "
+    "SafeDIG hooks into)",
 }
 
 

@@ -4,9 +4,10 @@ The text-encoder application point sees each sub-encoder's output on its own. A 
 the context a diffusion model receives, is already assembled by ComfyUI:
 - SD1.5: CLIP-L tokens. SDXL: CLIP-L and CLIP-G features side by side per token (L first).
 - SD3: CLIP-L|G side by side, zero-padded to the T5 width, then the T5 tokens appended.
-- Flux, Chroma, PixArt, LTX-Video: T5 tokens only. Wan: umT5 tokens. HunyuanVideo: Llama tokens (CLIP-L,
-  where present, only feeds the pooled vector). Qwen-Image: Qwen2.5-VL tokens. Z-Image: Qwen3-4B
-  tokens. Lumina 2: Gemma 2 2B tokens.
+- Flux, Chroma, PixArt, Cosmos Predict2, LTX-Video: T5 tokens only. Wan: umT5 tokens.
+  HunyuanVideo: Llama tokens (CLIP-L, where present, only feeds the pooled vector). Qwen-Image:
+  Qwen2.5-VL tokens. Z-Image: Qwen3-4B tokens. Lumina 2: Gemma 2 2B tokens. AuraFlow: Pile-T5-XL
+  tokens.
 - Pooled vector: SD1.5 CLIP-L, SDXL CLIP-G, SD3 CLIP-L|G, Flux and HunyuanVideo CLIP-L.
 The layout follows from which encoders a direction was aligned to and their widths, and is
 checked against the tensor: a direction aligned to other encoders is an error, not a silent miss.
@@ -21,7 +22,7 @@ import torch
 from ..errors import SafetySteerError
 
 CLIP_KEYS = ("l", "g")
-LONG_KEYS = ("t5xxl", "umt5xxl", "llama", "qwen25_7b", "qwen3_4b", "gemma2_2b")
+LONG_KEYS = ("t5xxl", "umt5xxl", "llama", "qwen25_7b", "qwen3_4b", "gemma2_2b", "pile_t5xl")
 
 
 class LayoutError(SafetySteerError):

@@ -159,6 +159,13 @@ def tiny_model_classes() -> list[type]:
         with_overrides(sm.Chroma, "chroma", {"image_model": "chroma", "hidden_size": configs["chroma"]["hidden_size"]}),
         with_overrides(sm.Lumina2, "lumina2", {"image_model": "lumina2", "dim": configs["lumina2"]["dim"]}),
         tiny_pixart,
+        with_overrides(
+            sm.CosmosT2IPredict2,
+            "cosmos_predict2",
+            {"image_model": "cosmos_predict2", "model_channels": configs["cosmos_predict2"]["model_channels"]},
+        ),
+        # AuraFlow's config (supported_models.AuraFlow) matches the real text width 2048 only
+        with_overrides(sm.AuraFlow, "auraflow", {"cond_seq_dim": configs["auraflow"]["cond_seq_dim"]}),
     ]
 
 
@@ -181,6 +188,7 @@ def tiny_encoder_options(state_dicts) -> dict:
             elif key.endswith("shared.weight") and shape[1] == tm.TINY_T5["d_model"]:
                 options["t5xxl_model_config"] = {**tm.TINY_T5, "vocab_size": int(shape[0])}
                 options["umt5xxl_model_config"] = {**tm.TINY_T5, "vocab_size": int(shape[0])}
+                options["pile_t5xl_model_config"] = {**tm.TINY_T5, "vocab_size": int(shape[0])}
             elif key.endswith("embed_tokens.weight") and shape[1] == tm.TINY_LLAMA["hidden_size"]:
                 options["llama_model_config"] = {**tm.TINY_LLAMA, "vocab_size": int(shape[0])}
             elif key.endswith("embed_tokens.weight") and shape[1] in (
