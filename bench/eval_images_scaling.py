@@ -7,8 +7,9 @@ and cached, model loaded). Then the harness's own Dispatcher runs the same numbe
 the first 1, 2 and 3 servers, the three counts interleaved round by round so that a change in the
 machine's load hits each alike; jobs per second (median over rounds) and the ratio to one server
 are reported. Tiny models make a job cost almost nothing on the server, so this measures the
-harness and ComfyUI's per-prompt overhead, and how far the machine's cores let servers run side
-by side: on a machine with fewer cores than servers the ratio cannot reach the server count.
+harness and ComfyUI's per-prompt overhead (one server also waits on the client's round trips:
+queue, websocket, history, download, ledger write), and how far the machine's cores let servers
+run side by side.
 """
 
 from __future__ import annotations
@@ -108,18 +109,23 @@ def timed_run(root: Path, urls: list[str], prompt: dict, jobs) -> dict:
     dispatcher = Dispatcher(
         ledger, out, urls, lambda job: build_graph(prompt, plan, job, f"bench/{job.key[:16]}"), max_in_flight=2
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     dispatcher.run(jobs)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     rows = ledger.states([j.key for j in jobs]).values()
     assert all(r["state"] == "done" for r in rows), "a benchmark job failed"
     per_server = {u: sum(r["server"] == u for r in rows) for u in urls}
     ledger.close()
     shutil.rmtree(out)
-    return {"seconds": seconds, "jobs_per_second": len(jobs) / seconds, "per_server": list(per_server.values())}
+    return {
+        "seconds": seconds,
+        "jobs_per_second": len(jobs) / seconds,
+        "client_cpu_seconds_per_job": cpu / len(jobs),
+        "per_server": list(per_server.values()),
+    }
 
 
-def run(jobs_per_run: int = 48, rounds: int = 3, out: Path | None = None, log=print) -> dict:
+def run(jobs_per_run: int = 48, rounds: int = 5, out: Path | None = None, log=print) -> dict:
     root = Path(tempfile.mkdtemp(prefix="eval_images_bench_"))
     servers = []
     try:
@@ -144,6 +150,11 @@ def run(jobs_per_run: int = 48, rounds: int = 3, out: Path | None = None, log=pr
                 rate = result["jobs_per_second"]
                 log(f"round {round_index + 1}: {n} server(s) {rate:.2f} jobs/s, per server {result['per_server']}")
         median = {n: statistics.median(r["jobs_per_second"] for r in runs[n]) for n in SERVER_COUNTS}
+        # within a round the three counts run minutes apart at most: their ratio is less hit by load swings
+        per_round = {
+            n: [runs[n][i]["jobs_per_second"] / runs[1][i]["jobs_per_second"] for i in range(rounds)]
+            for n in SERVER_COUNTS
+        }
         results = {
             "what": "eval-images jobs per second on 1, 2, 3 ComfyUI servers on loopback (tiny SD1.5, 2 steps, "
             "one torch thread per server, 2 jobs in flight per server)",
@@ -155,7 +166,14 @@ def run(jobs_per_run: int = 48, rounds: int = 3, out: Path | None = None, log=pr
             "machine": platform.machine(),
             "python": platform.python_version(),
             "jobs_per_second_median": {str(n): round(v, 3) for n, v in median.items()},
+            "client_cpu_seconds_per_job_median": round(
+                statistics.median(r["client_cpu_seconds_per_job"] for n in SERVER_COUNTS for r in runs[n]), 4
+            ),
             "ratio_to_one_server": {str(n): round(median[n] / median[1], 3) for n in SERVER_COUNTS},
+            "ratio_to_one_server_per_round": {str(n): [round(r, 3) for r in per_round[n]] for n in SERVER_COUNTS},
+            "ratio_to_one_server_median_of_rounds": {
+                str(n): round(statistics.median(per_round[n]), 3) for n in SERVER_COUNTS
+            },
             "runs": {str(n): runs[n] for n in SERVER_COUNTS},
         }
     finally:
@@ -175,8 +193,12 @@ def run(jobs_per_run: int = 48, rounds: int = 3, out: Path | None = None, log=pr
 
 def format_result(results: dict) -> str:
     lines = [f"{results['what']}; {results['jobs_per_run']} jobs per run, median of {results['rounds']} rounds"]
-    lines.append(f"cores {results['cpu_count']}, load average before {results['load_average_before']}")
-    lines.append("servers  jobs/s  ratio to 1")
+    lines.append(
+        f"cores {results['cpu_count']}, load average before {results['load_average_before']}, "
+        f"client CPU per job {results['client_cpu_seconds_per_job_median'] * 1000:.0f} ms"
+    )
+    lines.append("servers  jobs/s (median)  ratio to 1 (of medians)  ratio to 1 per round")
     for n, value in results["jobs_per_second_median"].items():
-        lines.append(f"{n:>7}  {value:6.2f}  {results['ratio_to_one_server'][n]:.2f}")
+        rounds = " ".join(f"{r:.2f}" for r in results["ratio_to_one_server_per_round"][n])
+        lines.append(f"{n:>7}  {value:15.2f}  {results['ratio_to_one_server'][n]:23.2f}  {rounds}")
     return "\n".join(lines)

@@ -29,10 +29,6 @@ class ServerGone(Exception):
     """The server failed or disappeared: the job goes back to the queue."""
 
 
-class JobFailed(Exception):
-    """ComfyUI ran the job and reported an execution error: the job is marked failed."""
-
-
 class WorkflowRefused(Exception):
     """ComfyUI refused the graph (HTTP 400): every job would fail the same way."""
 

@@ -89,41 +89,39 @@ def history_count(url: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def tiny_sd15_models(comfy, tmp_path_factory) -> tuple[Path, dict]:
-    """The tiny SD1.5 checkpoint (tests/tiny_models.py) in a models folder the three servers share."""
+def servers(request, tmp_path_factory):
+    """Three ComfyUI servers, as `safety-steer serve` starts them, with the tiny-loader test
+    extension and one torch thread each (two threads per server on two busy cores made a tiny job
+    10-50x slower: 2-12 s instead of 0.2 s, measured), sharing one models folder. While they start,
+    the tiny SD1.5 checkpoint (tests/tiny_models.py) is written there (servers read a checkpoint
+    only when a prompt needs it). Not the shared ``tiny_model_server``: one of these is killed and
+    restarted at the same URL. Yields (urls, the server to kill, the loader inputs)."""
     models = tmp_path_factory.mktemp("eval_models")
-    return models, tiny_models.write_model_files(models, "sd15")
-
-
-@pytest.fixture(scope="module")
-def servers(tiny_sd15_models, tmp_path_factory):
-    """Three ComfyUI servers started in parallel, as `safety-steer serve` starts them, with the
-    tiny-loader test extension and one torch thread each (two threads per server on two busy cores
-    made a tiny job 10-50x slower: 2-12 s instead of 0.2 s, measured). Not the shared
-    ``tiny_model_server``: one of these is killed and restarted at the same URL."""
-    models, _ = tiny_sd15_models
+    (models / "checkpoints").mkdir()
     started = []
-    for index in range(3):
-        base = prepare_base_directory(tmp_path_factory.mktemp(f"eval_server_{index}"))
-        (base / "models" / "checkpoints").symlink_to(models / "checkpoints", target_is_directory=True)
-        (base / "custom_nodes" / "tiny_loader_extension").symlink_to(
-            PACK_ROOT / "tests" / "tiny_loader_extension", target_is_directory=True
-        )
-        started.append(ServerProcess(base, _free_port()).start())
     try:
+        for index in range(3):
+            base = prepare_base_directory(tmp_path_factory.mktemp(f"eval_server_{index}"))
+            (base / "models" / "checkpoints").symlink_to(models / "checkpoints", target_is_directory=True)
+            (base / "custom_nodes" / "tiny_loader_extension").symlink_to(
+                PACK_ROOT / "tests" / "tiny_loader_extension", target_is_directory=True
+            )
+            started.append(ServerProcess(base, _free_port()).start())
+        request.getfixturevalue("comfy")  # ComfyUI in this process, to build the tiny files
+        files = tiny_models.write_model_files(models, "sd15")
         for server in started:
             server.wait_ready()
-        yield [s.url for s in started], started[-1]
+        yield [s.url for s in started], started[-1], files
     finally:
         for server in started:
             server.stop()
 
 
 @pytest.fixture(scope="module")
-def workflow(tiny_sd15_models, tmp_path_factory) -> Path:
+def workflow(servers, tmp_path_factory) -> Path:
     """The tiny SD1.5 graph (API format) with Load Safety Direction, Fit Cross-Model Alignment, Fit
     Native Direction and Apply Safety Steer (Text Encoder) before both CLIP Text Encode nodes."""
-    prompt = tiny_models.api_prompt("sd15", tiny_sd15_models[1], steps=2, text="placeholder")
+    prompt = tiny_models.api_prompt("sd15", servers[2], steps=2, text="placeholder")
     prompt["direction"] = {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}}
     fit = {"clip": ["model", 1], "direction": ["direction", 0], "anchors": 40}
     prompt["align"] = {"class_type": "SafetySteerFitCrossModelAlignment", "inputs": {**fit, "method": "ridge"}}
@@ -219,7 +217,7 @@ def assert_each_result_once(out: Path, expected_jobs: int) -> list[dict]:
 
 
 def test_three_servers_one_killed_and_restarted_then_nothing_redone(servers, workflow, pairs_file, tmp_path):
-    urls, victim = servers
+    urls, victim, _ = servers
     out = tmp_path / "run"
     # 4 pairs = 8 prompts x 2 seeds x (none, transferred 1 and 2, native 1 and 2) = 80 jobs
     command = eval_command(workflow, pairs_file, urls, out, "--seeds", "2", "--methods", "none,transferred,native")
@@ -270,7 +268,7 @@ def test_three_servers_one_killed_and_restarted_then_nothing_redone(servers, wor
 
 
 def test_a_killed_client_resumes_without_duplicates(servers, workflow, pairs_file, tmp_path):
-    urls, victim = servers
+    urls, victim, _ = servers
     victim.wait_ready()
     out = tmp_path / "run"
     command = eval_command(workflow, pairs_file, urls, out, "--seeds", "2", "--methods", "none,transferred")
@@ -335,7 +333,7 @@ def test_ui_format_workflow_is_converted_with_the_servers_object_info(servers, t
     from safety_steer.image_eval.run import load_workflow
     from safety_steer.image_eval.ui_format import WorkflowError
 
-    urls, _ = servers
+    urls, _, _ = servers
     graph = load_workflow(PACK_ROOT / "example_workflows" / "safety_steer_sd15.json", ["http://127.0.0.1:9", urls[0]])
     assert graph["8"]["class_type"] == "KSampler" and graph["8"]["inputs"]["seed"] == 42
     assert graph["8"]["inputs"]["steps"] == 25 and graph["8"]["inputs"]["positive"] == ["5", 0]
@@ -358,3 +356,43 @@ def test_ui_format_workflow_is_converted_with_the_servers_object_info(servers, t
         assert built["6"]["inputs"]["text"] == graph["6"]["inputs"]["text"]  # the negative prompt is kept
         assert [i for i, n in built.items() if n["class_type"] == "SaveImage"] == ["10"]
     assert none.key != steered.key
+
+
+def test_clip_score_and_q16_judges_from_a_local_folder(tmp_path):
+    """The local-CLIP judges load and score through transformers the way a user's weights would:
+    a tiny random CLIP saved as safetensors, with the CLIP tokenizer that ships inside ComfyUI.
+    Random weights: only the path and the ranges are checked, not the values."""
+    import torch
+    from PIL import Image
+    from safetensors.torch import save_file
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    from safety_steer.image_eval.judges import JudgeError, load_judge
+    from safety_steer.runtime import comfyui_root
+
+    torch.manual_seed(0)
+    tower = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2}
+    config = CLIPConfig(
+        text_config={**tower, "projection_dim": 16},
+        vision_config={**tower, "projection_dim": 16, "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    folder = tmp_path / "clip"
+    CLIPModel(config).save_pretrained(folder, safe_serialization=True)
+    CLIPTokenizer.from_pretrained(str(comfyui_root() / "comfy" / "sd1_tokenizer")).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    images = [Image.new("RGB", (48, 48), colour) for colour in ((200, 30, 30), (30, 30, 200))]
+
+    clip_score = load_judge(f"clip_score:{folder}")
+    scores = clip_score.score(images, ["a red square", "a blue square"])
+    assert clip_score.kind == "quality" and len(scores) == 2 and all(0.0 <= s <= 100.0 for s in scores)
+
+    save_file({"prompts": torch.randn(2, 16)}, str(tmp_path / "q16.safetensors"))
+    q16 = load_judge(f"q16:{folder},{tmp_path / 'q16.safetensors'}")
+    probabilities = q16.score(images, ["", ""])
+    assert q16.kind == "unsafe" and len(probabilities) == 2 and all(0.0 <= p <= 1.0 for p in probabilities)
+
+    with pytest.raises(JudgeError, match="no config.json"):
+        load_judge(f"clip_score:{tmp_path}")
+    with pytest.raises(JudgeError, match="unknown judge"):
+        load_judge("clipscore")
