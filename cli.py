@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="target layer: a transformers hidden_states index, or 'consumed' (the layer the ComfyUI family "
         "using this model as its text encoder hands to its diffusion model); default: the middle block",
     )
-    p.add_argument("--method", choices=MAP_METHODS, default="ridge")
+    p.add_argument("--method", choices=MAP_METHODS, default="auto")
     p.add_argument(
         "--no-source-gate",
         dest="source_gate",

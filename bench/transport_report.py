@@ -1,8 +1,10 @@
 """Cross-model transport benchmark on real models: every map against native and random, with
 the strength sweep (attack success vs benign preservation), written as JSON and PNG plots.
 
-Evaluation pairs: the shipped held-out pairs (never fitted on). Run:
-    .venv/bin/python -m safety_steer.bench.transport_report [--out bench/results]
+Evaluation pairs: the shipped held-out pairs (never fitted on). Each pair is measured at the target's
+middle block (keys ``source->target:method``) and at the layer the ComfyUI family using the target
+as its text encoder consumes (keys ``source->target (consumed):method``). Run:
+    .venv/bin/python -m safety_steer.bench.transport_report [--out bench/results] [--layers middle consumed]
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ COMBOS = (
 )
 
 
-def run(combos=COMBOS, methods=MAP_METHODS, out_dir: Path = Path("bench/results")) -> dict:
+TARGET_LAYERS = ("middle", "consumed")
+
+
+def result_key(source: str, target: str, layer: str, method: str) -> str:
+    return f"{source}->{target}{' (consumed)' if layer == 'consumed' else ''}:{method}"
+
+
+def run(
+    combos=COMBOS, methods=MAP_METHODS, out_dir: Path = Path("bench/results"), layers=TARGET_LAYERS, anchor_study=True
+) -> dict:
     torch.set_num_threads(2)
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs = [p for p in load_pairs() if p.split == "heldout"]
@@ -39,29 +50,18 @@ def run(combos=COMBOS, methods=MAP_METHODS, out_dir: Path = Path("bench/results"
         say(f"{source} -> {target_name}")
         pack = resolve_pack(None, source, progress=say)
         target = load_text_model(target_name)
-        encoder = memoized(text_model_encoder(target))
         source_encoder = pack_source_encoder(pack, progress=say)
         source_encoder = memoized(source_encoder) if source_encoder is not None else None
         detector = pack_detector_gate(pack) if source_encoder is not None else None
         detector = memoized(detector) if detector is not None else None
-        for method in methods:
-            started = time.perf_counter()
-            report = evaluate_transfer(
-                pack, encoder, pairs, method=method, encode_source=source_encoder, detector_gate=detector
-            ).report
-            report.update(
-                source=pack.metadata["source_model"],
-                source_layer=int(pack.metadata["layer"]),
-                target=target.display_name,
-                target_layer=encoder.layer,
-                seconds=round(time.perf_counter() - started, 1),
-            )
-            results[f"{source}->{target_name}:{method}"] = report
-            say(
-                f"  {method}: AUROC transported {report['auroc_transported']:.3f} native {report['auroc_native']:.3f} "
-                f"random {report['auroc_random']:.3f}; goals {report['goals']}"
-            )
-        if (source, target_name) == combos[0]:
+        for layer in layers:
+            encoder = memoized(text_model_encoder(target, layer=None if layer == "middle" else layer))
+            for method in methods:
+                results[result_key(source, target_name, layer, method)] = one_report(
+                    pack, encoder, pairs, method, source_encoder, detector, target
+                )
+        if anchor_study and (source, target_name) == combos[0]:
+            encoder = memoized(text_model_encoder(target))
             for n_anchors in ANCHOR_STUDY:
                 report = evaluate_transfer(
                     pack,
@@ -77,6 +77,27 @@ def run(combos=COMBOS, methods=MAP_METHODS, out_dir: Path = Path("bench/results"
     (out_dir / "transport.json").write_text(json.dumps(results, indent=1))
     plot(results, out_dir)
     return results
+
+
+def one_report(pack, encoder, pairs, method, source_encoder, detector, target) -> dict:
+    """evaluate_transfer at one target layer with one map, plus where it was measured."""
+    started = time.perf_counter()
+    report = evaluate_transfer(
+        pack, encoder, pairs, method=method, encode_source=source_encoder, detector_gate=detector
+    ).report
+    report.update(
+        source=pack.metadata["source_model"],
+        source_layer=int(pack.metadata["layer"]),
+        target=target.display_name,
+        target_layer=encoder.layer,
+        target_layer_rule=encoder.layer_rule,
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    say(
+        f"  {method} at {encoder.layer_rule}: AUROC transported {report['auroc_transported']:.3f} "
+        f"native {report['auroc_native']:.3f} random {report['auroc_random']:.3f}; goals {report['goals']}"
+    )
+    return report
 
 
 def plot(results: dict, out_dir: Path) -> None:
@@ -158,8 +179,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--methods", nargs="*", default=list(MAP_METHODS))
+    parser.add_argument("--layers", nargs="*", choices=TARGET_LAYERS, default=list(TARGET_LAYERS))
     args = parser.parse_args(argv)
-    print(summary_table(run(methods=args.methods, out_dir=Path(args.out))))
+    print(summary_table(run(methods=args.methods, out_dir=Path(args.out), layers=args.layers)))
     return 0
 
 

@@ -78,3 +78,34 @@ def test_bad_anchor_features_get_clear_errors():
         fitted = fit_map(x[:30], y[:30])
     with pytest.raises(AlignmentError, match="12 dimensions cannot go through a map fitted from 48"):
         fitted.transport(torch.randn(12))
+
+
+def test_auto_chooses_the_map_whose_transported_direction_separates_best_on_benign_halves():
+    """'auto' scores every candidate by the cross-fitted target d-prime of the carried direction (benign
+    anchors only) and refits the best. Here the safety contrast lies along a direction that ordinary
+    anchors barely vary on, which heavy shrinkage loses: auto must not pick it, and its direction must
+    separate the target's pairs."""
+    from safety_steer.steering.transfer.selection import CANDIDATES, candidate_label
+
+    g = torch.Generator().manual_seed(0)
+    ds, dt, n = 64, 48, 1200
+    concept = torch.nn.functional.normalize(torch.randn(ds, generator=g), dim=0)
+    anchors = torch.randn(n, ds, generator=g)
+    anchors -= 0.9 * (anchors @ concept)[:, None] * concept  # anchors vary little along the concept
+    w = torch.randn(ds, dt, generator=g) / ds**0.5
+    target = anchors @ w + 0.1 * torch.randn(n, dt, generator=g)
+    fitted = fit_map(anchors, target, "auto", direction=concept)
+    scores = fitted.info["selection_scores"]
+    assert set(scores) == {candidate_label(c) for c in CANDIDATES}
+    assert scores[fitted.info["selected"]] == max(scores.values())
+    assert fitted.info["selected"] != "ridge ridge_lambda=1000"
+    safe = torch.randn(200, ds, generator=g) + concept
+    unsafe = torch.randn(200, ds, generator=g) - concept
+    direction, truth = fitted.transport(concept), concept @ w
+    best = auroc((safe @ w) @ truth, (unsafe @ w) @ truth)
+    assert auroc((safe @ w) @ direction, (unsafe @ w) @ direction) > best - 0.03
+    heavy = fit_map(anchors, target, "ridge", ridge_lambda=1000.0).transport(concept)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(direction, truth, dim=0) > cos(heavy, truth, dim=0)
+    with pytest.raises(ValueError, match="needs the pack's global direction"):
+        fit_map(anchors, target, "auto")

@@ -63,9 +63,11 @@ class SafetySteerFitCrossModelAlignment(io.ComfyNode):
                 io.Combo.Input(
                     "method",
                     options=list(MAP_METHODS),
-                    default="ridge",
-                    tooltip="ridge: closed form, regularisation chosen by leave-one-out on the anchors "
-                    "(best in our measurements); procrustes: orthogonal map after PCA; cca; "
+                    default="auto",
+                    tooltip="auto: the map (ridge / Procrustes / CCA) and its regularisation chosen for this "
+                    "encoder's layer by cross-validation on the benign anchors (best in our measurements); "
+                    "ridge: closed form, regularisation chosen by leave-one-out on the anchors; "
+                    "procrustes: orthogonal map after PCA; cca; "
                     "mlp: small network, Jacobian-averaged transport (slowest).",
                 ),
                 io.Int.Input(

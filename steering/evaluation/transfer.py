@@ -157,7 +157,7 @@ def evaluate_transfer(
     pack: DirectionPack,
     encode_target: Encoder,
     eval_pairs: list[PromptPair],
-    method: str = "ridge",
+    method: str = "auto",
     strengths=DEFAULT_STRENGTHS,
     seed: int = 0,
     train_pairs: list[PromptPair] | None = None,
@@ -208,7 +208,7 @@ def evaluate_transfer(
     say(f"fitting the {method} map on {len(fit_idx)} benign anchors")
     source_z = pack.standardise(pack.anchor_features)
     started = time.perf_counter()
-    fitted = fit_map(source_z[fit_idx], z_anchor[fit_idx], method, seed=seed)
+    fitted = fit_map(source_z[fit_idx], z_anchor[fit_idx], method, seed=seed, direction=pack.directions[0])
     fit_seconds = time.perf_counter() - started
     aligned = transport_pack(pack, fitted, z_anchor[fit_idx], t_mean, t_std)
 

@@ -75,7 +75,7 @@ def anchor_subset(n_total: int, n_wanted: int) -> torch.Tensor:
 def align_pack(
     pack: DirectionPack,
     target_features: dict[str, torch.Tensor],
-    method: str = "ridge",
+    method: str = "auto",
     anchor_index: torch.Tensor | None = None,
     seed: int = 0,
     metadata: dict | None = None,
@@ -94,7 +94,7 @@ def align_pack(
         mean, std = anchor_statistics(features)
         z_target = (features - mean) / std
         started = time.perf_counter()
-        fitted = fit_map(source_z, z_target, method, seed=seed, progress=progress)
+        fitted = fit_map(source_z, z_target, method, seed=seed, progress=progress, direction=pack.directions[0])
         fit_info[key] = {
             **fitted.info,
             "seconds": round(time.perf_counter() - started, 3),

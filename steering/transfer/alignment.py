@@ -17,7 +17,9 @@ import torch
 from ..autograd import trains
 from ..errors import SafetySteerError
 
-MAP_METHODS = ("ridge", "procrustes", "cca", "mlp")
+MAP_METHODS = ("auto", "ridge", "procrustes", "cca", "mlp")
+#: "auto": the map and its regularisation chosen per target layer by cross-validation on benign
+#: anchors (steering.transfer.selection); it needs the source direction it will carry.
 MLP_EPOCHS = 200  # at most (early stopping); also the length of a node's progress bar
 RIDGE_LAMBDAS = tuple(10.0**p for p in range(-1, 6))
 
@@ -91,15 +93,21 @@ def fit_map(
     method: str = "ridge",
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    direction: torch.Tensor | None = None,
     **options,
 ) -> FittedMap:
     """Fit ``method`` on standardised anchor features (rows paired: the same anchor prompt).
-    ``progress(done, total)``: called every epoch of the iterative fit (mlp); closed forms are quick."""
+    ``progress(done, total)``: called every epoch of the iterative fit (mlp); closed forms are quick.
+    ``direction`` (the source direction to carry) is read by ``auto`` only."""
     check_anchor_features(z_source, z_target)
     # float64 keeps small fits exact; wide ones (e.g. 4,096 -> 4,096) solve in float32 for speed.
     dtype = torch.float64 if max(z_source.shape[1], z_target.shape[1]) <= 1024 else torch.float32
     z_source, z_target = z_source.to(dtype), z_target.to(dtype)
-    if method == "ridge":
+    if method == "auto":
+        from .selection import fit_selected
+
+        fitted = fit_selected(z_source, z_target, None if direction is None else direction.to(dtype), **options)
+    elif method == "ridge":
         fitted = fit_ridge(z_source, z_target, **options)
     elif method == "procrustes":
         fitted = fit_procrustes(z_source, z_target, **options)
