@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -259,10 +260,11 @@ def test_every_template_loads_from_the_templates_menu(ui):
     dialog = ui.page.locator("[role=dialog]").last
     # the pack's entry under Extensions: its folder name (1.32) or its display name (newer frontends)
     dialog.get_by_text(re.compile(f"^({re.escape(module)}|Safety Steer)$")).first.click()
+    dialog.get_by_text(names[0], exact=True).first.wait_for(timeout=20_000)  # the pack's cards
+    ui.page.wait_for_timeout(2000)  # and their thumbnails
+    ui.screenshot("templates_menu")
     dialog.get_by_placeholder(re.compile("search", re.IGNORECASE)).first.fill(names[0])
     dialog.get_by_text(names[0], exact=True).first.wait_for(timeout=20_000)
-    ui.page.wait_for_timeout(800)
-    ui.screenshot("templates_menu")
     for number, name in enumerate(names):
         ui.errors.clear()
         if number == 0:
@@ -295,6 +297,13 @@ def test_every_template_loads_from_the_templates_menu(ui):
             ui.command("Workspace.ToggleFocusMode")
             _thumbnail(shot, WORKFLOWS / f"{name}.jpg")
             shot.unlink()
+    for name in names:  # the thumbnail the dialog asks for beside each template
+        try:
+            with urllib.request.urlopen(f"{ui.server.url}/api/workflow_templates/{module}/{name}.jpg") as response:
+                if response.headers.get_content_type() != "image/jpeg":
+                    problems.setdefault(name, {"errors": []})["errors"].append(f"{name}.jpg is not a JPEG")
+        except urllib.error.HTTPError as error:
+            problems.setdefault(name, {"errors": []})["errors"].append(f"{name}.jpg: HTTP {error.code}")
     hint = ""
     if any(".jpg" in e for p in problems.values() for e in p["errors"]):
         hint = "\n(a template without its thumbnail: `scripts/ui_screenshots.sh -k template` makes them)"
