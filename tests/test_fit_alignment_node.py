@@ -113,6 +113,29 @@ def test_node_rejects_an_already_aligned_direction(comfy, tiny_clip_node, tiny_c
         comfy.node("SafetySteerFitCrossModelAlignment", direction=aligned, **fit)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_auto_map_through_the_executor_chooses_per_encoder_and_matches_the_library(
+    comfy, tiny_clip, pack, tmp_path, monkeypatch
+):
+    """The node's default map, 'auto', fits each sub-encoder with the candidate (ridge penalty, Procrustes
+    size, CCA) whose carried direction scores best on benign anchor halves, exactly as align_pack does."""
+    from safety_steer.nodes.apply.clip_targets import encode_per_encoder
+    from safety_steer.steering.transfer.aligned import align_pack, anchor_subset
+
+    monkeypatch.setenv("SAFETY_STEER_CACHE", str(tmp_path))
+    clip = tiny_clip("flux")
+    (aligned,) = comfy.node("SafetySteerFitCrossModelAlignment", clip=clip, direction=pack, method="auto", anchors=60)
+    assert aligned.metadata["method"] == "auto"
+    index = anchor_subset(len(pack.anchor_prompts), 60)
+    features = encode_per_encoder(clip, [pack.anchor_prompts[i] for i in index.tolist()])
+    library = align_pack(pack, {k: features[k] for k in aligned.encoders}, "auto", anchor_index=index)
+    for key, encoder in aligned.encoders.items():
+        info = aligned.metadata["fit"][key]
+        assert info["selection_scores"][info["selected"]] == max(info["selection_scores"].values())
+        assert info["selected"] == library.metadata["fit"][key]["selected"]
+        assert torch.allclose(encoder.unit, library.encoders[key].unit, atol=1e-4)
+
+
 def test_unknown_encoder_is_a_clear_error(comfy, tiny_clip):
     from safety_steer.nodes.apply.clip_targets import UnsupportedEncoderError, sub_encoders
 

@@ -241,7 +241,9 @@ def test_fit_node_on_real_smollm2_hunyuan_encoder_matches_evaluate(
 ):
     """Fit Cross-Model Alignment through ComfyUI's executor on the real-weight HunyuanVideo encoder:
     the aligned direction's held-out AUROC equals what evaluate's transformers encoder at the same
-    (consumed) layer gives with the same anchors, within 0.02."""
+    (consumed) layer gives with the same anchors, within 0.02, with the product's default map
+    ('auto': map and regularisation chosen for that layer by cross-validation on benign anchors),
+    which both sides choose alike."""
     from safety_steer.nodes.apply.clip_targets import encode_per_encoder
     from safety_steer.steering import load_pack, load_pairs
     from safety_steer.steering.evaluation.targets import text_model_encoder
@@ -256,7 +258,7 @@ def test_fit_node_on_real_smollm2_hunyuan_encoder_matches_evaluate(
         "SafetySteerFitCrossModelAlignment",
         clip=smollm2_hunyuan_clip,
         direction=pack,
-        method="ridge",
+        method="auto",
         anchors=FIT_ANCHORS,
     )[0]
     node = aligned.encoders["llama"]
@@ -274,13 +276,15 @@ def test_fit_node_on_real_smollm2_hunyuan_encoder_matches_evaluate(
     encode = text_model_encoder(smollm2, layer="consumed")
     index = anchor_subset(len(pack.anchor_prompts), FIT_ANCHORS)
     anchors = encode([pack.anchor_prompts[i] for i in index.tolist()])
-    ref = align_pack(pack, {"t": anchors}, "ridge", anchor_index=index).encoders["t"]
+    reference = align_pack(pack, {"t": anchors}, "auto", anchor_index=index)
+    ref, align_info = reference.encoders["t"], reference.metadata["fit"]["t"]
 
     def evaluate_z(prompts):
         return (encode(prompts) - ref.target_mean) / ref.target_std
 
     auroc_evaluate = separation_auroc(ref.unit[0], evaluate_z(safe), evaluate_z(unsafe))
     print(f"held-out AUROC through the node path {auroc_node:.4f}, evaluate's encoder {auroc_evaluate:.4f}")
+    print(f"auto chose {aligned.metadata['fit']['llama']['selected']} (node), {align_info['selected']} (evaluate)")
     assert auroc_node > 0.6
     assert abs(auroc_node - auroc_evaluate) < 0.02
 
