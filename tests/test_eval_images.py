@@ -250,6 +250,14 @@ def test_three_servers_one_killed_and_restarted_then_nothing_redone(servers, wor
     back_at = max(e["at"] for e in ledger_events(out) if e["server"] == victim.url and e["kind"] == "up")
     after = [r for r in rows if r["server"] == victim.url and r["finished"] > back_at]
     assert after, "the restarted server was not used again"
+    # the settings reach the graph: for each prompt and seed, the five settings give five different pictures
+    from PIL import Image
+
+    pixels = {}
+    for r in rows:
+        with Image.open(out / json.loads(r["images"])[0]) as image:
+            pixels.setdefault((r["prompt_index"], r["seed"]), set()).add(image.tobytes())
+    assert all(len(found) == 5 for found in pixels.values())
     report = (out / "report.md").read_text()
     assert "these numbers mean nothing" in report and "| transferred | 2 |" in report
     assert (out / "asr_vs_strength_open_nsfw.png").stat().st_size > 0
