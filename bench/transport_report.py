@@ -180,9 +180,108 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--methods", nargs="*", default=list(MAP_METHODS))
     parser.add_argument("--layers", nargs="*", choices=TARGET_LAYERS, default=list(TARGET_LAYERS))
+    parser.add_argument(
+        "--auroc-only",
+        action="store_true",
+        help="AUROC at the middle and consumed layers only (no strength sweep): transport_layers.json",
+    )
+    parser.add_argument("--features", default=None, help="folder of cached per-target features (--auroc-only)")
     args = parser.parse_args(argv)
+    if args.auroc_only:
+        methods = args.methods if args.methods != list(MAP_METHODS) else ["ridge", "auto"]
+        print(json.dumps(auroc_by_layer(methods=methods, features_dir=args.features, out_dir=Path(args.out)), indent=1))
+        return 0
     print(summary_table(run(methods=args.methods, out_dir=Path(args.out), layers=args.layers)))
     return 0
+
+
+def pooled_features_all_layers(model_name: str, texts: list[str]) -> dict[int, torch.Tensor]:
+    """Every layer of a target in one pass (evaluate's encoder settings: mean pooling, first token
+    left out for decoders), so the middle and consumed layers cost one encoding."""
+    from ..steering.extraction.features import extract_features
+
+    model = load_text_model(model_name)
+    layers = list(range(model.num_layers + 1))
+    return extract_features(model.model, model.tokenizer, texts, layers, skip_first_token=model.is_decoder)
+
+
+def auroc_by_layer(
+    combos=COMBOS, methods=("ridge", "auto"), features_dir: Path | None = None, out_dir: Path = Path("bench/results")
+) -> dict:
+    """Held-out (and paraphrased-pair) AUROC of the transported direction against native*, at the
+    middle and the consumed layer of each target, for each map: evaluate_transfer's AUROC part
+    (same anchor split, standardisation, map fit and transport), without the strength sweep.
+    ``features_dir`` holds ``<target>.pt`` ({"texts", "feats": {layer: [n, d]}}), written when missing."""
+    from ..steering.evaluation.consumed_layers import consumed_layer
+    from ..steering.evaluation.targets import default_target_layer
+    from ..steering.evaluation.transfer import split_anchors, training_pairs_for
+    from ..steering.extraction.directions import anchor_statistics
+    from ..steering.metrics import separation_auroc
+    from ..steering.transfer.alignment import fit_map
+    from ..steering.transfer.transport import transport_pack
+
+    torch.set_num_threads(2)
+    features_dir = Path(features_dir or out_dir / "features")
+    features_dir.mkdir(parents=True, exist_ok=True)
+    all_pairs = load_pairs()
+    train = [p for p in all_pairs if p.split == "train"]
+    heldout = [p for p in all_pairs if p.split == "heldout"]
+    paraphrased = load_pairs(Path(__file__).resolve().parent.parent / "prompts" / "paraphrased_pairs.jsonl")
+    results = {}
+    for source, target_name in combos:
+        pack = resolve_pack(None, source, progress=say)
+        training_pairs_for(pack, all_pairs)  # the pack was built from these training pairs
+        anchors = pack.anchor_prompts
+        sets = {"train": train, "heldout": heldout, "paraphrased": paraphrased}
+        texts = anchors + [t for pairs in sets.values() for p in pairs for t in (p.safe, p.unsafe)]
+        cache = features_dir / f"{target_name}.pt"
+        stored = torch.load(cache) if cache.is_file() else None
+        if stored is None or not set(texts) <= set(stored["texts"]):
+            say(f"encoding {len(texts)} prompts with {target_name} at every layer (cached in {cache})")
+            stored = {"texts": texts, "feats": pooled_features_all_layers(target_name, texts)}
+            torch.save(stored, cache)
+        row_of = {t: i for i, t in enumerate(stored["texts"])}
+        target = load_text_model(target_name)
+        layers = {
+            "middle": default_target_layer(target),
+            "consumed": consumed_layer(target).hidden_states_index(target.num_layers),
+        }
+        fit_idx, _ = split_anchors(len(anchors))
+        source_z = pack.standardise(pack.anchor_features)
+        for label, layer in layers.items():
+            feats = stored["feats"][layer]
+
+            def rows(prompts, feats=feats):
+                return feats[torch.tensor([row_of[p] for p in prompts])]
+
+            mean, std = anchor_statistics(rows(anchors)[fit_idx])
+            z = {
+                name: ((rows([p.safe for p in ps]) - mean) / std, (rows([p.unsafe for p in ps]) - mean) / std)
+                for name, ps in sets.items()
+            }
+            z_anchor = (rows(anchors) - mean) / std
+            native = (z["train"][0] - z["train"][1]).mean(0)
+            native = native / native.norm()
+            for method in methods:
+                started = time.perf_counter()
+                fitted = fit_map(source_z[fit_idx], z_anchor[fit_idx], method, direction=pack.directions[0])
+                unit = transport_pack(pack, fitted, z_anchor[fit_idx], mean, std).unit[0]
+                entry = {
+                    "target_layer": layer,
+                    "map_info": fitted.info,
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+                for name in ("heldout", "paraphrased"):
+                    t, n = separation_auroc(unit, *z[name]), separation_auroc(native, *z[name])
+                    entry[name] = {
+                        "auroc_transported": round(t, 4),
+                        "auroc_native": round(n, 4),
+                        "ratio": round(t / n, 4),
+                    }
+                results[f"{source}->{target_name} ({label}):{method}"] = entry
+                say(f"  {source}->{target_name} {label} [{layer}] {method}: {entry['heldout']} {entry['paraphrased']}")
+    (out_dir / "transport_layers.json").write_text(json.dumps(results, indent=1))
+    return results
 
 
 if __name__ == "__main__":
