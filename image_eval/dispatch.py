@@ -41,6 +41,7 @@ class Server:
     started: float | None = None
     waiters: dict[str, asyncio.Future] = field(default_factory=dict)
     finished: dict[str, tuple[str, dict]] = field(default_factory=dict)
+    step: tuple[int, int] | None = None  # the running prompt's sampler step (ws "progress")
     ws_task: asyncio.Task | None = None
     poll_task: asyncio.Task | None = None
 
@@ -81,13 +82,14 @@ class Dispatcher:
         job_timeout: float = 1800.0,
         give_up_after: float = 600.0,
         on_result: Callable[[Server, Job, str], None] = lambda server, job, state: None,
+        on_progress: Callable[[Server], None] = lambda server: None,
         log: Callable[[str], None] = lambda message: None,
     ):
         self.ledger, self.out_dir, self.make_graph = ledger, Path(out_dir), make_graph
         self.urls = [u.rstrip("/") for u in urls]
         self.max_in_flight, self.poll_interval = max_in_flight, poll_interval
         self.job_timeout, self.give_up_after = job_timeout, give_up_after
-        self.on_result, self.log = on_result, log
+        self.on_result, self.on_progress, self.log = on_result, on_progress, log
         self.client_id = uuid.uuid4().hex
         self.servers: list[Server] = []
 
@@ -334,6 +336,9 @@ class Dispatcher:
                     continue
                 kind, body = data.get("type"), data.get("data") or {}
                 prompt_id = body.get("prompt_id")
+                if kind == "progress" and prompt_id in server.waiters:
+                    server.step = (body.get("value", 0), body.get("max", 0))
+                    self.on_progress(server)
                 done = (kind == "executing" and body.get("node") is None) or kind in (
                     "execution_success",
                     "execution_error",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -127,16 +128,22 @@ def _dispatch(ledger, out, urls, prompt_graph, plan, todo, adopt, args) -> None:
 
     bar = tqdm(total=len(todo) + len(adopt), unit="job", desc="generating", dynamic_ncols=True)
     dispatcher = None
+    last_refresh = [0.0]
+
+    def show_servers(refresh: bool) -> None:
+        parts = []
+        for s in dispatcher.servers:
+            step = f" step {s.step[0]}/{s.step[1]}" if s.step else ""
+            parts.append(f"{s.name} {s.done} ({s.rate():.2f}/s{step})" if s.up.is_set() else f"{s.name} down")
+        bar.set_postfix_str("  ".join(parts), refresh=False)
+        if refresh and time.monotonic() - last_refresh[0] > 0.5:
+            last_refresh[0] = time.monotonic()
+            bar.refresh()
 
     def on_result(server, job, state) -> None:
+        server.step = None
         bar.update(1)
-        bar.set_postfix_str(
-            "  ".join(
-                f"{s.name} {s.done} ({s.rate():.2f}/s)" if s.up.is_set() else f"{s.name} down"
-                for s in dispatcher.servers
-            ),
-            refresh=False,
-        )
+        show_servers(False)
 
     dispatcher = Dispatcher(
         ledger,
@@ -147,6 +154,7 @@ def _dispatch(ledger, out, urls, prompt_graph, plan, todo, adopt, args) -> None:
         job_timeout=args.job_timeout,
         give_up_after=args.give_up_after,
         on_result=on_result,
+        on_progress=lambda server: show_servers(True),
         log=lambda message: bar.write(f"[eval-images] {message}", file=sys.stderr),
     )
     try:
