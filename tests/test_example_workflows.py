@@ -63,6 +63,8 @@ LOADER_INPUTS = {
     "VAELoader": ("vae_name",),
 }
 TINY_SIZE, TINY_FRAMES, TINY_STEPS, TINY_ANCHORS = 32, 5, 2, 60
+#: Fit Native Direction on every training pair encodes ~920 prompts: a few per category still fit one.
+TINY_NATIVE_PAIRS = 4
 #: image sides for families that need more than TINY_SIZE (PixArt's position embedding: a latent side of 40+)
 MIN_SIDE = {"pixart": 384}
 
@@ -425,7 +427,7 @@ TINY_SAE = {"candidates": 2, "keep": 1, "pairs_per_category": 2, "anchors": 0, "
 
 
 def tiny_settings(prompt: dict, side: int = TINY_SIZE) -> dict:
-    """The shipped prompt with only sizes, steps, frame counts, fitting anchors and SAE training made tiny."""
+    """The shipped prompt with only sizes, steps, frame counts, fitting anchors/pairs and SAE training made tiny."""
     for node in prompt.values():
         kind, inputs = node["class_type"], node["inputs"]
         if kind in LATENT_NODES:
@@ -436,6 +438,8 @@ def tiny_settings(prompt: dict, side: int = TINY_SIZE) -> dict:
             inputs["steps"] = TINY_STEPS
         elif kind in ("SafetySteerFitCrossModelAlignment", "SafetySteerFitNativeDirection"):
             inputs["anchors"] = TINY_ANCHORS
+            if kind == "SafetySteerFitNativeDirection":
+                inputs["pairs_per_category"] = TINY_NATIVE_PAIRS
         elif kind == "SafetySteerTrainSAE":
             inputs.update(TINY_SAE)
         elif kind == "SafetySteerAdaptSAEDecoder":

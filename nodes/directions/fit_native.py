@@ -7,7 +7,7 @@ from comfy_api.latest import io
 from ...steering.evaluation.transfer import training_pairs_for
 from ...steering.extraction.directions import METHODS
 from ...steering.pack import pack_sha256
-from ...steering.transfer.aligned import AlignedSafetyDirection, anchor_subset, cached_fit
+from ...steering.transfer.aligned import AlignedSafetyDirection, anchor_subset, cached_fit, per_category_subset
 from ...steering.transfer.native import native_pack
 from ..apply.clip_targets import encode_per_encoder, patch_fingerprint
 from ..input_checks import check_at_run_time, validation_result
@@ -15,6 +15,9 @@ from ..progress import progress_reporter
 from ..search_aliases import search_aliases
 from ..types import AlignedDirectionType, DirectionPackType
 from .fit_alignment import alignment_cache_dir, cache_key, encoder_fingerprints
+
+#: More than any category holds: the default takes every training pair.
+MAX_PAIRS_PER_CATEGORY = 1000
 
 
 class SafetySteerFitNativeDirection(io.ComfyNode):
@@ -55,6 +58,15 @@ class SafetySteerFitNativeDirection(io.ComfyNode):
                     tooltip="Benign anchor prompts (20-100000) for the benign-anchor units, the calibration and the "
                     "gate's statistics; more = steadier, slower.",
                 ),
+                io.Int.Input(
+                    "pairs_per_category",
+                    default=MAX_PAIRS_PER_CATEGORY,
+                    min=2,
+                    max=MAX_PAIRS_PER_CATEGORY,
+                    optional=True,
+                    tooltip=f"Training pairs per harm category, evenly spread over the pack's list (2-"
+                    f"{MAX_PAIRS_PER_CATEGORY}; the default takes all of them, fewer = a quicker, rougher baseline).",
+                ),
             ],
             outputs=[
                 AlignedDirectionType.Output(
@@ -68,17 +80,23 @@ class SafetySteerFitNativeDirection(io.ComfyNode):
         return validation_result(cls, locals())
 
     @classmethod
-    def execute(cls, clip, direction, method, anchors) -> io.NodeOutput:
+    def execute(cls, clip, direction, method, anchors, pairs_per_category=MAX_PAIRS_PER_CATEGORY) -> io.NodeOutput:
         check_at_run_time(cls, locals())
         if isinstance(direction, AlignedSafetyDirection):
             raise ValueError(
                 "Fit Native Direction needs the pack itself (Load Safety Direction), not an aligned direction."
             )
         fingerprints = encoder_fingerprints(clip)
-        key = cache_key(direction, fingerprints, clip.layer_idx, f"native-{method}", anchors, patch_fingerprint(clip))
+        # the full set keeps the key it had before the input existed, so earlier caches stay valid
+        fit_name = (
+            f"native-{method}"
+            if pairs_per_category >= MAX_PAIRS_PER_CATEGORY
+            else f"native-{method}-{pairs_per_category}pc"
+        )
+        key = cache_key(direction, fingerprints, clip.layer_idx, fit_name, anchors, patch_fingerprint(clip))
 
         def fit() -> AlignedSafetyDirection:
-            pairs = training_pairs_for(direction)
+            pairs = per_category_subset(training_pairs_for(direction), pairs_per_category)
             index = anchor_subset(len(direction.anchor_prompts), anchors)
             anchor_prompts = [direction.anchor_prompts[i] for i in index.tolist()]
             prompts = [p.safe for p in pairs] + [p.unsafe for p in pairs] + anchor_prompts

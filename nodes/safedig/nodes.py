@@ -16,7 +16,7 @@ from ...steering.safedig.bundle import SafeDIGBundle, load_bundle, save_bundle
 from ...steering.safedig.operations import blend, repel, select_harmful_features
 from ...steering.safedig.routing import score_position, top_positions
 from ...steering.safedig.sae import adapt_decoder, check_compatible, prompt_codes, sample_rows, train_sae
-from ...steering.transfer.aligned import anchor_subset
+from ...steering.transfer.aligned import anchor_subset, per_category_subset
 from ..apply.meter_ui import METER_KEY
 from ..input_checks import check_at_run_time, validation_result
 from ..model_folders import list_sae_bundles, sae_bundle_path, sae_save_path
@@ -36,15 +36,6 @@ TRAIN_BATCH = 256  # train_sae's and adapt_decoder's own default mini-batch
 def _encode(clip, text: str):
     """What CLIPTextEncode does."""
     return clip.encode_from_tokens_scheduled(clip.tokenize(text))
-
-
-def _per_category(pairs, count: int):
-    """Up to ``count`` pairs of every category, evenly spread over each category's list."""
-    picked = []
-    for category in sorted({p.category for p in pairs}):
-        items = [p for p in pairs if p.category == category]
-        picked += [items[i] for i in anchor_subset(len(items), count).tolist()]
-    return picked
 
 
 class SafetySteerTrainSAE(io.ComfyNode):
@@ -219,7 +210,7 @@ class SafetySteerTrainSAE(io.ComfyNode):
                 f"{label} has no position {', '.join(unknown) or '(none given)'}; it has "
                 f"{', '.join(available_positions(model))}."
             )
-        pairs = _per_category(training_pairs_for(direction), pairs_per_category)
+        pairs = per_category_subset(training_pairs_for(direction), pairs_per_category)
         anchor_index = anchor_subset(len(direction.anchor_prompts), anchors).tolist() if anchors else []
         texts = (
             [p.safe for p in pairs] + [p.unsafe for p in pairs] + [direction.anchor_prompts[i] for i in anchor_index]
