@@ -125,7 +125,10 @@ def workflow(servers, tmp_path_factory) -> Path:
     prompt["direction"] = {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}}
     fit = {"clip": ["model", 1], "direction": ["direction", 0], "anchors": 40}
     prompt["align"] = {"class_type": "SafetySteerFitCrossModelAlignment", "inputs": {**fit, "method": "ridge"}}
-    prompt["native"] = {"class_type": "SafetySteerFitNativeDirection", "inputs": {**fit, "method": "mean_diff"}}
+    prompt["native"] = {
+        "class_type": "SafetySteerFitNativeDirection",
+        "inputs": {**fit, "method": "mean_diff", "pairs_per_category": 4},
+    }
     prompt["steer"] = {
         "class_type": "SafetySteerApplyTextEncoder",
         "inputs": {
