@@ -4,8 +4,8 @@ Follows what ComfyUI's frontend does when you press Queue (``graphToPrompt``), u
 own /object_info for each node's widget order: widgets in ``input_order`` minus ``forceInput``, the
 "control after generate" value skipped, a linked widget sent as its link; Note/MarkdownNote
 dropped, Reroute followed, a PrimitiveNode's value copied, muted nodes dropped, bypassed nodes
-forwarding their input of the same type. (The same rules as tests/workflow_api.py, which the
-example-workflow tests use.)
+forwarding their input of the same type. The example-workflow builder and tests use this module
+too (through tests/workflow_api.py), on ComfyUI's own templates.
 """
 
 from __future__ import annotations

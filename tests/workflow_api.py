@@ -1,36 +1,35 @@
-"""ComfyUI workflows: node definitions in /object_info form, and UI-format -> API-format conversion.
+"""ComfyUI workflows for the tests and the example-workflow builder: node definitions in /object_info
+form, and UI-format -> API-format conversion.
 
 Plain functions, no pytest and no ComfyUI import at module level; used by
 `scripts/build_example_workflows.py` (to lay out widgets in the right order) and by
 `tests/test_example_workflows.py` (to run the shipped workflows on a real server). Load it by file
 (``importlib.util.spec_from_file_location``): ComfyUI owns the top-level name ``tests``.
 
-The conversion follows what ComfyUI's frontend does when you press Queue (``graphToPrompt``):
-- a node's widgets are its inputs whose type is a widget type (INT, FLOAT, STRING, BOOLEAN, a combo
-  given as a list of options or as ``COMBO``), in ``input_order`` (required, then optional), minus
-  those marked ``forceInput``; an INT (or combo) with ``control_after_generate`` (or an INT named
-  ``seed`` / ``noise_seed``, the frontend's legacy rule) is followed by one extra value, the
-  "control after generate" mode, which is not sent to the server;
-- ``widgets_values`` is that list of values (a list, or a dict keyed by widget name);
-- a widget input that has been given a link (an entry in ``inputs`` with the widget's name and a
-  link) is sent as the link, not the value;
-- virtual frontend nodes are not sent: Note and MarkdownNote vanish, Reroute forwards its input,
-  a PrimitiveNode's value goes into every widget its output feeds;
-- a muted node (mode 2) is dropped, a bypassed node (mode 4) forwards its first input of the same
-  type to whatever read its output; inputs linked to dropped nodes are left out.
+The conversion itself (what ComfyUI's frontend does when you press Queue, ``graphToPrompt``) is the
+one `safety-steer eval-images` uses, ``safety_steer.image_eval.ui_format``: re-exported here so the
+shipped workflows are tested through the product's own converter.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-#: Frontend-only node types: never sent to the server, not in NODE_CLASS_MAPPINGS.
-VIRTUAL_NODES = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
-WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
-MODE_ALWAYS, MODE_NEVER, MODE_BYPASS = 0, 2, 4
-CONTROL_AFTER_GENERATE = "control_after_generate"
-UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload", "model_upload")
-
+from safety_steer.image_eval.ui_format import (  # noqa: F401 (re-exported)
+    CONTROL_AFTER_GENERATE,
+    MODE_ALWAYS,
+    MODE_BYPASS,
+    MODE_NEVER,
+    UPLOAD_FLAGS,
+    VIRTUAL_NODES,
+    WIDGET_TYPES,
+    WorkflowError,
+    _spec,
+    has_control_after_generate,
+    input_names,
+    is_widget,
+    ui_to_api,
+    widget_names,
+    widget_slots,
+)
 
 # --------------------------------------------------------------------------- node definitions
 
@@ -69,29 +68,6 @@ def object_info_in_process(names=None) -> dict:
     return {n: node_info(mappings[n], n, nodes.NODE_DISPLAY_NAME_MAPPINGS) for n in wanted}
 
 
-def _spec(info: dict, name: str) -> tuple[Any, dict]:
-    for section in ("required", "optional"):
-        entry = info.get("input", {}).get(section, {}).get(name)
-        if entry is not None:
-            kind = entry[0]
-            options = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
-            return kind, options
-    raise KeyError(f"{info.get('name')} has no input {name!r}")
-
-
-def input_names(info: dict) -> list[str]:
-    """Every visible input (required, then optional), in the node's declared order."""
-    order = info.get("input_order") or {k: list(v) for k, v in info.get("input", {}).items()}
-    return [*order.get("required", []), *order.get("optional", [])]
-
-
-def is_widget(info: dict, name: str) -> bool:
-    kind, options = _spec(info, name)
-    if options.get("forceInput"):
-        return False
-    return isinstance(kind, (list, tuple)) or kind in WIDGET_TYPES
-
-
 def input_type(info: dict, name: str) -> str:
     kind, _ = _spec(info, name)
     return "COMBO" if isinstance(kind, (list, tuple)) else str(kind)
@@ -104,168 +80,10 @@ def combo_options(info: dict, name: str) -> list | None:
     return options.get("options") if kind == "COMBO" else None
 
 
-def has_control_after_generate(info: dict, name: str) -> bool:
-    kind, options = _spec(info, name)
-    if CONTROL_AFTER_GENERATE in options:
-        return bool(options[CONTROL_AFTER_GENERATE])
-    return kind == "INT" and name in ("seed", "noise_seed")
-
-
-def widget_slots(info: dict) -> list[tuple[str, str | None]]:
-    """The frontend's widget list for a node: (kind, input name) per value in ``widgets_values``,
-    kind ``"value"`` for a real input, ``"control"`` for a control-after-generate mode and
-    ``"upload"`` for an upload button (neither sent to the server)."""
-    slots: list[tuple[str, str | None]] = []
-    for name in input_names(info):
-        if not is_widget(info, name):
-            continue
-        slots.append(("value", name))
-        if has_control_after_generate(info, name):
-            slots.append(("control", name))
-        _, options = _spec(info, name)
-        if any(options.get(flag) for flag in UPLOAD_FLAGS):
-            slots.append(("upload", name))
-    return slots
-
-
-def widget_names(info: dict) -> list[str]:
-    """Names of the inputs that are widgets, in widgets_values order (without the extra values)."""
-    return [name for kind, name in widget_slots(info) if kind == "value"]
-
-
 def socket_inputs(info: dict) -> list[tuple[str, str, bool]]:
     """(name, type, optional) of the inputs drawn as sockets (not widgets)."""
     optional = set(info.get("input", {}).get("optional", {}))
     return [(n, input_type(info, n), n in optional) for n in input_names(info) if not is_widget(info, n)]
-
-
-# --------------------------------------------------------------------------- UI -> API
-
-
-class WorkflowError(ValueError):
-    pass
-
-
-def _widget_values_by_name(node: dict, info: dict) -> dict[str, Any]:
-    values = node.get("widgets_values")
-    if values is None:
-        return {}
-    if isinstance(values, dict):  # some nodes serialise widgets by name
-        return {name: values[name] for name in widget_names(info) if name in values}
-    slots = widget_slots(info)
-    values = list(values)
-    # Tolerate a missing control/upload value (hand-written files), never a missing real value.
-    out: dict[str, Any] = {}
-    position = 0
-    for kind, name in slots:
-        if position >= len(values):
-            if kind == "value":
-                raise WorkflowError(
-                    f"node {node['id']} ({node['type']}): no value for widget {name!r} "
-                    f"(widgets_values has {len(values)}, the node has {len(slots)} widget slots)"
-                )
-            break
-        if kind == "value":
-            out[name] = values[position]
-            position += 1
-        else:
-            value = values[position]
-            if (
-                (
-                    kind == "control"
-                    and isinstance(value, str)
-                    and value in ("fixed", "increment", "decrement", "randomize")
-                )
-                or kind == "upload"
-                and (value is None or value in ("image", "video", "audio", "model"))
-            ):
-                position += 1
-    return out
-
-
-def ui_to_api(workflow: dict, object_info: dict) -> dict:
-    """Convert a UI-format workflow (what ComfyUI saves) to an API-format prompt (what POST /prompt
-    takes), using the node definitions (``object_info``, the /object_info JSON)."""
-    if workflow.get("definitions", {}).get("subgraphs"):
-        raise WorkflowError("workflows with subgraphs are not supported by this converter")
-    nodes = {int(n["id"]): n for n in workflow["nodes"]}
-    links = {}
-    for link in workflow.get("links", []):
-        if isinstance(link, dict):
-            link = [
-                link["id"],
-                link["origin_id"],
-                link["origin_slot"],
-                link["target_id"],
-                link["target_slot"],
-                link.get("type"),
-            ]
-        links[int(link[0])] = (int(link[1]), int(link[2]), int(link[3]), int(link[4]), link[5])
-
-    def source(link_id, seen=()) -> tuple[str, int] | None:
-        """Follow a link back through Reroute and bypassed nodes to a real output, or None."""
-        if link_id is None:
-            return None
-        origin, slot, _, _, _ = links[int(link_id)]
-        if origin in seen:
-            raise WorkflowError(f"link cycle through node {origin}")
-        node = nodes[origin]
-        mode = node.get("mode", MODE_ALWAYS)
-        if node["type"] == "Reroute":
-            upstream = (node.get("inputs") or [{}])[0].get("link")
-            return source(upstream, (*seen, origin))
-        if node["type"] in VIRTUAL_NODES:
-            return None  # PrimitiveNode: handled as a value
-        if mode == MODE_NEVER:
-            return None
-        if mode == MODE_BYPASS:
-            wanted = (node.get("outputs") or [])[slot].get("type") if slot < len(node.get("outputs") or []) else None
-            for entry in node.get("inputs") or []:
-                if entry.get("link") is not None and entry.get("type") == wanted:
-                    return source(entry["link"], (*seen, origin))
-            return None
-        return str(origin), slot
-
-    def primitive_value(link_id):
-        """A PrimitiveNode (possibly behind Reroutes) feeding this link: (True, value), else (False, None)."""
-        origin, _, _, _, _ = links[int(link_id)]
-        node = nodes[origin]
-        while node["type"] == "Reroute":
-            upstream = (node.get("inputs") or [{}])[0].get("link")
-            if upstream is None:
-                return False, None
-            node = nodes[links[int(upstream)][0]]
-        if node["type"] == "PrimitiveNode":
-            return True, (node.get("widgets_values") or [None])[0]
-        return False, None
-
-    prompt: dict[str, dict] = {}
-    for node_id, node in sorted(nodes.items()):
-        kind = node["type"]
-        if kind in VIRTUAL_NODES or node.get("mode", MODE_ALWAYS) in (MODE_NEVER, MODE_BYPASS):
-            continue
-        if kind not in object_info:
-            raise WorkflowError(f"node {node_id}: unknown node type {kind!r} (not installed?)")
-        info = object_info[kind]
-        inputs: dict[str, Any] = dict(_widget_values_by_name(node, info))
-        for entry in node.get("inputs") or []:
-            name, link_id = entry["name"], entry.get("link")
-            if link_id is None:
-                continue
-            is_primitive, value = primitive_value(link_id)
-            if is_primitive:
-                inputs[name] = value
-                continue
-            upstream = source(link_id)
-            if upstream is None:  # fed by a muted node or a dangling Reroute: left out (a widget keeps its value)
-                continue
-            inputs[name] = [upstream[0], upstream[1]]
-        prompt[str(node_id)] = {
-            "class_type": kind,
-            "inputs": inputs,
-            "_meta": {"title": node.get("title") or info.get("display_name") or kind},
-        }
-    return prompt
 
 
 def nodes_of_type(prompt: dict, class_type: str) -> list[dict]:
