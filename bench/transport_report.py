@@ -206,10 +206,14 @@ def pooled_features_all_layers(model_name: str, texts: list[str]) -> dict[int, t
 
 
 def auroc_by_layer(
-    combos=COMBOS, methods=("ridge", "auto"), features_dir: Path | None = None, out_dir: Path = Path("bench/results")
+    combos=COMBOS[:4],
+    methods=("ridge", "auto"),
+    features_dir: Path | None = None,
+    out_dir: Path = Path("bench/results"),
 ) -> dict:
     """Held-out (and paraphrased-pair) AUROC of the transported direction against native*, at the
-    middle and the consumed layer of each target, for each map: evaluate_transfer's AUROC part
+    middle and the consumed layer of each target (and its last layer when that is not the consumed
+    one), for each map: evaluate_transfer's AUROC part
     (same anchor split, standardisation, map fit and transport), without the strength sweep.
     ``features_dir`` holds ``<target>.pt`` ({"texts", "feats": {layer: [n, d]}}), written when missing."""
     from ..steering.evaluation.consumed_layers import consumed_layer
@@ -246,6 +250,8 @@ def auroc_by_layer(
             "middle": default_target_layer(target),
             "consumed": consumed_layer(target).hidden_states_index(target.num_layers),
         }
+        if layers["consumed"] != target.num_layers:  # a family reading the decoder's last layer instead
+            layers["last"] = target.num_layers
         fit_idx, _ = split_anchors(len(anchors))
         source_z = pack.standardise(pack.anchor_features)
         for label, layer in layers.items():
