@@ -22,23 +22,6 @@ import torch
 
 from ..runtime import PACK_ROOT, load_module_from, start_comfyui_in_process
 
-FAMILIES = (
-    "sd15",
-    "sdxl",
-    "sd3",
-    "flux",
-    "wan",
-    "hunyuan_video",
-    "ltxv",
-    "wan22",
-    "qwen_image",
-    "z_image",
-    "chroma",
-    "lumina2",
-    "pixart",
-    "auraflow",
-    "cosmos_predict2",
-)
 POINTS = ("text encoder", "conditioning", "model")
 #: SafetySteerApplySafeDIG (repel at two routed positions)
 SAFEDIG_FAMILIES = ("sd3", "flux", "wan", "wan22", "qwen_image", "chroma")
@@ -68,7 +51,7 @@ def _timed(fn) -> float:
     return time.process_time() - started
 
 
-def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, seed: int = 0) -> dict:
+def run(families=None, steps: int = 10, rounds: int = 15, threads: int = 1, seed: int = 0) -> dict:
     torch.set_num_threads(threads)
     data = Path(tempfile.mkdtemp(prefix="safety-steer-bench-"))
     import os
@@ -91,6 +74,7 @@ def run(families=FAMILIES, steps: int = 10, rounds: int = 15, threads: int = 1, 
     comfy.utils.PROGRESS_BAR_ENABLED = False
     register_model_folders()
     tiny = load_module_from(PACK_ROOT / "tests" / "tiny_models.py", "safety_steer_tiny_models")
+    families = tiny.FAMILIES if families is None else families  # every family the tests build
     pack = load_pack(DEFAULT_PACK_PATH)
     rng = random.Random(seed)
     common = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0}

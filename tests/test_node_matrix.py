@@ -175,23 +175,7 @@ def test_category_vector_mixer_every_preset(run):
 
 
 # -- the three application points ------------------------------------------------------------------
-FAMILIES = (
-    "sd15",
-    "sdxl",
-    "sd3",
-    "flux",
-    "wan",
-    "hunyuan_video",
-    "ltxv",
-    "wan22",
-    "qwen_image",
-    "z_image",
-    "chroma",
-    "lumina2",
-    "pixart",
-    "auraflow",
-    "cosmos_predict2",
-)
+FAMILIES = tiny_models().FAMILIES
 
 
 @pytest.mark.parametrize("family", FAMILIES)
