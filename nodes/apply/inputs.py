@@ -10,6 +10,7 @@ from ...steering.transfer.aligned import AlignedSafetyDirection
 from ..types import AlignedDirectionType
 
 DIRECTION_CHOICES = ("auto", "global", *I2P_CATEGORIES)
+APPLY_TO = ("positive", "positive and negative")
 REPORT_KEY = "safety_steer_report"  # conditioning-dict key holding the text-encoder point's report
 
 
@@ -78,3 +79,32 @@ def point_gate_status(gate: str, threshold: float) -> str:
         f"Gate: target projection (opens below {threshold:g} benign-anchor standard deviations). For the "
         "stronger source-LLM gate, steer at the text encoder (Apply Safety Steer (Text Encoder))."
     )
+
+
+def sampling_window_inputs() -> list[io.Input]:
+    """When and on which prompt a sampling-time patch (the model point, SafeDIG) acts."""
+    return [
+        io.Float.Input(
+            "start_percent",
+            default=0.0,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip="Start at this fraction of sampling (0 = the first step).",
+        ),
+        io.Float.Input(
+            "end_percent",
+            default=1.0,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip="Stop after this fraction of sampling (1 = the last step).",
+        ),
+        io.Combo.Input(
+            "apply_to",
+            options=list(APPLY_TO),
+            default="positive",
+            tooltip="positive: only the positive prompt (recommended). With CFG, steering the negative prompt "
+            "towards safe pushes the image the other way.",
+        ),
+    ]

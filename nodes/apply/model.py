@@ -21,13 +21,19 @@ from ..input_checks import check_at_run_time, validation_result
 from ..sampling_window import SigmaWindow, positive_rows
 from ..search_aliases import search_aliases
 from .conditioning import gate_input
-from .inputs import aligned_input, checked_aligned, common_inputs, point_gate_status, threshold_input
+from .inputs import (
+    aligned_input,
+    checked_aligned,
+    common_inputs,
+    point_gate_status,
+    sampling_window_inputs,
+    threshold_input,
+)
 from .meter_ui import pending_meter, text_and_meter
 from .model_targets import check_text_stream, model_kind, text_context_width
 
 WRAPPER_KEY = "safety_steer"
 LOGS_ATTACHMENT = "safety_steer_logs"
-APPLY_TO = ("positive", "positive and negative")
 
 
 class TextStreamSteer:
@@ -148,29 +154,7 @@ class SafetySteerApplyModel(io.ComfyNode):
                 *common_inputs(),
                 gate_input(),
                 threshold_input(),
-                io.Float.Input(
-                    "start_percent",
-                    default=0.0,
-                    min=0.0,
-                    max=1.0,
-                    step=0.01,
-                    tooltip="Start steering at this fraction of sampling (0 = the first step).",
-                ),
-                io.Float.Input(
-                    "end_percent",
-                    default=1.0,
-                    min=0.0,
-                    max=1.0,
-                    step=0.01,
-                    tooltip="Stop steering after this fraction of sampling (1 = the last step).",
-                ),
-                io.Combo.Input(
-                    "apply_to",
-                    options=list(APPLY_TO),
-                    default="positive",
-                    tooltip="positive: steer only the positive prompt (recommended). With CFG, steering "
-                    "the negative prompt towards safe pushes the image the other way.",
-                ),
+                *sampling_window_inputs(),
             ],
             outputs=[
                 io.Model.Output(

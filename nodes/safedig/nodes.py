@@ -17,6 +17,7 @@ from ...steering.safedig.operations import blend, repel, select_harmful_features
 from ...steering.safedig.routing import score_position, top_positions
 from ...steering.safedig.sae import adapt_decoder, check_compatible, prompt_codes, sample_rows, train_sae
 from ...steering.transfer.aligned import anchor_subset, per_category_subset
+from ..apply.inputs import sampling_window_inputs
 from ..apply.meter_ui import METER_KEY
 from ..input_checks import check_at_run_time, validation_result
 from ..model_folders import list_sae_bundles, sae_bundle_path, sae_save_path
@@ -495,28 +496,7 @@ class SafetySteerApplySafeDIG(io.ComfyNode):
                     tooltip="repel: multiple of the harmful components removed (1 = all of it). "
                     "blend: weight towards the safe reconstruction (1 = all the way). 0 = off.",
                 ),
-                io.Float.Input(
-                    "start_percent",
-                    default=0.0,
-                    min=0.0,
-                    max=1.0,
-                    step=0.01,
-                    tooltip="Start at this fraction of sampling (0 = the first step).",
-                ),
-                io.Float.Input(
-                    "end_percent",
-                    default=1.0,
-                    min=0.0,
-                    max=1.0,
-                    step=0.01,
-                    tooltip="Stop after this fraction of sampling (1 = the last step).",
-                ),
-                io.Combo.Input(
-                    "apply_to",
-                    options=["positive", "positive and negative"],
-                    default="positive",
-                    tooltip="positive: only the positive prompt's pass (recommended with CFG); or both passes.",
-                ),
+                *sampling_window_inputs(),
             ],
             outputs=[io.Model.Output(display_name="model", tooltip="A patched copy; connect it to the sampler.")],
         )
