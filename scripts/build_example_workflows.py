@@ -319,6 +319,14 @@ def model(name: str, directory: str, url: str | None, hint: str | None = None) -
 CLIP_L = model(
     "clip_l.safetensors", "text_encoders", f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors"
 )
+T5XXL = model(
+    "t5xxl_fp16.safetensors",
+    "text_encoders",
+    f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+)
+FLUX_AE = model(
+    "ae.safetensors", "vae", f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors"
+)
 MODELS = {
     "sd15": [
         model(
@@ -366,16 +374,8 @@ MODELS = {
             "flux1-dev.safetensors", "diffusion_models", f"{HF}/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors"
         ),
         CLIP_L,
-        model(
-            "t5xxl_fp16.safetensors",
-            "text_encoders",
-            f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
-        ),
-        model(
-            "ae.safetensors",
-            "vae",
-            f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
-        ),
+        T5XXL,
+        FLUX_AE,
     ],
     "wan_t2v": [
         model(name, folder, f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/{folder}/{name}")
@@ -428,16 +428,8 @@ MODELS = {
             "diffusion_models",
             f"{HF}/lodestones/Chroma1-HD/resolve/main/Chroma1-HD.safetensors",
         ),
-        model(
-            "t5xxl_fp16.safetensors",
-            "text_encoders",
-            f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
-        ),
-        model(
-            "ae.safetensors",
-            "vae",
-            f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
-        ),
+        T5XXL,
+        FLUX_AE,
     ],
     # Lumina Image 2.0, ComfyUI's split files (the Gemma 2 2B file carries its tokenizer).
     "lumina2": [
@@ -458,11 +450,7 @@ MODELS = {
             f"[PixArt-alpha/PixArt-Sigma-XL-2-1024-MS]({HF}/PixArt-alpha/PixArt-Sigma-XL-2-1024-MS), "
             "saved under this name",
         ),
-        model(
-            "t5xxl_fp16.safetensors",
-            "text_encoders",
-            f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
-        ),
+        T5XXL,
         model("sdxl_vae.safetensors", "vae", f"{HF}/stabilityai/sdxl-vae/resolve/main/sdxl_vae.safetensors"),
     ],
     # AuraFlow v0.3: fal's all-in-one checkpoint (MMDiT, Pile-T5-XL and the SDXL VAE in one file).
