@@ -44,6 +44,7 @@ def test_inspector_flags_unsafe_prompts_and_spares_benign_ones(comfy):
     assert list(readings) == [BENIGN, VIOLENT, SEXUAL]  # one per non-empty line
     benign, violent, sexual = readings[BENIGN], readings[VIOLENT], readings[SEXUAL]
     assert not benign["flagged"] and benign["score"] < payload["threshold"]
+    assert benign["top_category"] == "none"  # no harm named for a prompt that passes
     assert violent["flagged"] and violent["top_category"] == "violence"
     assert sexual["flagged"] and sexual["top_category"] == "sexual"
     # projections in benign-anchor units: the unsafe prompt leans unsafe (below 0) on its category

@@ -19,6 +19,8 @@ from .source_gate import SourceGate
 #: A prompt is flagged when the gate over the selected harms opens at least this far (half way:
 #: the detector's log-odds at its calibrated threshold, or the projection at the gate's threshold).
 FLAG_AT = 0.5
+#: top_category of a prompt that is not flagged.
+NO_TOP_CATEGORY = "none"
 
 
 @dataclass
@@ -116,7 +118,8 @@ def inspect_prompts(
                 {c: round(float(opening[number, i]), 4) for i, c in enumerate(categories)},
                 round(float(score[number]), 4),
                 bool(float(score[number]) >= FLAG_AT),
-                categories[top],
+                # below the flag line the largest of near-zero readings would name an arbitrary harm
+                categories[top] if float(score[number]) >= FLAG_AT else NO_TOP_CATEGORY,
             )
         )
     warning = None
