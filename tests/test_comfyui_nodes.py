@@ -82,7 +82,7 @@ def test_server_serves_the_web_extension_and_example_workflows(comfy_server):
     import urllib.request
 
     extensions = comfy_server.get("/extensions")
-    script = next(e for e in extensions if e.endswith("safety_steer.js"))
+    script = next(e for e in extensions if e.endswith("direction_links.js"))
     with urllib.request.urlopen(comfy_server.url + script, timeout=30) as response:
         assert b"SAFETY_DIRECTION" in response.read()
     templates = comfy_server.get("/workflow_templates")

@@ -123,7 +123,7 @@ def samples(out: dict, key: str) -> torch.Tensor:
 
 
 # -- the direction nodes ----------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["ridge", "procrustes", "cca", "mlp"])
+@pytest.mark.parametrize("method", ["auto", "ridge", "procrustes", "cca", "mlp"])
 def test_fit_cross_model_alignment_every_method(run, method):
     g, ids = base("sdxl", method)
     g.capture(g.add("SafetySteerDirectionInfo", direction=[ids["aligned"], 0]), "info")
