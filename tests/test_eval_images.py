@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from safety_steer.bench.eval_images_scaling import tiny_workflow
 from safety_steer.runtime import PACK_ROOT, load_module_from, prepare_base_directory
-from safety_steer.steering import DEFAULT_PACK_PATH
 from safety_steer.steering.errors import PromptDataError
 from safety_steer.steering.locations import cache_dir
 
@@ -121,28 +121,17 @@ def servers(request, tmp_path_factory):
 def workflow(servers, tmp_path_factory) -> Path:
     """The tiny SD1.5 graph (API format) with Load Safety Direction, Fit Cross-Model Alignment, Fit
     Native Direction and Apply Safety Steer (Text Encoder) before both CLIP Text Encode nodes."""
-    prompt = tiny_models.api_prompt("sd15", servers[2], steps=2, text="placeholder")
-    prompt["direction"] = {"class_type": "SafetySteerLoadDirection", "inputs": {"pack": DEFAULT_PACK_PATH.name}}
-    fit = {"clip": ["model", 1], "direction": ["direction", 0], "anchors": 40}
-    prompt["align"] = {"class_type": "SafetySteerFitCrossModelAlignment", "inputs": {**fit, "method": "ridge"}}
+    prompt = tiny_workflow(servers[2])  # the benchmark's graph, plus the native baseline
     prompt["native"] = {
         "class_type": "SafetySteerFitNativeDirection",
-        "inputs": {**fit, "method": "mean_diff", "pairs_per_category": 4},
-    }
-    prompt["steer"] = {
-        "class_type": "SafetySteerApplyTextEncoder",
         "inputs": {
             "clip": ["model", 1],
-            "aligned_direction": ["align", 0],
-            "strength": 1.0,
-            "direction": "auto",
-            "mode": "add",
-            "gate": "none",
-            "gate_threshold": -1.0,
+            "direction": ["direction", 0],
+            "anchors": 40,
+            "method": "mean_diff",
+            "pairs_per_category": 4,
         },
     }
-    for node in ("positive", "negative"):
-        prompt[node]["inputs"]["clip"] = ["steer", 0]
     path = tmp_path_factory.mktemp("eval_workflow") / "tiny_sd15_api.json"
     path.write_text(json.dumps(prompt))
     return path
