@@ -262,7 +262,15 @@ def cmd_bench(args) -> int:
     if args.which == "overhead":
         from .bench import sampling_overhead
 
-        results = sampling_overhead.run(steps=args.steps, rounds=args.rounds)
+        earlier = None
+        if args.families and args.out_json and Path(args.out_json).is_file():  # only these families are rerun
+            earlier = json.loads(Path(args.out_json).read_text())
+        results = sampling_overhead.run(
+            families=tuple(args.families) if args.families else None,
+            steps=args.steps,
+            rounds=args.rounds,
+            earlier=earlier,
+        )
         if args.out_json:
             Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out_json).write_text(json.dumps(results, indent=1))
@@ -286,6 +294,7 @@ def cmd_bench(args) -> int:
         results = real_width_overhead.run(
             families=tuple(args.families or real_width_overhead.FAMILIES),
             out=Path(args.out) / "real_width_overhead.json",
+            merge=bool(args.families),  # a subset replaces only its own rows
             log=lambda line: print(line, file=sys.stderr),
         )
         print(json.dumps(results, indent=1) if args.json else real_width_overhead.format_table(results))
@@ -407,7 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "which", choices=["extraction", "transport", "overhead", "sae", "safedig", "gate", "real-width", "eval-images"]
     )
-    p.add_argument("--families", nargs="*", default=None, help="real-width: families to run (default: all)")
+    p.add_argument(
+        "--families",
+        nargs="*",
+        default=None,
+        help="overhead, real-width: families to run (default: all); a subset replaces only its own rows in the JSON",
+    )
     p.add_argument("--out", default="bench/results", help="transport, safedig: where JSON and plots go")
     p.add_argument("--prompts", type=int, default=128)
     p.add_argument("--source", default=DEFAULT_SOURCE)

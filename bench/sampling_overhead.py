@@ -51,7 +51,10 @@ def _timed(fn) -> float:
     return time.process_time() - started
 
 
-def run(families=None, steps: int = 10, rounds: int = 15, threads: int = 1, seed: int = 0) -> dict:
+def run(
+    families=None, steps: int = 10, rounds: int = 15, threads: int = 1, seed: int = 0, earlier: dict | None = None
+) -> dict:
+    """``earlier``: a previous run's JSON whose other families are kept (same steps/rounds/threads only)."""
     torch.set_num_threads(threads)
     data = Path(tempfile.mkdtemp(prefix="safety-steer-bench-"))
     import os
@@ -79,6 +82,14 @@ def run(families=None, steps: int = 10, rounds: int = 15, threads: int = 1, seed
     rng = random.Random(seed)
     common = {"direction": "auto", "mode": "add", "gate": "none", "gate_threshold": -1.0}
     results = {"steps": steps, "rounds": rounds, "threads": threads, "device": "cpu", "families": {}}
+    if earlier is not None:
+        settings = {k: earlier.get(k) for k in ("steps", "rounds", "threads")}
+        if settings != {"steps": steps, "rounds": rounds, "threads": threads}:
+            raise ValueError(
+                f"The earlier results were measured with {settings}; rerun these families with the same settings "
+                "to merge, or rerun every family."
+            )
+        results["families"] = {k: v for k, v in earlier["families"].items() if k not in families}
     for family in families:
         clip, model = tiny.build_clip(family), tiny.build_model(family)
         aligned = SafetySteerFitCrossModelAlignment.execute(clip, pack, "ridge", 40).result[0]
