@@ -73,7 +73,10 @@ def test_build_model_matches_clip_width(comfy, tiny_model, tiny_clip, family):
         "pixart": "caption_channels",
         "auraflow": "cond_seq_dim",
         "cosmos_predict2": "crossattn_emb_channels",
+        "omnigen2": "text_feat_dim",
         "hunyuan_video": "context_in_dim",
+        "hunyuan_video15": "context_in_dim",
+        "hunyuan_image21": "context_in_dim",
         "ltxv": "caption_channels",
     }.get(family)
     expected = config[width] if width else config["context_embedder_config"]["params"]["in_features"]
@@ -117,6 +120,9 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
         {"image_model": "flux", "guidance_embed": True, "hidden_size": 3072, "in_channels": 16},
         {"image_model": "chroma", "hidden_size": 3072, "in_channels": 64, "context_in_dim": 4096},  # Chroma1-HD
         {"image_model": "hunyuan_video", "hidden_size": 3072, "context_in_dim": 4096},
+        # HunyuanVideo 1.5 720p T2V and HunyuanImage 2.1 (ComfyUI's detection on the real files)
+        {"image_model": "hunyuan_video", "hidden_size": 2048, "context_in_dim": 3584, "vision_in_dim": 1152},
+        {"image_model": "hunyuan_video", "hidden_size": 3584, "context_in_dim": 3584, "vec_in_dim": None},
         {"image_model": "wan2.1", "model_type": "t2v", "dim": 1536, "out_dim": 16},  # Wan 2.1 1.3B
         {"image_model": "wan2.1", "model_type": "t2v", "dim": 5120, "out_dim": 16},  # Wan 2.2 14B T2V
         {"image_model": "wan2.1", "model_type": "t2v", "dim": 3072, "out_dim": 48, "in_dim": 48},  # 2.2 TI2V 5B
@@ -135,11 +141,16 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
     tiny_sd = {
         "qwen_image": {"txt_in.weight": torch.empty(32, tiny_width, device="meta")},
         "pixart": {"x_embedder.proj.weight": torch.empty(32, 4, 2, 2, device="meta")},
+        "omnigen2": {"x_embedder.weight": torch.empty(32, 64, device="meta")},
     }
     # PixArt's detection gives no width either: its tiny class reads the patch embedding's
     pixart = {"image_model": "pixart_sigma", "depth": 28, "model_max_length": 300, "micro_condition": False}
     real_pixart = {"x_embedder.proj.weight": torch.empty(1152, 4, 2, 2, device="meta")}
     assert not any(cls.matches(pixart, real_pixart) or cls.matches(pixart) for cls in classes)
+    # nor does OmniGen 2's (it hard-codes everything): its tiny class reads the patch embedding's width
+    omnigen2 = {"image_model": "omnigen2", "hidden_size": 2520, "text_feat_dim": 2048}
+    real_omnigen2 = {"x_embedder.weight": torch.empty(2520, 64, device="meta")}
+    assert not any(cls.matches(omnigen2, real_omnigen2) or cls.matches(omnigen2) for cls in classes)
     for family, config in tm.UNET_CONFIGS.items():
         matching = [cls for cls in classes if cls.matches(config, tiny_sd.get(family))]
         expected = (
@@ -156,6 +167,9 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
             "pixart",
             "auraflow",
             "cosmos_predict2",
+            "omnigen2",
+            "hunyuan_video15",
+            "hunyuan_image21",
         )
         assert len(matching) == (family in expected), family
 
@@ -168,6 +182,10 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
         {
             "model.embed_tokens.weight": torch.empty(152064, 3584, **meta),
             "model.layers.0.self_attn.k_proj.bias": torch.empty(512, **meta),
+        },
+        {  # Qwen2.5-VL 3B (OmniGen 2)
+            "model.embed_tokens.weight": torch.empty(151936, 2048, **meta),
+            "model.layers.0.self_attn.k_proj.bias": torch.empty(256, **meta),
         },
         {
             "model.embed_tokens.weight": torch.empty(151936, 2560, **meta),

@@ -7,7 +7,7 @@ fixture, or inside a ComfyUI server process).
 
 Families: sd15, sdxl, sd3, flux, wan (Wan 2.1 T2V), hunyuan_video, ltxv, wan22 (Wan 2.2 TI2V 5B),
 qwen_image, z_image, chroma, lumina2, pixart (PixArt-Sigma), auraflow, cosmos_predict2 (Cosmos
-Predict2 text-to-image).
+Predict2 text-to-image), omnigen2 (OmniGen 2).
 
 - ``build_clip(family, seed)``: a tiny ``comfy.sd.CLIP`` with the family's own tokenizer and
   text-encoder classes. Conditioning: sd15 [1,77,32]; sdxl [1,77,64] (L32+G32, pooled G 32);
@@ -22,7 +22,9 @@ Predict2 text-to-image).
   mask (its SentencePiece model travels as tokenizer data: ComfyUI's t5_pile one, vocab 32000);
   pixart [1,prompt tokens + 1,32] (T5 through PixArt's tokenizer, as chroma); auraflow [1,256,32]
   (Pile-T5-XL, padded to 256 with the padding zeroed, no pooled vector); cosmos_predict2 [1,512,32]
-  (T5 v1.0 XXL, "old T5": padded to 512, padding zeroed) + attention mask.
+  (T5 v1.0 XXL, "old T5": padded to 512, padding zeroed) + attention mask; omnigen2 [1,all tokens,32]
+  (Qwen2.5-VL 3B, last layer, the whole chat template with OmniGen 2's system turn, nothing cropped)
+  + attention mask.
 - ``build_model(family, seed)``: a tiny diffusion model in a ``ModelPatcher``, made by
   ``comfy.supported_models.<Family>(unet_config)`` with context widths matching build_clip.
 - ``add_latent(add, family, batch)``: the stock empty-latent node(s) with tiny inputs, added to a
@@ -56,9 +58,16 @@ How each by-file graph ends (``OUTPUT_KIND``):
   (Flux's ae.safetensors) -> EmptySD3LatentImage -> VAEDecode -> SaveImage.
 - cosmos_predict2: UNETLoader + CLIPLoader(cosmos, the old T5-XXL) + VAELoader (the tiny Wan 2.1
   VAE: Cosmos Predict2 uses Wan 2.1's) -> EmptySD3LatentImage -> VAEDecode -> SaveImage.
+- omnigen2: UNETLoader + CLIPLoader(omnigen2, Qwen2.5-VL 3B) + VAELoader (Flux's ae.safetensors) ->
+  EmptySD3LatentImage -> VAEDecode -> SaveImage.
 - pixart: UNETLoader + CLIPLoader(pixart, the same T5-XXL file as flux) + VAELoader (a random
   4-channel TAESD as the SDXL VAE) -> EmptyLatentImage (384x384: PixArt's position embedding needs
   a latent of at least 40x40) -> VAEDecode -> SaveImage.
+- flux2: UNETLoader + CLIPLoader(flux2, Mistral 3 Small with a tiny tekken tokenizer inside) +
+  VAELoader (a random 128-channel TAESD named flux2-vae.safetensors) -> EmptyFlux2LatentImage ->
+  VAEDecode -> SaveImage. Conditioning [1, all tokens, 96]: hidden states 10/20/30 of the tiny
+  Mistral side by side per token (the whole template: system prompt, [INST] prompt [/INST]) +
+  attention mask. Under transformers 5 it needs install_mistral_converter_compat (see there).
 - ltxv: in-process only (no files are written: LTXV's VAE is fixed-size and its tiny diffusion
   model needs safetensors metadata); a graph for it ends in SaveLatent.
 """
@@ -86,6 +95,10 @@ FAMILIES: tuple[str, ...] = (
     "pixart",
     "auraflow",
     "cosmos_predict2",
+    "hunyuan_video15",
+    "hunyuan_image21",
+    "omnigen2",
+    "flux2",
 )
 #: Families whose files ``write_model_files`` writes (loadable by the stock loaders in a server
 #: that loads tests/tiny_loader_extension).
@@ -107,6 +120,10 @@ OUTPUT_KIND = {
     "pixart": "image",
     "auraflow": "image",
     "cosmos_predict2": "image",
+    "hunyuan_video15": "image",
+    "hunyuan_image21": "image",
+    "omnigen2": "image",
+    "flux2": "image",
 }
 
 # --- tiny text encoders (the configs the existing tests were written against) -----------------
@@ -130,17 +147,27 @@ TINY_T5 = {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 
 TINY_UMT5 = {**TINY_T5, "vocab_size": 32000}
 #: Qwen2.5-VL 7B (Qwen-Image's encoder, comfy.text_encoders.llama.Qwen25_7BVLI_Config): head_dim is
 #: fixed at 128 and ComfyUI's file detection needs k_proj's bias at 512 wide (4 KV heads x 128).
+#: Four layers: HunyuanImage 2.1 and HunyuanVideo 1.5 read the same encoder at hidden layer -3.
 TINY_QWEN25 = {
     "hidden_size": 32,
     "intermediate_size": 64,
     "num_attention_heads": 4,
     "num_key_value_heads": 4,
-    "num_hidden_layers": 2,
+    "num_hidden_layers": 4,
 }
 #: Its vision tower (comfy.text_encoders.qwen_vl.Qwen2VLVisionTransformer) has hard-coded full-size
 #: widths (1280 wide, 32 blocks: ~630M parameters); the tiny encoder swaps in one of these widths
 #: (see tiny_qwen25_class). Text prompts never reach it.
 TINY_QWEN25_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "num_layers": 1}
+#: byT5-small, the glyph encoder of HunyuanImage 2.1 / HunyuanVideo 1.5 (hunyuan_image.ByT5SmallModel,
+#: byt5_config_small_glyph.json): d_model stays 1472, the width the diffusion model's byt5_in reads
+#: (ByT5Mapper in_dim is hard-coded); depth and feed-forward are tiny. ComfyUI builds it with no
+#: model name, so the config override key is "_model_config" (sd1_clip.SDClipModel).
+TINY_BYT5 = {"num_layers": 1, "num_heads": 2, "d_kv": 8, "d_ff": 32}
+#: HunyuanImage 2.1's VAE (comfy.ldm.hunyuan_video.vae, 64 latent channels, 32x): comfy.sd.VAE builds
+#: it at block_out_channels [128, 256, 512, 512, 1024, 1024] whatever the file holds;
+#: tests/tiny_loader_extension builds it at these (the last one a multiple of 2 x 64 latent channels).
+TINY_HUNYUAN_IMAGE_VAE = {"block_out_channels": [32, 32, 32, 32, 32, 128]}
 #: Qwen3-4B (Z-Image's encoder, comfy.text_encoders.llama.Qwen3_4BConfig; head_dim fixed at 128).
 #: Z-Image reads hidden layer -2.
 TINY_QWEN3 = {
@@ -160,6 +187,31 @@ TINY_GEMMA2 = {
     "num_hidden_layers": 3,
     "vocab_size": 32000,
 }
+#: Qwen2.5-VL 3B (OmniGen 2's encoder, comfy.text_encoders.llama.Qwen25_3BConfig: text only, no vision
+#: tower; head_dim fixed at 128). ComfyUI's file detection (comfy.sd.detect_te_model) takes a Qwen2.5
+#: file for the 3B when k_proj's bias is 256 wide: 2 KV heads x 128. OmniGen 2 reads the last layer.
+TINY_QWEN25_3B = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 2,
+    "num_hidden_layers": 2,
+}
+#: Mistral 3 Small 24B (Flux.2's encoder, comfy.text_encoders.llama.Mistral3Small24BConfig; head_dim
+#: fixed at 128). Flux.2 reads hidden states 10, 20 and 30 (Mistral3_24BModel layer=[10, 20, 30]) and
+#: concatenates them per token: 30 layers (the last of them read after the loop) and no final norm, as
+#: ComfyUI builds the 30-layer "pruned" Flux.2 file. Vocab: the tiny tekken of _tekken_tensor.
+TINY_MISTRAL3 = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "num_hidden_layers": 30,
+    "final_norm": False,
+    "vocab_size": 288,
+}
+#: Flux.2's conditioning width: three Mistral hidden states side by side per token.
+FLUX2_CONTEXT = 3 * TINY_MISTRAL3["hidden_size"]
 #: Wan 2.2's VAE (comfy.ldm.wan.vae2_2.WanVAE, 48 latent channels): ComfyUI builds it at dim 160 /
 #: dec_dim 256 whatever the file holds; tests/tiny_loader_extension builds it at these widths.
 TINY_WAN22_VAE = {"dim": 8, "dec_dim": 8}
@@ -407,6 +459,54 @@ UNET_CONFIGS = {
     # Cosmos Predict2 text-to-image (MiniTrainDIT). ComfyUI's detection reads the width and sets the
     # blocks and heads only for the real widths 2048 / 5120, the cross-attention width always to
     # 1024 (the old T5-XXL's): those are DETECTION_OVERRIDES.
+    # HunyuanVideo 1.5 (HunyuanVideo's DiT with Qwen2.5-VL text, byT5 glyphs, a SigLIP vision input
+    # and cond-type embeddings; patch 1x1x1; 65 input channels: 32 latent + 32 image condition + 1
+    # mask). Detection reads widths from the state dict but hard-codes heads = width // 128 and the
+    # rope axes [16, 56, 56]: DETECTION_OVERRIDES. Real: no single blocks (tiny: none either).
+    "hunyuan_video15": {
+        "image_model": "hunyuan_video",
+        "in_channels": 65,
+        "out_channels": 32,
+        "patch_size": [1, 1, 1],
+        "vec_in_dim": None,
+        "axes_dim": [4, 6, 6],
+        "meanflow": False,
+        "context_in_dim": TINY_QWEN25["hidden_size"],
+        "hidden_size": 32,
+        "mlp_ratio": 4.0,
+        "num_heads": 2,
+        "depth": 2,
+        "depth_single_blocks": 0,
+        "theta": 256,
+        "qkv_bias": True,
+        "byt5": True,
+        "guidance_embed": False,
+        "use_cond_type_embedding": True,
+        "vision_in_dim": 1152,
+    },
+    # HunyuanImage 2.1 (HunyuanVideo's DiT in 2-D: patch 1x1 on the 64-channel, 32x latent; Qwen2.5-VL
+    # text and byT5 glyphs; no pooled vector). Detection hard-codes heads and the rope axes [64, 64].
+    "hunyuan_image21": {
+        "image_model": "hunyuan_video",
+        "in_channels": 64,
+        "out_channels": 64,
+        "patch_size": [1, 1],
+        "vec_in_dim": None,
+        "axes_dim": [8, 8],
+        "meanflow": False,
+        "context_in_dim": TINY_QWEN25["hidden_size"],
+        "hidden_size": 32,
+        "mlp_ratio": 4.0,
+        "num_heads": 2,
+        "depth": 1,
+        "depth_single_blocks": 1,
+        "theta": 256,
+        "qkv_bias": True,
+        "byt5": True,
+        "guidance_embed": False,
+        "use_cond_type_embedding": False,
+        "vision_in_dim": None,
+    },
     "cosmos_predict2": {
         "image_model": "cosmos_predict2",
         "max_img_h": 240,
@@ -436,6 +536,54 @@ UNET_CONFIGS = {
         "extra_w_extrapolation_ratio": 1.0,
         "extra_t_extrapolation_ratio": 1.0,
         "rope_enable_fps_modulation": False,
+    },
+    # OmniGen 2 (comfy.ldm.omnigen.omnigen2): ComfyUI's detection reads no value from the file (width
+    # 2520, 21 heads / 7 KV heads, 32 + 2 refiner layers, text 2048 are hard-coded): everything but
+    # image_model is a DETECTION_OVERRIDE and the tiny class matches on the state dict. Head width 16 =
+    # rope axes 4+6+6.
+    "omnigen2": {
+        "image_model": "omnigen2",
+        "axes_dim_rope": [4, 6, 6],
+        "axes_lens": [1024, 1664, 1664],
+        "ffn_dim_multiplier": None,
+        "hidden_size": 32,
+        "in_channels": 16,
+        "multiple_of": 256,
+        "norm_eps": 1e-05,
+        "num_attention_heads": 2,
+        "num_kv_heads": 1,
+        "num_layers": 2,
+        "num_refiner_layers": 1,
+        "out_channels": None,
+        "patch_size": 2,
+        "text_feat_dim": TINY_QWEN25_3B["hidden_size"],
+        "timestep_scale": 1000.0,
+    },
+    # Flux.2 (comfy.ldm.flux.model.Flux with Flux.2's params: 128 latent channels, patch 1, global
+    # modulation, no vector input, no biases). ComfyUI's detection reads in_channels, the width, the
+    # text width, guidance and the block counts and hard-codes 48 heads and rope axes [32]*4: those are
+    # DETECTION_OVERRIDES. Head width 16 = rope axes 4+4+4+4.
+    "flux2": {
+        "image_model": "flux2",
+        "in_channels": 128,
+        "out_channels": 128,
+        "vec_in_dim": None,
+        "context_in_dim": FLUX2_CONTEXT,
+        "hidden_size": 32,
+        "mlp_ratio": 3.0,
+        "num_heads": 2,
+        "depth": 1,
+        "depth_single_blocks": 1,
+        "axes_dim": [4, 4, 4, 4],
+        "theta": 2000,
+        "patch_size": 1,
+        "qkv_bias": False,
+        "guidance_embed": True,
+        "global_modulation": True,
+        "mlp_silu_act": True,
+        "ops_bias": False,
+        "default_ref_method": "index",
+        "ref_index_scale": 10.0,
     },
     "ltxv": {
         "image_model": "ltxv",
@@ -485,7 +633,13 @@ DETECTION_OVERRIDES = {
     "pixart": {"num_heads": 2, "hidden_size": 32, "caption_channels": TINY_T5["d_model"]},
     "auraflow": {"dim": 32, "n_heads": 2, "global_conddim": 32, "out_channels": 4},
     "cosmos_predict2": {"num_blocks": 2, "num_heads": 2, "crossattn_emb_channels": TINY_T5["d_model"]},
+    "hunyuan_video15": {"num_heads": 2, "axes_dim": [4, 6, 6]},
+    "hunyuan_image21": {"num_heads": 2, "axes_dim": [8, 8]},
 }
+# OmniGen 2's detection hard-codes every value: the tiny file takes them all from the tiny config
+DETECTION_OVERRIDES["omnigen2"] = {k: v for k, v in UNET_CONFIGS["omnigen2"].items() if k != "image_model"}
+
+DETECTION_OVERRIDES["flux2"] = {"num_heads": 2, "axes_dim": [4, 4, 4, 4]}
 
 _SUPPORTED_MODEL = {
     "sd15": "SD15",
@@ -503,6 +657,10 @@ _SUPPORTED_MODEL = {
     "pixart": "PixArtSigma",
     "auraflow": "AuraFlow",
     "cosmos_predict2": "CosmosT2IPredict2",
+    "hunyuan_video15": "HunyuanVideo15",
+    "hunyuan_image21": "HunyuanImage21",
+    "omnigen2": "Omnigen2",
+    "flux2": "Flux2",
 }
 
 #: Usual real file names, as the families' example workflows reference them.
@@ -581,12 +739,50 @@ FILE_NAMES = {
         "vae_name": "ae.safetensors",
     },
     # ComfyUI's Cosmos Predict2 2B text-to-image files: the old T5-XXL and Wan 2.1's VAE
+    # ComfyUI's own template video_hunyuan_video_1.5_720p_t2v (Comfy-Org/HunyuanVideo_1.5_repackaged). The
+    # file named hunyuanvideo15_vae_fp16.safetensors holds a random lighttae_hv15-layout TAEHV (32 latent
+    # channels, 16x spatial, 4x temporal), which ComfyUI loads natively: the real VAE is fixed-size.
+    "hunyuan_video15": {
+        "unet_name": "hunyuanvideo1.5_720p_t2v_fp16.safetensors",
+        "weight_dtype": "default",
+        "clip_name1": "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+        "clip_name2": "byt5_small_glyphxl_fp16.safetensors",
+        "type": "hunyuan_video_15",
+        "vae_name": "hunyuanvideo15_vae_fp16.safetensors",
+    },
+    # Comfy-Org/HunyuanImage_2.1_ComfyUI's files (the Qwen2.5-VL and byT5 files are the same as HunyuanVideo
+    # 1.5's); the VAE is HunyuanImage 2.1's own at tiny widths (TINY_HUNYUAN_IMAGE_VAE).
+    "hunyuan_image21": {
+        "unet_name": "hunyuanimage2.1_bf16.safetensors",
+        "weight_dtype": "default",
+        "clip_name1": "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+        "clip_name2": "byt5_small_glyphxl_fp16.safetensors",
+        "type": "hunyuan_image",
+        "vae_name": "hunyuan_image_2.1_vae_fp16.safetensors",
+    },
     "cosmos_predict2": {
         "unet_name": "cosmos_predict2_2B_t2i.safetensors",
         "weight_dtype": "default",
         "clip_name": "oldt5_xxl_fp8_e4m3fn_scaled.safetensors",
         "type": "cosmos",
         "vae_name": "wan_2.1_vae.safetensors",
+    },
+    # ComfyUI's OmniGen 2 files (Comfy-Org/Omnigen2_ComfyUI_repackaged): Qwen2.5-VL 3B and Flux's VAE
+    "omnigen2": {
+        "unet_name": "omnigen2_fp16.safetensors",
+        "weight_dtype": "default",
+        "clip_name": "qwen_2.5_vl_fp16.safetensors",
+        "type": "omnigen2",
+        "vae_name": "ae.safetensors",
+    },
+    # ComfyUI's Flux.2 dev files (Comfy-Org/flux2-dev, split_files): the diffusion model, Mistral 3
+    # Small (24B) and Flux.2's VAE (also mistral_3_small_flux2_fp8.safetensors and flux2_dev_fp8mixed)
+    "flux2": {
+        "unet_name": "flux2_dev_fp8mixed.safetensors",
+        "weight_dtype": "default",
+        "clip_name": "mistral_3_small_flux2_bf16.safetensors",
+        "type": "flux2",
+        "vae_name": "flux2-vae.safetensors",
     },
     # PixArt-Sigma's diffusers transformer file under its model's name, T5-XXL and the SDXL VAE
     "pixart": {
@@ -610,6 +806,9 @@ ENCODER_FILES = {
     "qwen_3_4b.safetensors": ("z_image", "qwen3_4b"),
     "gemma_2_2b_fp16.safetensors": ("lumina2", "gemma2_2b"),
     "oldt5_xxl_fp8_e4m3fn_scaled.safetensors": ("cosmos_predict2", "t5xxl"),
+    "byt5_small_glyphxl_fp16.safetensors": ("hunyuan_image21", "byt5_small"),
+    "qwen_2.5_vl_fp16.safetensors": ("omnigen2", "qwen25_3b"),
+    "mistral_3_small_flux2_bf16.safetensors": ("flux2", "mistral3_24b"),
 }
 #: Seed of the diffusion model in every file (``build_model(family, FILE_SEED)``); a checkpoint's
 #: text encoder is ``build_clip(family, FILE_SEED + 1)``.
@@ -625,6 +824,9 @@ _FILE_SEEDS = {
     "qwen_3_4b.safetensors": 107,
     "gemma_2_2b_fp16.safetensors": 108,
     "oldt5_xxl_fp8_e4m3fn_scaled.safetensors": 109,
+    "byt5_small_glyphxl_fp16.safetensors": 111,
+    "qwen_2.5_vl_fp16.safetensors": 110,
+    "mistral_3_small_flux2_bf16.safetensors": 120,
 }
 
 
@@ -653,6 +855,137 @@ def randomise(module: torch.nn.Module, seed: int, buffers: bool = False) -> None
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
 
 
+#: Mistral's tekken special tokens in the order of Mistral 3 Small's tekken.json (ids 0-18: ComfyUI's
+#: Mistral3Tokenizer pads with 11 <pad> and starts with 1 <s>; Flux.2's template uses 17/18 and 3/4).
+_TEKKEN_SPECIALS = (
+    "<unk>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "[AVAILABLE_TOOLS]",
+    "[/AVAILABLE_TOOLS]",
+    "[TOOL_RESULTS]",
+    "[/TOOL_RESULTS]",
+    "[TOOL_CALLS]",
+    "[IMG]",
+    "<pad>",
+    "[IMG_BREAK]",
+    "[IMG_END]",
+    "[PREFIX]",
+    "[MIDDLE]",
+    "[SUFFIX]",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
+)
+#: tekken.json's pre-tokenizer pattern (the one transformers 4.x's MistralConverter defaults to).
+_TEKKEN_PATTERN = (
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?"
+    r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+def _tekken_tensor() -> torch.Tensor:
+    """A tiny valid tekken.json (Mistral's byte-level BPE format) as the byte tensor ComfyUI reads
+    from a Flux.2 text-encoder file's ``tekken_model`` key (comfy.sd hands it to Flux2Tokenizer as
+    tokenizer data; comfy.text_encoders.flux.load_mistral_tokenizer parses it). The real file holds
+    131072 tokens: 1000 special, then ~130k BPE ranks; this one holds the first 19 specials, the 256
+    single bytes and a few merges of common English pieces (ids = 19 + rank: TINY_MISTRAL3's vocab)."""
+    import base64
+    import json
+
+    ranks = [bytes([b]) for b in range(256)]
+    for piece in (b"th", b"he", b"the", b" t", b" a", b"in", b"an", b"er", b" the", b"at", b"on", b"re", b"es"):
+        ranks.append(piece)  # each one's halves are already ranked: a valid BPE merge order
+    data = {
+        "config": {
+            "pattern": _TEKKEN_PATTERN,
+            "num_vocab_tokens": len(ranks),
+            "default_vocab_size": len(ranks) + len(_TEKKEN_SPECIALS),
+            "default_num_special_tokens": len(_TEKKEN_SPECIALS),
+            "version": "v7",
+        },
+        "vocab": [
+            {"rank": r, "token_bytes": base64.b64encode(t).decode(), "token_str": t.decode("latin-1")}
+            for r, t in enumerate(ranks)
+        ],
+        "special_tokens": [{"rank": i, "token_str": s, "is_control": True} for i, s in enumerate(_TEKKEN_SPECIALS)],
+    }
+    raw = json.dumps(data).encode()
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+
+
+def install_mistral_converter_compat() -> None:
+    """ComfyUI 0.3.75 (comfy.text_encoders.flux.load_mistral_tokenizer) builds Flux.2's tokenizer with
+    transformers 4.x's ``MistralConverter(vocab=..., additional_special_tokens=...)``; transformers 5
+    replaced it by ``MistralConverter(vocab_file)``, so with transformers 5 installed ComfyUI cannot
+    build the Flux.2 tokenizer at all (TypeError, also for the real files). Test-only: where the
+    installed converter lacks the 4.x signature, put a converter with the 4.x API and algorithm
+    (token ids in the order of ComfyUI's vocab dict: specials first, then the BPE ranks; merges from
+    the ranks) where ComfyUI imports it. A no-op under transformers 4.x."""
+    import inspect
+
+    import transformers.integrations.mistral as mistral
+
+    current = mistral.MistralConverter
+    if getattr(current, "_comfy_compat", False) or "vocab" in inspect.signature(current.__init__).parameters:
+        return
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers, processors
+    from tokenizers.models import BPE
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    class MistralConverter:  # transformers 4.x's API
+        _comfy_compat = True
+
+        def __init__(self, vocab=None, pattern=_TEKKEN_PATTERN, add_prefix_space=False, additional_special_tokens=None):
+            self.vocab, self.pattern, self.add_prefix_space = vocab, pattern, add_prefix_space
+            self.additional_special_tokens = list(additional_special_tokens or [])
+
+        def converted(self):
+            encoder = bytes_to_unicode()
+            specials = set(self.additional_special_tokens)
+
+            def as_string(token: bytes) -> str:
+                return "".join(encoder[b] for b in token)
+
+            vocab, merges = {}, []
+            for idx, (token, rank) in enumerate(self.vocab.items()):
+                if token in specials:
+                    vocab[token] = idx
+                    continue
+                vocab[as_string(token)] = idx
+                splits = [
+                    (token[:i], token[i:], rank)
+                    for i in range(1, len(token))
+                    if token[:i] in self.vocab and token[i:] in self.vocab
+                ]
+                merges.extend(sorted(splits, key=lambda s: (self.vocab[s[0]], self.vocab[s[1]])))
+            merges = [(as_string(a), as_string(b)) for a, b, _ in sorted(merges, key=lambda s: s[2])]
+            tokenizer = Tokenizer(BPE(vocab, merges, fuse_unk=False))
+            if hasattr(tokenizer.model, "ignore_merges"):
+                tokenizer.model.ignore_merges = True
+            tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+                [
+                    pre_tokenizers.Split(Regex(self.pattern), behavior="isolated", invert=False),
+                    pre_tokenizers.ByteLevel(add_prefix_space=self.add_prefix_space, use_regex=False),
+                ]
+            )
+            tokenizer.decoder = decoders.ByteLevel()
+            tokenizer.add_tokens(
+                [AddedToken(t, normalized=False, special=True) for t in self.additional_special_tokens]
+            )
+            # transformers 4.x's LlamaTokenizerFast (ComfyUI's MistralTokenizerClass) then replaced the
+            # post-processor with its BOS template (add_bos_token=True); transformers 5's LlamaTokenizer
+            # keeps the converter's and adds no BOS, so the BOS template is set here.
+            tokenizer.post_processor = processors.TemplateProcessing(
+                single="<s>:0 $A:0", pair="<s>:0 $A:0 <s>:1 $B:1", special_tokens=[("<s>", 1)]
+            )
+            return tokenizer
+
+    mistral.MistralConverter = MistralConverter
+
+
 def _spiece_tensor() -> torch.Tensor:
     import comfy.sd1_clip  # `comfy` itself is a namespace package (no __file__)
 
@@ -664,14 +997,16 @@ def _spiece_tensor() -> torch.Tensor:
 _TINY_CLASSES: dict[str, type] = {}
 
 
-def tiny_qwen25_class() -> type:
-    """ComfyUI's Qwen2.5-VL text-encoder class (qwen_image.Qwen25_7BVLIModel) with a tiny vision
+def tiny_qwen25_class(flavour: str = "qwen_image") -> type:
+    """ComfyUI's Qwen2.5-VL text-encoder class (qwen_image.Qwen25_7BVLIModel, or with
+    ``flavour="hunyuan_image"`` hunyuan_image.Qwen25_7BVLIModel: hidden layer -3) with a tiny vision
     tower (TINY_QWEN25_VISION) in its Qwen25_7BVLI model. Everything on the text path (tokenizer,
     chat template, Llama2_ decoder, layer, attention mask, the template cropping of the stack
     around it) is ComfyUI's own. Handed to ComfyUI as model_options["qwen25_7b_class"], the hook
     SD1ClipModel offers for replacing a sub-encoder's class."""
-    if "qwen25" not in _TINY_CLASSES:
+    if flavour not in _TINY_CLASSES:
         import comfy.sd1_clip
+        import comfy.text_encoders.hunyuan_image as hunyuan_image
         import comfy.text_encoders.llama as llama
         import comfy.text_encoders.qwen_image as qwen_image
         import comfy.text_encoders.qwen_vl as qwen_vl
@@ -698,11 +1033,10 @@ def tiny_qwen25_class() -> type:
             def __init__(self, *args, model_class=None, **kwargs):
                 super().__init__(*args, model_class=TinyQwen25_7BVLI, **kwargs)
 
-        class TinyQwen25_7BVLIModel(qwen_image.Qwen25_7BVLIModel, _TinyVisionModelClass):
-            pass
+        base = {"qwen_image": qwen_image, "hunyuan_image": hunyuan_image}[flavour].Qwen25_7BVLIModel
 
-        _TINY_CLASSES["qwen25"] = TinyQwen25_7BVLIModel
-    return _TINY_CLASSES["qwen25"]
+        _TINY_CLASSES[flavour] = type("TinyQwen25_7BVLIModel", (base, _TinyVisionModelClass), {})
+    return _TINY_CLASSES[flavour]
 
 
 def _clip_recipe(family: str):
@@ -712,9 +1046,11 @@ def _clip_recipe(family: str):
     import comfy.text_encoders.aura_t5
     import comfy.text_encoders.cosmos
     import comfy.text_encoders.flux
+    import comfy.text_encoders.hunyuan_image
     import comfy.text_encoders.hunyuan_video
     import comfy.text_encoders.lt
     import comfy.text_encoders.lumina2
+    import comfy.text_encoders.omnigen2
     import comfy.text_encoders.pixart_t5
     import comfy.text_encoders.qwen_image
     import comfy.text_encoders.sd3_clip
@@ -765,6 +1101,24 @@ def _clip_recipe(family: str):
             {"qwen25_7b_model_config": TINY_QWEN25, "qwen25_7b_class": tiny_qwen25_class()},
             {},
         )
+    if family in ("hunyuan_video15", "hunyuan_image21"):
+        # Qwen2.5-VL 7B at hidden layer -3 plus the byT5 glyph encoder (hunyuan_image.te(), as
+        # DualCLIPLoader hunyuan_video_15 / hunyuan_image builds them); only their templates differ.
+        tokenizer = (
+            comfy.text_encoders.hunyuan_video.HunyuanVideo15Tokenizer
+            if family == "hunyuan_video15"
+            else comfy.text_encoders.hunyuan_image.HunyuanImageTokenizer
+        )
+        return (
+            tokenizer,
+            comfy.text_encoders.hunyuan_image.te(),
+            {
+                "qwen25_7b_model_config": TINY_QWEN25,
+                "qwen25_7b_class": tiny_qwen25_class("hunyuan_image"),
+                "_model_config": TINY_BYT5,
+            },
+            {},
+        )
     if family == "z_image":
         return (
             comfy.text_encoders.z_image.ZImageTokenizer,
@@ -806,6 +1160,21 @@ def _clip_recipe(family: str):
             comfy.text_encoders.lumina2.te(),
             {"gemma2_2b_model_config": TINY_GEMMA2},
             {"spiece_model": _spiece_tensor()},
+        )
+    if family == "omnigen2":  # OmniGen 2: Qwen2.5-VL 3B (supported_models.Omnigen2.clip_target)
+        return (
+            comfy.text_encoders.omnigen2.Omnigen2Tokenizer,
+            comfy.text_encoders.omnigen2.te(),
+            {"qwen25_3b_model_config": TINY_QWEN25_3B},
+            {},
+        )
+    if family == "flux2":  # Flux.2: Mistral 3 Small (comfy.sd, CLIPLoader type flux2), tekken tokenizer data
+        install_mistral_converter_compat()
+        return (
+            comfy.text_encoders.flux.Flux2Tokenizer,
+            comfy.text_encoders.flux.flux2_te(),
+            {"mistral3_24b_model_config": TINY_MISTRAL3},
+            {"tekken_model": _tekken_tensor()},
         )
     if family == "ltxv":
         return (
@@ -879,6 +1248,13 @@ _LATENT_NODES = {
     "auraflow": ("EmptyLatentImage", {"width": 32, "height": 32}, (4, 4, 4)),
     # Cosmos Predict2's latent format is Wan 2.1's: the sampler makes the 4-D empty latent 5-D.
     "cosmos_predict2": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 1, 4, 4)),
+    # HunyuanVideo 1.5: 32 channels, 16x spatial, 4x temporal (its own latent node)
+    "hunyuan_video15": ("EmptyHunyuanVideo15Latent", {"width": 64, "height": 64, "length": 5}, (32, 2, 4, 4)),
+    # HunyuanImage 2.1: 64 channels, 32x spatial (its own latent node; sides are multiples of 32, >= 64)
+    "hunyuan_image21": ("EmptyHunyuanImageLatent", {"width": 128, "height": 128}, (64, 4, 4)),
+    "omnigen2": ("EmptySD3LatentImage", {"width": 32, "height": 32}, (16, 4, 4)),  # Flux's latent format
+    # Flux.2: 128 channels, 16x spatial (its own latent node)
+    "flux2": ("EmptyFlux2LatentImage", {"width": 64, "height": 64}, (128, 4, 4)),
 }
 #: Latent nodes that take a VAE input (unused without a start image) and, in ComfyUI 0.3.75, ignore
 #: ``batch_size`` without one: add_latent feeds them a VAE and batches with RepeatLatentBatch.
@@ -987,6 +1363,42 @@ def _wan22_vae_sd(seed: int) -> dict:
     return module.state_dict()
 
 
+def _taehv15_sd(seed: int) -> dict:
+    """A random TAEHV in the lighttae_hv15 layout (32 latent channels, 16x spatial, 4x temporal):
+    comfy.sd.VAE loads it natively as a HunyuanVideo 1.5 decoder (its real VAE is fixed-size)."""
+    import comfy.latent_formats
+    import comfy.taesd.taehv
+
+    module = comfy.taesd.taehv.TAEHV(latent_channels=32, latent_format=comfy.latent_formats.HunyuanVideo15)
+    randomise(module, seed)
+    return {k: v.half() for k, v in module.state_dict().items()}
+
+
+def _hunyuan_image_vae_sd(seed: int) -> dict:
+    """HunyuanImage 2.1's own VAE (comfy.ldm.hunyuan_video.vae in ComfyUI's AutoencodingEngine, the
+    config comfy.sd.VAE uses) at TINY_HUNYUAN_IMAGE_VAE widths: it loads through VAELoader only with
+    tests/tiny_loader_extension."""
+    from comfy.ldm.models.autoencoder import AutoencodingEngine
+
+    ddconfig = {
+        "in_channels": 3,
+        "out_channels": 3,
+        "num_res_blocks": 2,
+        "ffactor_spatial": 32,
+        "downsample_match_channel": True,
+        "upsample_match_channel": True,
+        "z_channels": 64,
+        **TINY_HUNYUAN_IMAGE_VAE,
+    }
+    module = AutoencodingEngine(
+        regularizer_config={"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"},
+        encoder_config={"target": "comfy.ldm.hunyuan_video.vae.Encoder", "params": ddconfig},
+        decoder_config={"target": "comfy.ldm.hunyuan_video.vae.Decoder", "params": ddconfig},
+    )
+    randomise(module, seed)
+    return module.state_dict()
+
+
 def _encoder_sd(family: str, slot: str, seed: int) -> dict:
     """One sub-encoder's weights in the layout of the standalone text-encoder files."""
     clip = build_clip(family, seed)
@@ -1002,6 +1414,10 @@ def _encoder_sd(family: str, slot: str, seed: int) -> dict:
         sd["encoder.block.23.layer.1.DenseReluDense.wi_1.weight"] = torch.zeros(1, 4096)
     if slot in ("umt5xxl", "gemma2_2b"):
         sd["spiece_model"] = _spiece_tensor()
+    if slot == "byt5_small":  # 1472 wide like the real byT5-small: half precision, as the real file
+        sd = {k: v.half() for k, v in sd.items()}
+    if slot == "mistral3_24b":  # the tokenizer travels in the file, as in the real one
+        sd["tekken_model"] = _tekken_tensor()
     if slot == "llama":
         # 128k x 256 embedding: half precision keeps the file at ~70 MB (cast back on load).
         sd["model.embed_tokens.weight"] = sd["model.embed_tokens.weight"].half()
@@ -1062,12 +1478,17 @@ def write_model_files(models_dir: Path, family: str) -> dict[str, str]:
         "z_image": lambda: _taesd_vae(16, 2001).get_sd(),  # the same ae.safetensors as flux
         "chroma": lambda: _taesd_vae(16, 2001).get_sd(),
         "lumina2": lambda: _taesd_vae(16, 2001).get_sd(),
+        "omnigen2": lambda: _taesd_vae(16, 2001).get_sd(),  # the same ae.safetensors as flux
         "pixart": lambda: _taesd_vae(4, 2006).get_sd(),
         "cosmos_predict2": lambda: _wan21_vae_sd(2002),  # the same wan_2.1_vae.safetensors as wan
         "wan": lambda: _wan21_vae_sd(2002),
         "hunyuan_video": lambda: _wan21_vae_sd(2003),
         "wan22": lambda: _wan22_vae_sd(2004),
         "qwen_image": lambda: _wan21_vae_sd(2005),
+        "hunyuan_video15": lambda: _taehv15_sd(2007),
+        "hunyuan_image21": lambda: _hunyuan_image_vae_sd(2008),
+        # Flux.2's own VAE has fixed full widths (ch 128): a random 128-channel TAESD under its name
+        "flux2": lambda: _taesd_vae(128, 2020).get_sd(),
     }
     once("vae", names["vae_name"], vae_makers[family])
     return names

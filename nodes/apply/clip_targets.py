@@ -18,7 +18,18 @@ import torch
 from ...steering.errors import SafetySteerError
 
 #: Sub-encoder keys (as `clip.tokenize` names them) whose conditioning layout Safety Steer knows.
-SUPPORTED_ENCODERS = ("l", "g", "t5xxl", "umt5xxl", "llama", "qwen25_7b", "qwen3_4b", "gemma2_2b", "pile_t5xl")
+SUPPORTED_ENCODERS = (
+    "l",
+    "g",
+    "t5xxl",
+    "umt5xxl",
+    "llama",
+    "qwen25_7b",
+    "qwen3_4b",
+    "gemma2_2b",
+    "pile_t5xl",
+    "qwen25_3b",
+)
 #: How errors name them.
 ENCODER_NAMES = {
     "l": "CLIP-L",
@@ -30,6 +41,7 @@ ENCODER_NAMES = {
     "qwen3_4b": "Qwen3-4B",
     "gemma2_2b": "Gemma 2 2B",
     "pile_t5xl": "Pile-T5-XL",
+    "qwen25_3b": "Qwen2.5-VL 3B",
 }
 #: Pooled vectors the family's diffusion model never reads: SD1.5's UNet takes no pooled vector and
 #: SDXL's takes CLIP-G's. ComfyUI does not even load CLIP-L's text_projection from such checkpoints
@@ -41,7 +53,8 @@ _LLAMA_EOT = 128009  # <|eot_id|>
 #: Qwen chat tokens around the user's text (ChatML). The whole template is encoded (it steers the
 #: encoder); Qwen-Image's stack then crops the system turn away (qwen_image.QwenImageTEModel), so its
 #: diffusion model reads the user's tokens plus the closing "<|im_end|>\n<|im_start|>assistant\n";
-#: Z-Image's reads every token (z_image: no system turn, hidden layer -2). Word ids cannot tell
+#: Z-Image's reads every token (z_image: no system turn, hidden layer -2), OmniGen 2's every token too
+#: (omnigen2: its own system turn, last layer, nothing cropped). Word ids cannot tell
 #: the prompt from the template: both are tokenized as one piece.
 _CHATML_USER_HEADER = (151644, 872, 198)  # <|im_start|> user \n
 _CHATML_END = 151645  # <|im_end|>
@@ -50,6 +63,7 @@ _TEMPLATES = {
     "llama": (_LLAMA_USER_HEADER, _LLAMA_EOT),
     "qwen25_7b": (_CHATML_USER_HEADER, _CHATML_END),
     "qwen3_4b": (_CHATML_USER_HEADER, _CHATML_END),
+    "qwen25_3b": (_CHATML_USER_HEADER, _CHATML_END),
 }
 
 

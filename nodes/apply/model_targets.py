@@ -1,8 +1,9 @@
 """Which diffusion models the MODEL application point supports, and how it reaches their text.
 
 UNets (SD1.5, SDXL): an attn2 patch, which sees the text context of every cross-attention.
-DiTs (SD3.x, Flux, Chroma, Wan, HunyuanVideo, LTX-Video, Qwen-Image, Z-Image, Lumina 2, PixArt,
-AuraFlow, Cosmos Predict2): a keyed APPLY_MODEL
+DiTs (SD3.x, Flux, Chroma, Wan, HunyuanVideo, HunyuanVideo 1.5, HunyuanImage 2.1, LTX-Video,
+Qwen-Image, Z-Image, Lumina 2, PixArt,
+AuraFlow, Cosmos Predict2, OmniGen 2): a keyed APPLY_MODEL
 wrapper, which sees the text conditioning (c_crossattn) before the model's own text projection.
 Both stack with other patches and wrappers and survive ModelPatcher.clone().
 """
@@ -24,6 +25,12 @@ DIT_MODELS = (
     # Wan 2.1, Wan 2.2 T2V/I2V 14B (ComfyUI loads them as WAN21) and Wan 2.2 TI2V 5B (WAN22, a subclass)
     (model_base.WAN21, "Wan 2.x", "text_embedding.0"),
     (model_base.HunyuanVideo, "HunyuanVideo", "txt_in.input_embedder"),
+    # HunyuanVideo 1.5 (a HunyuanVideo subclass; its 1080p super-resolution model subclasses it in
+    # turn) and HunyuanImage 2.1 (with its refiner, a subclass): the same DiT code and token refiner,
+    # reading Qwen2.5-VL 7B tokens (hidden layer -3). The byT5 glyph stream of quoted text enters
+    # through byt5_in, beside c_crossattn: not steered.
+    (model_base.HunyuanVideo15, "HunyuanVideo 1.5", "txt_in.input_embedder"),
+    (model_base.HunyuanImage21, "HunyuanImage 2.1", "txt_in.input_embedder"),
     (model_base.LTXV, "LTX-Video", "caption_projection.linear_1"),
     # txt_norm (an RMSNorm) reads the context first, then txt_in
     (model_base.QwenImage, "Qwen-Image", "txt_in"),
@@ -36,15 +43,15 @@ DIT_MODELS = (
     # Cosmos Predict2 (text-to-image and image-to-video): no text projection; every block's
     # cross-attention reads the T5 tokens (block 0's key projection gives the width)
     (model_base.CosmosPredict2, "Cosmos Predict2", "blocks.0.cross_attn.k_proj"),
+    # OmniGen 2: caption_embedder = (RMSNorm, Linear): the norm reads the context first, then the Linear
+    (model_base.Omnigen2, "OmniGen 2", "time_caption_embed.caption_embedder.1"),
 )
 #: Labels whose model_base class other families share: the model config class must match too (the
 #: most derived config wins: supported_models.ZImage subclasses Lumina2).
 CONFIG_CLASSES = {"Z-Image": supported_models.ZImage, "Lumina 2": supported_models.Lumina2}
 #: Subclasses of a supported model_base class that are other families (other text encoders, or a
 #: pixel-space model never tested here): refused, not taken for their parent.
-OTHER_FAMILIES = tuple(
-    getattr(model_base, name) for name in ("Flux2", "ChromaRadiance", "HunyuanVideo15") if hasattr(model_base, name)
-)
+OTHER_FAMILIES = tuple(getattr(model_base, name) for name in ("Flux2", "ChromaRadiance") if hasattr(model_base, name))
 SUPPORTED_MODELS = ("SD1.5", "SDXL", *(label for _, label, _ in DIT_MODELS))
 #: The text encoders whose tokens each model's text stream is made of (any one set must be aligned).
 TEXT_STREAM_ENCODERS = {
@@ -55,6 +62,8 @@ TEXT_STREAM_ENCODERS = {
     "Chroma": ({"t5xxl"},),
     "Wan 2.x": ({"umt5xxl"},),
     "HunyuanVideo": ({"llama"},),
+    "HunyuanVideo 1.5": ({"qwen25_7b"},),
+    "HunyuanImage 2.1": ({"qwen25_7b"},),
     "LTX-Video": ({"t5xxl"},),
     "Qwen-Image": ({"qwen25_7b"},),
     "Z-Image": ({"qwen3_4b"},),
@@ -62,6 +71,7 @@ TEXT_STREAM_ENCODERS = {
     "PixArt": ({"t5xxl"},),
     "AuraFlow": ({"pile_t5xl"},),
     "Cosmos Predict2": ({"t5xxl"},),
+    "OmniGen 2": ({"qwen25_3b"},),
 }
 
 

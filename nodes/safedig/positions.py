@@ -35,8 +35,15 @@ _WHY_NOT = {
     "SafeDIG hooks into)",
     "PixArt": " (ComfyUI's PixArt model runs its blocks without the block-replace patches SafeDIG hooks into)",
     "AuraFlow": " (its joint and single blocks are not mapped to SafeDIG positions yet)",
+    # HunyuanVideo (and so its 1.5 and HunyuanImage 2.1) is not mapped at all yet
+    "HunyuanVideo 1.5": " (its double blocks are not mapped to SafeDIG positions yet; their text stream "
+    "also carries the byT5 glyph and vision tokens)",
+    "HunyuanImage 2.1": " (its double and single blocks are not mapped to SafeDIG positions yet; their text "
+    "stream also carries the byT5 glyph tokens)",
     "Cosmos Predict2": " (ComfyUI's Cosmos Predict2 model runs its blocks without the block-replace patches "
     "SafeDIG hooks into)",
+    "OmniGen 2": " (ComfyUI's OmniGen 2 model runs its refiner and main blocks without the block-replace "
+    "patches SafeDIG hooks into)",
 }
 
 

@@ -5,9 +5,11 @@ the context a diffusion model receives, is already assembled by ComfyUI:
 - SD1.5: CLIP-L tokens. SDXL: CLIP-L and CLIP-G features side by side per token (L first).
 - SD3: CLIP-L|G side by side, zero-padded to the T5 width, then the T5 tokens appended.
 - Flux, Chroma, PixArt, Cosmos Predict2, LTX-Video: T5 tokens only. Wan: umT5 tokens.
-  HunyuanVideo: Llama tokens (CLIP-L, where present, only feeds the pooled vector). Qwen-Image:
-  Qwen2.5-VL tokens. Z-Image: Qwen3-4B tokens. Lumina 2: Gemma 2 2B tokens. AuraFlow: Pile-T5-XL
-  tokens.
+  HunyuanVideo: Llama tokens (CLIP-L, where present, only feeds the pooled vector). Qwen-Image,
+  HunyuanVideo 1.5, HunyuanImage 2.1: Qwen2.5-VL 7B tokens (the Hunyuan ones' byT5 glyph tokens of
+  quoted text are a separate conditioning key, conditioning_byt5small, never steered).
+  Z-Image: Qwen3-4B tokens. Lumina 2: Gemma 2 2B tokens. AuraFlow: Pile-T5-XL
+  tokens. OmniGen 2: Qwen2.5-VL 3B tokens (the whole chat template).
 - Pooled vector: SD1.5 CLIP-L, SDXL CLIP-G, SD3 CLIP-L|G, Flux and HunyuanVideo CLIP-L.
 The layout follows from which encoders a direction was aligned to and their widths, and is
 checked against the tensor: a direction aligned to other encoders is an error, not a silent miss.
@@ -22,7 +24,7 @@ import torch
 from ..errors import SafetySteerError
 
 CLIP_KEYS = ("l", "g")
-LONG_KEYS = ("t5xxl", "umt5xxl", "llama", "qwen25_7b", "qwen3_4b", "gemma2_2b", "pile_t5xl")
+LONG_KEYS = ("t5xxl", "umt5xxl", "llama", "qwen25_7b", "qwen3_4b", "gemma2_2b", "pile_t5xl", "qwen25_3b")
 
 
 class LayoutError(SafetySteerError):

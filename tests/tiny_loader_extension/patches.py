@@ -15,6 +15,8 @@ to load (or load wrongly). Three patches, all keyed on the exact tiny widths of 
    Chroma's (Flux's, then its own) sets Flux's heads and rope and the approximator's full widths.
    Lumina Image 2.0's sets heads and rope only for its real width 2304. PixArt's reads no width
    (hard-coded 1152, T5 caption 4096): its tiny class checks the patch embedding in the state dict.
+   OmniGen 2's reads nothing from the file (every width hard-coded): its tiny class checks
+   x_embedder's width in the state dict and takes every value from the tiny config.
 2. Text encoders: ``comfy.sd.load_text_encoder_state_dicts`` (CLIPLoader, DualCLIPLoader) and
    ``comfy.sd.load_state_dict_guess_config`` (CheckpointLoaderSimple) look at the state dicts; if
    they hold tiny encoders (CLIP/T5/Llama embeddings of tiny width), the tiny encoder configs are
@@ -25,7 +27,10 @@ to load (or load wrongly). Three patches, all keyed on the exact tiny widths of 
 
 3. The Wan 2.2 VAE: ``comfy.sd.VAE`` builds it at dim 160 / dec_dim 256 whatever the file holds;
    while a file with tiny_models.TINY_WAN22_VAE widths is loaded, ``vae2_2.WanVAE`` is built at
-   those widths instead.
+   those widths instead. HunyuanImage 2.1's VAE likewise (fixed block_out_channels; the tiny file's
+   are tiny_models.TINY_HUNYUAN_IMAGE_VAE). A tiny Qwen2.5-VL encoder loaded as hunyuan_image /
+   hunyuan_video_15 gets the tiny class of ComfyUI's HunyuanImage Qwen class (hidden layer -3), and a
+   tiny byT5-small (1472 wide like the real one, tiny depth) gets tiny_models.TINY_BYT5.
 
 The file-format details (CLIP-G's layer-30 key, T5-XXL's block-23 key) are in tiny_models.
 """
@@ -102,6 +107,19 @@ def tiny_model_classes() -> list[type]:
         )
 
     tiny_pixart.matches = classmethod(pixart_matches)
+
+    # OmniGen 2's detection hard-codes every value (width 2520): the tiny class reads x_embedder's width.
+    tiny_omnigen2 = with_overrides(sm.Omnigen2, "omnigen2", {"image_model": "omnigen2"})
+
+    def omnigen2_matches(cls, unet_config, state_dict=None):
+        weight = (state_dict or {}).get("x_embedder.weight")
+        return (
+            sm.Omnigen2.matches.__func__(cls, unet_config, state_dict)
+            and weight is not None
+            and weight.shape[0] == configs["omnigen2"]["hidden_size"]
+        )
+
+    tiny_omnigen2.matches = classmethod(omnigen2_matches)
     return [
         with_overrides(
             sm.SD15,
@@ -154,6 +172,30 @@ def tiny_model_classes() -> list[type]:
             {"image_model": "wan2.1", "model_type": "t2v", "dim": configs["wan"]["dim"], "out_dim": 16},
         ),
         tiny_qwen,
+        # HunyuanVideo 1.5 and HunyuanImage 2.1 (HunyuanVideo's detection: heads = width // 128, rope
+        # axes for full widths); told apart by the SigLIP vision input that only HunyuanVideo 1.5 has
+        with_overrides(
+            sm.HunyuanVideo15,
+            "hunyuan_video15",
+            {
+                "image_model": "hunyuan_video",
+                "hidden_size": configs["hunyuan_video15"]["hidden_size"],
+                "context_in_dim": configs["hunyuan_video15"]["context_in_dim"],
+                "vision_in_dim": 1152,
+            },
+        ),
+        with_overrides(
+            sm.HunyuanImage21,
+            "hunyuan_image21",
+            {
+                "image_model": "hunyuan_video",
+                "hidden_size": configs["hunyuan_image21"]["hidden_size"],
+                "context_in_dim": configs["hunyuan_image21"]["context_in_dim"],
+                "patch_size": [1, 1],
+                "vec_in_dim": None,
+                "vision_in_dim": None,
+            },
+        ),
         with_overrides(sm.ZImage, "z_image", {"image_model": "lumina2", "dim": configs["z_image"]["dim"]}),
         # Chroma's detection hard-codes Flux's heads and rope axes and the approximator's full widths
         with_overrides(sm.Chroma, "chroma", {"image_model": "chroma", "hidden_size": configs["chroma"]["hidden_size"]}),
@@ -166,17 +208,21 @@ def tiny_model_classes() -> list[type]:
         ),
         # AuraFlow's config (supported_models.AuraFlow) matches the real text width 2048 only
         with_overrides(sm.AuraFlow, "auraflow", {"cond_seq_dim": configs["auraflow"]["cond_seq_dim"]}),
+        tiny_omnigen2,
     ]
 
 
 # --- 2. text encoders -----------------------------------------------------------------------------
 
 
-def tiny_encoder_options(state_dicts) -> dict:
+def tiny_encoder_options(state_dicts, clip_type=None) -> dict:
     """The tiny encoder configs to merge into model_options for these state dicts ({} if none
-    of them holds a tiny encoder). Recognised by embedding width alone, whatever the key prefix."""
+    of them holds a tiny encoder). Recognised by embedding width alone, whatever the key prefix.
+    ``clip_type`` (the loader's comfy.sd.CLIPType) picks the tiny Qwen2.5-VL class: HunyuanImage 2.1
+    and HunyuanVideo 1.5 read it at hidden layer -3, Qwen-Image at the last layer."""
     tm = tiny_models()
     options: dict = {}
+    hunyuan = getattr(clip_type, "name", None) in ("HUNYUAN_IMAGE", "HUNYUAN_VIDEO_15")
     for sd in state_dicts:
         for key, value in sd.items():
             shape = getattr(value, "shape", None)
@@ -189,10 +235,17 @@ def tiny_encoder_options(state_dicts) -> dict:
                 options["t5xxl_model_config"] = {**tm.TINY_T5, "vocab_size": int(shape[0])}
                 options["umt5xxl_model_config"] = {**tm.TINY_T5, "vocab_size": int(shape[0])}
                 options["pile_t5xl_model_config"] = {**tm.TINY_T5, "vocab_size": int(shape[0])}
+            elif (
+                key.endswith("encoder.block.0.layer.1.DenseReluDense.wi_0.weight")
+                and shape[0] == tm.TINY_BYT5["d_ff"]
+                and shape[1] == 1472
+            ):
+                options["_model_config"] = dict(tm.TINY_BYT5)  # byT5-small (built with no model name)
             elif key.endswith("embed_tokens.weight") and shape[1] == tm.TINY_LLAMA["hidden_size"]:
                 options["llama_model_config"] = {**tm.TINY_LLAMA, "vocab_size": int(shape[0])}
             elif key.endswith("embed_tokens.weight") and shape[1] in (
                 tm.TINY_QWEN25["hidden_size"],
+                tm.TINY_QWEN25_3B["hidden_size"],
                 tm.TINY_QWEN3["hidden_size"],
                 tm.TINY_GEMMA2["hidden_size"],
             ):
@@ -201,9 +254,16 @@ def tiny_encoder_options(state_dicts) -> dict:
                 if f"{prefix}layers.0.post_feedforward_layernorm.weight" in sd:
                     if shape[1] == tm.TINY_GEMMA2["hidden_size"]:
                         options["gemma2_2b_model_config"] = {**tm.TINY_GEMMA2, "vocab_size": int(shape[0])}  # Gemma 2
+                elif (
+                    f"{prefix}layers.0.self_attn.k_proj.bias" in sd
+                    and sd[f"{prefix}layers.0.self_attn.k_proj.bias"].shape[0] == 256  # 2 KV heads x 128: 3B
+                    and shape[1] == tm.TINY_QWEN25_3B["hidden_size"]
+                ):
+                    options["qwen25_3b_model_config"] = {**tm.TINY_QWEN25_3B, "vocab_size": int(shape[0])}  # OmniGen 2
                 elif f"{prefix}layers.0.self_attn.k_proj.bias" in sd and shape[1] == tm.TINY_QWEN25["hidden_size"]:
                     options["qwen25_7b_model_config"] = {**tm.TINY_QWEN25, "vocab_size": int(shape[0])}
-                    options["qwen25_7b_class"] = tm.tiny_qwen25_class()  # Qwen2.5 (q/k/v biases)
+                    # Qwen2.5 (q/k/v biases)
+                    options["qwen25_7b_class"] = tm.tiny_qwen25_class("hunyuan_image" if hunyuan else "qwen_image")
                 elif f"{prefix}layers.0.self_attn.q_norm.weight" in sd and shape[1] == tm.TINY_QWEN3["hidden_size"]:
                     options["qwen3_4b_model_config"] = {**tm.TINY_QWEN3, "vocab_size": int(shape[0])}  # Qwen3
     return options
@@ -256,26 +316,58 @@ def patched_wan22_vae_class(original: type) -> type:
     return TinyAwareWanVAE
 
 
+_HUNYUAN_IMAGE_VAE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("tiny_hy_image_vae", default=None)
+
+
+def tiny_hunyuan_image_vae_widths(sd) -> dict | None:
+    """{"block_out_channels"} when ``sd`` is a HunyuanImage 2.1 VAE (64 latent channels) whose decoder
+    input is tiny_models' tiny width, else None (the real one's is 1024)."""
+    tm = tiny_models()
+    weight = sd.get("decoder.conv_in.weight") if isinstance(sd, dict) else None
+    if weight is None or weight.ndim != 4 or weight.shape[1] != 64:
+        return None
+    widths = tm.TINY_HUNYUAN_IMAGE_VAE
+    return dict(widths) if weight.shape[0] == widths["block_out_channels"][-1] else None
+
+
+def patched_hunyuan_image_vae_class(original: type) -> type:
+    """A subclass of hunyuan_video.vae.Encoder / Decoder built at the tiny widths while a tiny file loads."""
+
+    class TinyAware(original):
+        def __init__(self, *args, **kwargs):
+            widths = _HUNYUAN_IMAGE_VAE.get()
+            if widths:
+                kwargs.update(widths)
+            super().__init__(*args, **kwargs)
+
+    TinyAware.__name__ = TinyAware.__qualname__ = original.__name__
+    TinyAware._tiny_loader_patch = True
+    return TinyAware
+
+
 def patched_vae_init(original_init):
     @functools.wraps(original_init)
     def vae_init(self, sd=None, *args, **kwargs):
         widths = tiny_wan22_vae_widths(sd)
-        if widths is None:
+        hunyuan_image = tiny_hunyuan_image_vae_widths(sd)
+        if widths is None and hunyuan_image is None:
             return original_init(self, sd, *args, **kwargs)
         token = _WAN22_VAE.set(widths)
+        token_hy = _HUNYUAN_IMAGE_VAE.set(hunyuan_image)
         try:
             return original_init(self, sd, *args, **kwargs)
         finally:
+            _HUNYUAN_IMAGE_VAE.reset(token_hy)
             _WAN22_VAE.reset(token)
 
     vae_init._tiny_loader_patch = True
     return vae_init
 
 
-def _with_tiny_encoders(load, get_state_dicts):
+def _with_tiny_encoders(load, get_state_dicts, get_clip_type=lambda *args, **kwargs: None):
     @functools.wraps(load)
     def wrapper(*args, **kwargs):
-        options = tiny_encoder_options(get_state_dicts(*args, **kwargs))
+        options = tiny_encoder_options(get_state_dicts(*args, **kwargs), get_clip_type(*args, **kwargs))
         if not options:
             return load(*args, **kwargs)
         token = _PENDING.set(options)
@@ -291,6 +383,7 @@ def _with_tiny_encoders(load, get_state_dicts):
 def patched_attributes() -> list[tuple[object, str, object]]:
     """(object, attribute, new value) for every patch, computed from the current (unpatched)
     ComfyUI; ``install`` sets them for good, a test can set them with monkeypatch instead."""
+    import comfy.ldm.hunyuan_video.vae
     import comfy.ldm.wan.vae2_2
     import comfy.sd
     import comfy.supported_models as sm
@@ -320,12 +413,25 @@ def patched_attributes() -> list[tuple[object, str, object]]:
         (comfy.sd.CLIP, "__init__", clip_init),
         # comfy.sd.VAE looks WanVAE up in the module at each call: a subclass there is enough.
         (comfy.ldm.wan.vae2_2, "WanVAE", patched_wan22_vae_class(comfy.ldm.wan.vae2_2.WanVAE)),
+        # comfy.sd.VAE names HunyuanImage 2.1's encoder/decoder by module path (instantiate_from_config)
+        (
+            comfy.ldm.hunyuan_video.vae,
+            "Encoder",
+            patched_hunyuan_image_vae_class(comfy.ldm.hunyuan_video.vae.Encoder),
+        ),
+        (
+            comfy.ldm.hunyuan_video.vae,
+            "Decoder",
+            patched_hunyuan_image_vae_class(comfy.ldm.hunyuan_video.vae.Decoder),
+        ),
         (comfy.sd.VAE, "__init__", patched_vae_init(comfy.sd.VAE.__init__)),
         (
             comfy.sd,
             "load_text_encoder_state_dicts",
             _with_tiny_encoders(
-                comfy.sd.load_text_encoder_state_dicts, lambda state_dicts=[], *args, **kwargs: state_dicts
+                comfy.sd.load_text_encoder_state_dicts,
+                lambda state_dicts=[], *args, **kwargs: state_dicts,
+                lambda state_dicts=[], embedding_directory=None, clip_type=None, *args, **kwargs: clip_type,
             ),
         ),
         (
