@@ -41,6 +41,7 @@ FAMILIES = (
     "pixart",
     "auraflow",
     "cosmos_predict2",
+    "omnigen2",
 )
 VIDEO_FAMILIES = ("wan_t2v", "hunyuan_video", "wan22_ti2v")
 SHIPPED_PACK = "gemma3-270m-i2p.safetensors"
@@ -480,6 +481,15 @@ MODELS = {
             f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/vae/wan_2.1_vae.safetensors",
         ),
     ],
+    # As ComfyUI's own template image_omnigen2_t2i: Comfy-Org's OmniGen 2 files and Flux's ae.safetensors.
+    "omnigen2": [
+        model(name, folder, f"{HF}/Comfy-Org/Omnigen2_ComfyUI_repackaged/resolve/main/split_files/{folder}/{name}")
+        for name, folder in (
+            ("omnigen2_fp16.safetensors", "diffusion_models"),
+            ("qwen_2.5_vl_fp16.safetensors", "text_encoders"),
+        )
+    ]
+    + [FLUX_AE],
     "hunyuan_video": [
         model(
             "hunyuan_video_t2v_720p_bf16.safetensors",
@@ -544,6 +554,7 @@ TITLES = {
     "pixart": "PixArt-Σ (Sigma) XL 1024",
     "auraflow": "AuraFlow v0.3",
     "cosmos_predict2": "Cosmos Predict2 2B (text to image)",
+    "omnigen2": "OmniGen 2 (text to image)",
 }
 ENCODERS = {
     "sd15": "CLIP-L",
@@ -560,6 +571,7 @@ ENCODERS = {
     "pixart": "T5-XXL",
     "auraflow": "Pile-T5-XL",
     "cosmos_predict2": "the old T5-XXL (T5 v1.0)",
+    "omnigen2": "Qwen2.5-VL 3B, on the prompt's own tokens inside its chat template",
 }
 
 OVERVIEW = """
@@ -670,6 +682,11 @@ def sampler_note(family: str) -> str:
         "cosmos_predict2": (
             "1024×1024, 35 steps, CFG 4, euler / simple. Real CFG: the steered negative prompt counts."
         ),
+        "omnigen2": (
+            "1024×1024, 20 steps, CFG 5, euler / simple: ComfyUI's own OmniGen 2 text-to-image settings (its "
+            "template's Dual CFG Guider, 5 / 2 with the negative prompt in both slots, is plain CFG 5). "
+            "Image editing (Reference Latent nodes on the positive conditioning) takes the same steered CLIP."
+        ),
     }[family]
     return f"### Sampling\n\n{text}\n"
 
@@ -721,6 +738,7 @@ def add_loaders(g: Graph, family: str, x: int, y0: int) -> tuple:
             "lumina2": "lumina2",
             "pixart": "pixart",
             "cosmos_predict2": "cosmos",
+            "omnigen2": "omnigen2",
         }[family]
         if len(encoders) == 2:
             clip = g.add(
@@ -837,6 +855,7 @@ def add_sampling(
         "pixart": (20, 4.5, "euler", "normal"),
         "auraflow": (25, 3.5, "euler", "normal"),
         "cosmos_predict2": (35, 4.0, "euler", "simple"),
+        "omnigen2": (20, 5.0, "euler", "simple"),
     }[family]
     steps, cfg, sampler_name, scheduler = ksampler_settings
     ksampler = g.add(

@@ -52,6 +52,7 @@ TINY_FAMILY = {
     "pixart": "pixart",
     "auraflow": "auraflow",
     "cosmos_predict2": "cosmos_predict2",
+    "omnigen2": "omnigen2",
 }
 VIDEO = {"wan_t2v", "hunyuan_video", "wan22_ti2v"}
 LATENT_NODES = {"EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo", "Wan22ImageToVideoLatent"}
