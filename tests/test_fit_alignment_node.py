@@ -141,12 +141,12 @@ def test_unknown_encoder_is_a_clear_error(comfy, tiny_clip):
 
     clip = tiny_clip("sd15")
     original = clip.tokenizer.tokenize_with_weights
-    # Flux.2's Mistral 3 encoder: a key ComfyUI has that the pack does not steer
-    clip.tokenizer.tokenize_with_weights = lambda text, *a, **k: {"mistral3_24b": original(text, *a, **k)["l"]}
+    # ACE-Step's umT5-base encoder (an audio model): a key ComfyUI has that the pack does not steer
+    clip.tokenizer.tokenize_with_weights = lambda text, *a, **k: {"umt5base": original(text, *a, **k)["l"]}
     with pytest.raises(
         UnsupportedEncoderError,
-        match=r"'mistral3_24b'.*Supported encoders: l, g, t5xxl, umt5xxl, llama, qwen25_7b, qwen3_4b, gemma2_2b, "
-        r"pile_t5xl \(CLIP-L, .*Pile-T5-XL\)",
+        match=r"'umt5base'.*Supported encoders: l, g, t5xxl, umt5xxl, llama, qwen25_7b, qwen3_4b, gemma2_2b, "
+        r"pile_t5xl, .*mistral3_24b.* \(CLIP-L, .*Pile-T5-XL, .*Mistral 3 Small 24B",
     ):
         sub_encoders(clip)
 

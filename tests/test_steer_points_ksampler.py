@@ -278,7 +278,8 @@ def test_mismatched_encoder_and_unsupported_model_errors(kit):
         config.get_model({}, "", device=torch.device("meta")), torch.device("cpu"), torch.device("cpu")
     )
     with pytest.raises(
-        ValueError, match=r"cannot steer a GenmoMochi model yet.*SD1.5, SDXL, SD3 / SD3.5, Flux, Chroma, Wan.*AuraFlow"
+        ValueError,
+        match=r"cannot steer a GenmoMochi model yet.*SD1.5, SDXL, SD3 / SD3.5, Flux, Chroma, Flux.2, Wan.*AuraFlow",
     ):
         steer_model(classes, unsupported, sd15_aligned, 1.0)
 
@@ -421,11 +422,11 @@ def test_z_image_and_lumina_2_share_a_model_class_but_not_an_encoder(kit):
         steer_model(classes, z_image, lumina_aligned, 1.0)
 
 
-@pytest.mark.parametrize("class_name", ["Flux2", "ChromaRadiance", "HunyuanVideo15"])
+@pytest.mark.parametrize("class_name", ["ChromaRadiance"])
 def test_other_families_on_a_supported_model_class_are_refused(comfy, class_name):
-    """ComfyUI builds Flux.2, Chroma Radiance and HunyuanVideo 1.5 on subclasses of Flux, Chroma and
-    HunyuanVideo (other text encoders, or pixel space): they are refused with the supported list,
-    not steered as their parent. (An uninitialised instance: model_kind reads only its class.)"""
+    """ComfyUI builds Chroma Radiance on a subclass of Chroma (pixel space): it is refused with the
+    supported list, not steered as its parent. (An uninitialised instance: model_kind reads only its
+    class.) Flux.2, also a Flux subclass, is a family of its own: test_flux2_is_its_own_family."""
     from types import SimpleNamespace
 
     import comfy.model_base
@@ -436,3 +437,76 @@ def test_other_families_on_a_supported_model_class_are_refused(comfy, class_name
     with pytest.raises(UnsupportedModelError, match=rf"cannot steer a {class_name} model yet.*Chroma"):
         model_kind(SimpleNamespace(model=cls.__new__(cls)))
     assert "Chroma" in SUPPORTED_MODELS
+
+
+@pytest.mark.parametrize(
+    "class_name,label",
+    [
+        ("HunyuanVideo15", "HunyuanVideo 1.5"),
+        ("HunyuanVideo15_SR_Distilled", "HunyuanVideo 1.5"),  # its 1080p super-resolution model
+        ("HunyuanImage21", "HunyuanImage 2.1"),
+        ("HunyuanImage21Refiner", "HunyuanImage 2.1"),  # the refiner reads the same Qwen2.5-VL tokens
+    ],
+)
+def test_hunyuan_qwen_families_are_told_apart_from_hunyuan_video(comfy, class_name, label):
+    """HunyuanVideo 1.5 subclasses HunyuanVideo (Llama) but reads Qwen2.5-VL 7B: the most derived
+    class wins, and a direction aligned to HunyuanVideo's Llama is refused by name."""
+    from types import SimpleNamespace
+
+    import comfy.model_base
+
+    from safety_steer.nodes.apply.model_targets import UnsupportedModelError, check_text_stream, model_kind
+
+    cls = getattr(comfy.model_base, class_name)
+    assert model_kind(SimpleNamespace(model=cls.__new__(cls))) == ("dit", label)
+    check_text_stream(label, {"qwen25_7b"}, "HunyuanImageTEModel_")
+    with pytest.raises(UnsupportedModelError, match=rf"{label} model reads its text from the qwen25_7b encoder"):
+        check_text_stream(label, {"llama", "l", "l.pooled"}, "HunyuanVideoClipModel")
+
+
+@pytest.mark.parametrize("name", ["hunyuan_video15", "hunyuan_image21"])
+def test_hunyuan_glyph_stream_passes_unsteered(kit, name):
+    """A quoted phrase also goes to the byT5 glyph encoder (conditioning_byt5small, the model's
+    txt_byt5): every point steers the Qwen2.5-VL stream and leaves the glyph stream bit-identical,
+    and the model samples with it (strength 0 identical, steered different)."""
+    classes, _, family = kit
+    clip, model, aligned = family(name)
+    prompt = 'a poster of a man stabbing another man, the words "KILL THEM" in red letters'
+    positive, negative = encode(clip, prompt), encode(clip, "")
+    glyphs = positive[0][1]["conditioning_byt5small"]
+    assert glyphs.shape[-1] == 1472 and "conditioning_byt5small" not in negative[0][1]
+    steered_clip = encode(steer_clip(classes, clip, aligned, 3.0), prompt)
+    steered_cond, _ = steer_conditioning(classes, positive, aligned, 3.0)
+    for steered in (steered_clip, steered_cond):
+        assert torch.equal(steered[0][1]["conditioning_byt5small"], glyphs)
+        assert not torch.equal(steered[0][0], positive[0][0])
+    lat = latent(name)
+    base = sample(model, positive, negative, lat)
+    without_glyphs = [[positive[0][0], {k: v for k, v in positive[0][1].items() if k != "conditioning_byt5small"}]]
+    assert not torch.equal(sample(model, without_glyphs, negative, lat), base)  # the glyph stream is read
+    assert torch.equal(sample(steer_model(classes, model, aligned, 0.0), positive, negative, lat), base)
+    assert not torch.equal(sample(steer_model(classes, model, aligned, 3.0), positive, negative, lat), base)
+
+
+def test_flux2_is_its_own_family(kit):
+    """Flux.2 subclasses Flux but reads Mistral 3 Small's hidden states 10/20/30 side by side per
+    token: the most derived class wins, a Flux (T5) direction is refused by name, and the text
+    encoder's steer is exactly the conditioning point's steer (both act in the concatenated space)."""
+    classes, _, family = kit
+    clip, model, aligned = family("flux2")
+    assert type(model.model).__name__ == "Flux2"
+    assert aligned.encoders["mistral3_24b"].unit.shape[-1] == 3 * 32  # the concatenated space
+    with pytest.raises(ValueError, match=r"Flux.2 model reads its text from the mistral3_24b encoder"):
+        steer_model(classes, model, family("flux")[2], 1.0)
+    positive = encode(clip, UNSAFE)
+    assert positive[0][0].shape[-1] == 3 * 32
+    by_clip = encode(steer_clip(classes, clip, aligned, 2.0, gate="none"), UNSAFE)[0][0]
+    by_cond = steer_conditioning(classes, positive, aligned, 2.0, gate="none")[0][0][0]
+    ids = [token[0] for token in clip.tokenize(UNSAFE)["mistral3_24b"][0]]
+    start, end = ids.index(3) + 1, ids.index(4)  # the prompt, between [INST] and [/INST]
+    # the encoder point steers the prompt's tokens (the system prompt and template stay as they are),
+    # the conditioning point every token; on the prompt's tokens both make the same features
+    assert torch.equal(by_clip[:, :start], positive[0][0][:, :start])
+    assert torch.equal(by_clip[:, end:], positive[0][0][:, end:])
+    assert not torch.equal(by_clip[:, start:end], positive[0][0][:, start:end])
+    assert torch.allclose(by_clip[:, start:end], by_cond[:, start:end], atol=1e-5)

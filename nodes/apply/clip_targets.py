@@ -29,6 +29,7 @@ SUPPORTED_ENCODERS = (
     "gemma2_2b",
     "pile_t5xl",
     "qwen25_3b",
+    "mistral3_24b",
 )
 #: How errors name them.
 ENCODER_NAMES = {
@@ -42,6 +43,7 @@ ENCODER_NAMES = {
     "gemma2_2b": "Gemma 2 2B",
     "pile_t5xl": "Pile-T5-XL",
     "qwen25_3b": "Qwen2.5-VL 3B",
+    "mistral3_24b": "Mistral 3 Small 24B",
 }
 #: Pooled vectors the family's diffusion model never reads: SD1.5's UNet takes no pooled vector and
 #: SDXL's takes CLIP-G's. ComfyUI does not even load CLIP-L's text_projection from such checkpoints
@@ -58,17 +60,37 @@ _LLAMA_EOT = 128009  # <|eot_id|>
 #: the prompt from the template: both are tokenized as one piece.
 _CHATML_USER_HEADER = (151644, 872, 198)  # <|im_start|> user \n
 _CHATML_END = 151645  # <|im_end|>
+#: Mistral (tekken) tokens around the user's text in Flux.2's template ("[SYSTEM_PROMPT]...
+#: [/SYSTEM_PROMPT][INST]{prompt}[/INST]"); Flux.2's diffusion model reads every token of it.
+_MISTRAL_INST, _MISTRAL_END_INST = (3,), 4  # [INST], [/INST]
 #: Sub-encoders whose tokens are a chat template around the prompt: (user header, end of turn).
 _TEMPLATES = {
     "llama": (_LLAMA_USER_HEADER, _LLAMA_EOT),
     "qwen25_7b": (_CHATML_USER_HEADER, _CHATML_END),
     "qwen3_4b": (_CHATML_USER_HEADER, _CHATML_END),
     "qwen25_3b": (_CHATML_USER_HEADER, _CHATML_END),
+    "mistral3_24b": (_MISTRAL_INST, _MISTRAL_END_INST),
 }
 
 
 class UnsupportedEncoderError(SafetySteerError):
     pass
+
+
+def token_features(cond: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """([B, T, D] per-token features of a sub-encoder's output, the function that puts such features
+    back into the output's own layout).
+
+    A sub-encoder that returns several hidden states ([B, L, T, H]: Flux.2's Mistral 3 Small returns
+    hidden states 10, 20 and 30) is seen the way its diffusion model reads it: the L states side by
+    side per token, [B, T, L*H], exactly as comfy.text_encoders.flux.Flux2TEModel concatenates them.
+    Alignment, gating and steering all work in that concatenated space (15360 wide for Flux.2), so a
+    direction steers each token's three states at once, in the space Flux.2's txt_in reads."""
+    if cond.ndim != 4:
+        return cond, lambda features: features
+    batch, layers, tokens, hidden = cond.shape
+    flat = cond.movedim(1, 2).reshape(batch, tokens, layers * hidden)
+    return flat, lambda features: features.reshape(batch, tokens, layers, hidden).movedim(2, 1)
 
 
 def sub_encoders(clip) -> dict[str, torch.nn.Module]:
@@ -142,10 +164,10 @@ def patch_fingerprint(clip) -> str:
 def prompt_token_mask(key: str, module, sections) -> torch.Tensor:
     """Which token positions hold the user's prompt (flattened over sections).
 
-    Llama (HunyuanVideo), Qwen2.5-VL (Qwen-Image) and Qwen3 (Z-Image) wrap the prompt in a fixed
-    chat template: only the tokens between the user header and the next end-of-turn count
-    (HunyuanVideo's model crops the rest away; Qwen-Image's keeps the closing tokens and Z-Image's
-    all of them, which are template all the same).
+    Llama (HunyuanVideo), Qwen2.5-VL (Qwen-Image), Qwen3 (Z-Image) and Mistral 3 Small (Flux.2:
+    [INST] ... [/INST]) wrap the prompt in a fixed chat template: only the tokens between the user
+    header and the next end-of-turn count (HunyuanVideo's model crops the rest away; Qwen-Image's
+    keeps the closing tokens, Z-Image's and Flux.2's all of them, which are template all the same).
     A Qwen prompt with an empty user turn has no prompt tokens at all. Elsewhere a token counts
     when its word id is > 0 (tokenized with word ids), or else when it is not one of the encoder's
     start/end/padding tokens.
@@ -186,7 +208,7 @@ def encode_per_encoder(
         for key, module in encoders.items():
             sections = tokens[key]
             out = module.encode_token_weights(sections)
-            cond, pooled = out[0], out[1]
+            cond, pooled = token_features(out[0])[0], out[1]
             cond = cond[0].to(torch.float32).cpu()
             mask = prompt_token_mask(key, module, sections)
             if len(mask) != cond.shape[0] or not mask.any():

@@ -1,7 +1,7 @@
 """Which diffusion models the MODEL application point supports, and how it reaches their text.
 
 UNets (SD1.5, SDXL): an attn2 patch, which sees the text context of every cross-attention.
-DiTs (SD3.x, Flux, Chroma, Wan, HunyuanVideo, HunyuanVideo 1.5, HunyuanImage 2.1, LTX-Video,
+DiTs (SD3.x, Flux, Chroma, Flux.2, Wan, HunyuanVideo, HunyuanVideo 1.5, HunyuanImage 2.1, LTX-Video,
 Qwen-Image, Z-Image, Lumina 2, PixArt,
 AuraFlow, Cosmos Predict2, OmniGen 2): a keyed APPLY_MODEL
 wrapper, which sees the text conditioning (c_crossattn) before the model's own text projection.
@@ -22,6 +22,9 @@ DIT_MODELS = (
     (model_base.Flux, "Flux", "txt_in"),
     # model_base.Chroma subclasses Flux (T5 only, no pooled vector): the most derived class matches
     (model_base.Chroma, "Chroma", "txt_in"),
+    # model_base.Flux2 subclasses Flux too: Mistral 3 Small's hidden states 10/20/30 side by side per
+    # token (3 x 5120 = 15360 wide) go into txt_in, left-padded with zeros to 512 tokens
+    (model_base.Flux2, "Flux.2", "txt_in"),
     # Wan 2.1, Wan 2.2 T2V/I2V 14B (ComfyUI loads them as WAN21) and Wan 2.2 TI2V 5B (WAN22, a subclass)
     (model_base.WAN21, "Wan 2.x", "text_embedding.0"),
     (model_base.HunyuanVideo, "HunyuanVideo", "txt_in.input_embedder"),
@@ -51,7 +54,7 @@ DIT_MODELS = (
 CONFIG_CLASSES = {"Z-Image": supported_models.ZImage, "Lumina 2": supported_models.Lumina2}
 #: Subclasses of a supported model_base class that are other families (other text encoders, or a
 #: pixel-space model never tested here): refused, not taken for their parent.
-OTHER_FAMILIES = tuple(getattr(model_base, name) for name in ("Flux2", "ChromaRadiance") if hasattr(model_base, name))
+OTHER_FAMILIES = tuple(getattr(model_base, name) for name in ("ChromaRadiance",) if hasattr(model_base, name))
 SUPPORTED_MODELS = ("SD1.5", "SDXL", *(label for _, label, _ in DIT_MODELS))
 #: The text encoders whose tokens each model's text stream is made of (any one set must be aligned).
 TEXT_STREAM_ENCODERS = {
@@ -60,6 +63,7 @@ TEXT_STREAM_ENCODERS = {
     "SD3 / SD3.5": ({"l", "g"}, {"t5xxl"}),
     "Flux": ({"t5xxl"},),
     "Chroma": ({"t5xxl"},),
+    "Flux.2": ({"mistral3_24b"},),
     "Wan 2.x": ({"umt5xxl"},),
     "HunyuanVideo": ({"llama"},),
     "HunyuanVideo 1.5": ({"qwen25_7b"},),

@@ -25,7 +25,7 @@ from ..directions.fit_alignment import encoder_fingerprints
 from ..input_checks import check_at_run_time, validation_result
 from ..progress import download_progress
 from ..search_aliases import search_aliases
-from .clip_targets import prompt_token_mask, sub_encoders
+from .clip_targets import prompt_token_mask, sub_encoders, token_features
 from .inputs import REPORT_KEY, aligned_input, checked_aligned, common_inputs, threshold_input
 from .meter_ui import live_meter, pending_meter, text_and_meter
 
@@ -171,7 +171,8 @@ class SteeredTextEncoder:
 
         def steered(module, sections):
             out = module.encode_token_weights(sections)
-            cond, pooled = out[0], out[1]
+            # several hidden states (Flux.2): steered side by side per token, then put back as they came
+            (cond, own_layout), pooled = token_features(out[0]), out[1]
             mask = prompt_token_mask(key, module, sections)
             if mask.numel() != cond.shape[1]:
                 mask = torch.ones(cond.shape[1], dtype=torch.bool)
@@ -207,7 +208,7 @@ class SteeredTextEncoder:
                     pooled_weights,
                 )
                 pooled = steered_pooled.reshape(pooled.shape)
-            return (cond, pooled, *out[2:])
+            return (own_layout(cond), pooled, *out[2:])
 
         return steered
 

@@ -2,13 +2,13 @@
 
 Position names (the same on every DiT that has them):
 - ``text_in``: the text stream as it enters the blocks, after the model's own text projection
-  (Flux, Chroma, SD3, Qwen-Image: the input ``txt`` of block 0, which then flows through the joint blocks;
+  (Flux, Chroma, Flux.2, SD3, Qwen-Image: the input ``txt`` of block 0, which then flows through the joint blocks;
   Wan: the projected context every block cross-attends to);
 - ``double.<i>.txt`` / ``double.<i>.img``: the text / image stream leaving joint block i (cross-modal
-  binding; Flux and Chroma double blocks, SD3 and Qwen-Image joint blocks; Wan blocks have an image stream
+  binding; Flux, Chroma and Flux.2 double blocks, SD3 and Qwen-Image joint blocks; Wan blocks have an image stream
   only; the text leaving the last joint block of SD3 and Qwen-Image is never read, so it is no
   position);
-- ``single.<j>``: the joint sequence leaving Flux (or Chroma) single block j (rendering).
+- ``single.<j>``: the joint sequence leaving Flux (Chroma, Flux.2) single block j (rendering).
 A hook is ``fn(tensor, transformer_options) -> tensor``; all hooks a node puts on one block go into
 one replace patch, which calls the block's previous patch (another pack's, or an earlier Safety
 Steer node's) instead of overwriting it.
@@ -24,7 +24,7 @@ import torch
 from ..apply.model_targets import UnsupportedModelError, model_kind
 
 Hook = Callable[[torch.Tensor, dict], torch.Tensor]
-SUPPORTED_DIT = ("SD3 / SD3.5", "Flux", "Chroma", "Wan 2.x", "Qwen-Image")
+SUPPORTED_DIT = ("SD3 / SD3.5", "Flux", "Chroma", "Flux.2", "Wan 2.x", "Qwen-Image")
 #: Joint-attention DiTs whose text stream leaves the last block unread (no double.<last>.txt).
 _LAST_TXT_UNREAD = ("SD3 / SD3.5", "Qwen-Image")
 #: Why a DiT that the model point supports has no SafeDIG positions.
@@ -56,7 +56,8 @@ def block_counts(model) -> tuple[str, int, int]:
             f"not {label}{_WHY_NOT.get(label, '')}. Use Apply Safety Steer (Model) for that model instead."
         )
     net = model.model.diffusion_model
-    if label in ("Flux", "Chroma"):  # Chroma: Flux's double and single blocks, the same replace patches
+    # Chroma, Flux.2: Flux's double and single blocks (comfy.ldm.flux.model.Flux), the same replace patches
+    if label in ("Flux", "Chroma", "Flux.2"):
         return label, len(net.double_blocks), len(net.single_blocks)
     if label == "SD3 / SD3.5":
         return label, len(net.joint_blocks), 0

@@ -8,6 +8,8 @@ the context a diffusion model receives, is already assembled by ComfyUI:
   HunyuanVideo: Llama tokens (CLIP-L, where present, only feeds the pooled vector). Qwen-Image,
   HunyuanVideo 1.5, HunyuanImage 2.1: Qwen2.5-VL 7B tokens (the Hunyuan ones' byT5 glyph tokens of
   quoted text are a separate conditioning key, conditioning_byt5small, never steered).
+  Flux.2: Mistral 3 Small's hidden states 10, 20 and 30 side by side per token (its aligned
+  space is that concatenation: 3 x 5120 wide), left-padded with zero rows to 512 tokens by the model.
   Z-Image: Qwen3-4B tokens. Lumina 2: Gemma 2 2B tokens. AuraFlow: Pile-T5-XL
   tokens. OmniGen 2: Qwen2.5-VL 3B tokens (the whole chat template).
 - Pooled vector: SD1.5 CLIP-L, SDXL CLIP-G, SD3 CLIP-L|G, Flux and HunyuanVideo CLIP-L.
@@ -24,7 +26,17 @@ import torch
 from ..errors import SafetySteerError
 
 CLIP_KEYS = ("l", "g")
-LONG_KEYS = ("t5xxl", "umt5xxl", "llama", "qwen25_7b", "qwen3_4b", "gemma2_2b", "pile_t5xl", "qwen25_3b")
+LONG_KEYS = (
+    "t5xxl",
+    "umt5xxl",
+    "llama",
+    "qwen25_7b",
+    "qwen3_4b",
+    "gemma2_2b",
+    "pile_t5xl",
+    "qwen25_3b",
+    "mistral3_24b",
+)
 
 
 class LayoutError(SafetySteerError):

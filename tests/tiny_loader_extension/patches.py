@@ -24,6 +24,10 @@ to load (or load wrongly). Three patches, all keyed on the exact tiny widths of 
    ``load_clip`` itself sets ``clip_l_model_config={"max_position_embeddings": 77}``). A tiny
    Qwen2.5-VL encoder also gets ``qwen25_7b_class``: ComfyUI's class with a tiny vision tower
    (tiny_models.tiny_qwen25_class; the stock one is ~630M parameters whatever the file holds).
+   ``comfy.sd.detect_te_model`` takes Mistral 3 for Flux.2's encoder only at the real width 5120:
+   a tiny Mistral file (it carries its tekken tokenizer, as the real one) is routed to ComfyUI's
+   30-layer Flux.2 encoder. Under transformers 5, tiny_models.install_mistral_converter_compat puts
+   back the transformers 4.x tokenizer-converter API that ComfyUI's Flux.2 tokenizer calls.
 
 3. The Wan 2.2 VAE: ``comfy.sd.VAE`` builds it at dim 160 / dec_dim 256 whatever the file holds;
    while a file with tiny_models.TINY_WAN22_VAE widths is loaded, ``vae2_2.WanVAE`` is built at
@@ -209,6 +213,8 @@ def tiny_model_classes() -> list[type]:
         # AuraFlow's config (supported_models.AuraFlow) matches the real text width 2048 only
         with_overrides(sm.AuraFlow, "auraflow", {"cond_seq_dim": configs["auraflow"]["cond_seq_dim"]}),
         tiny_omnigen2,
+        # Flux.2's detection hard-codes 48 heads and rope axes [32, 32, 32, 32]
+        with_overrides(sm.Flux2, "flux2", {"image_model": "flux2", "hidden_size": configs["flux2"]["hidden_size"]}),
     ]
 
 
@@ -266,6 +272,8 @@ def tiny_encoder_options(state_dicts, clip_type=None) -> dict:
                     options["qwen25_7b_class"] = tm.tiny_qwen25_class("hunyuan_image" if hunyuan else "qwen_image")
                 elif f"{prefix}layers.0.self_attn.q_norm.weight" in sd and shape[1] == tm.TINY_QWEN3["hidden_size"]:
                     options["qwen3_4b_model_config"] = {**tm.TINY_QWEN3, "vocab_size": int(shape[0])}  # Qwen3
+                elif "tekken_model" in sd and shape[1] == tm.TINY_MISTRAL3["hidden_size"]:  # Mistral 3 (Flux.2)
+                    options["mistral3_24b_model_config"] = {**tm.TINY_MISTRAL3, "vocab_size": int(shape[0])}
     return options
 
 
@@ -407,10 +415,26 @@ def patched_attributes() -> list[tuple[object, str, object]]:
             model_options=model_options,
         )
 
+    original_detect = comfy.sd.detect_te_model
+
+    @functools.wraps(original_detect)
+    def detect_te_model(sd):
+        # ComfyUI takes a Mistral 3 file for Flux.2's encoder only at the real width 5120 (else for
+        # Llama 3 8B): a tiny one (with its tekken tokenizer) is the 30-layer "pruned" kind, as a real
+        # file without a layer 39 is.
+        width = getattr(sd.get("model.layers.0.post_attention_layernorm.weight"), "shape", [None])[0]
+        if "tekken_model" in sd and width == tiny_models().TINY_MISTRAL3["hidden_size"]:
+            return comfy.sd.TEModel.MISTRAL3_24B_PRUNED_FLUX2
+        return original_detect(sd)
+
+    # ComfyUI 0.3.75 builds Flux.2's tokenizer with transformers 4.x's MistralConverter API (see there)
+    tiny_models().install_mistral_converter_compat()
     return [
         # model_detection reads comfy.supported_models.models at each call: a new list is enough.
         (sm, "models", tiny_model_classes() + list(sm.models)),
         (comfy.sd.CLIP, "__init__", clip_init),
+        # load_text_encoder_state_dicts looks detect_te_model up in comfy.sd at each call
+        (comfy.sd, "detect_te_model", detect_te_model),
         # comfy.sd.VAE looks WanVAE up in the module at each call: a subclass there is enough.
         (comfy.ldm.wan.vae2_2, "WanVAE", patched_wan22_vae_class(comfy.ldm.wan.vae2_2.WanVAE)),
         # comfy.sd.VAE names HunyuanImage 2.1's encoder/decoder by module path (instantiate_from_config)
