@@ -8,6 +8,9 @@ measures there instead. The rule per built-in target (ComfyUI 0.3.75, ``comfy/te
   ``layer="hidden", layer_idx=-2``): the penultimate hidden layer.
 - ``smollm2-135m``: a Llama as HunyuanVideo's encoder (``hunyuan_video.py``, ``LLAMAModel``:
   ``layer="hidden", layer_idx=-3``).
+- ``qwen2`` models: Qwen-Image's encoder, read at its last layer (``qwen_image.py``); HunyuanImage 2.1
+  and HunyuanVideo 1.5 read the same Qwen2.5-VL 7B at ``layer="hidden", layer_idx=-3``
+  (``hunyuan_image.py``, ``HUNYUAN_QWEN25``).
 - ``minilm-l6``: an encoder, read at its last layer like T5-XXL (Flux, SD3, Wan, LTX-Video) and
   CLIP-L in SD1.5 without clip skip (``sd1_clip.py``: ``layer="last"``).
 
@@ -75,7 +78,14 @@ class ConsumedLayer:
 LUMINA2 = ConsumedLayer(-2, "Gemma as Lumina 2's encoder (comfy/text_encoders/lumina2.py)")
 HUNYUAN_VIDEO = ConsumedLayer(-3, "Llama as HunyuanVideo's encoder (comfy/text_encoders/hunyuan_video.py)")
 Z_IMAGE = ConsumedLayer(-2, "Qwen3 as Z-Image's encoder (comfy/text_encoders/z_image.py)")
-QWEN25_LAST = ConsumedLayer(None, "Qwen2.5 as Omnigen 2 / Qwen-Image's encoder (last layer)")
+#: Both read the final-normed last layer: comfy/text_encoders/omnigen2.py (Qwen25_3BModel, layer="last",
+#: Qwen25_3BConfig.final_norm) and qwen_image.py (Qwen25_7BVLIModel, layer="last").
+QWEN25_LAST = ConsumedLayer(None, "Qwen2.5 as OmniGen 2 / Qwen-Image's encoder (last layer)")
+#: HunyuanImage 2.1 and HunyuanVideo 1.5 read the same Qwen2.5-VL 7B at hidden layer -3
+#: (comfy/text_encoders/hunyuan_image.py, ``Qwen25_7BVLIModel``: ``layer="hidden", layer_idx=-3``); a
+#: ``qwen2`` target stands in for Qwen-Image's encoder by default (MODEL_TYPE_CONSUMED), so measuring
+#: these families' layer takes ``--target-layer`` with this index.
+HUNYUAN_QWEN25 = ConsumedLayer(-3, "Qwen2.5-VL as HunyuanImage 2.1 / HunyuanVideo 1.5's encoder (hunyuan_image.py)")
 ENCODER_LAST = ConsumedLayer(None, "an encoder read at its last layer, like T5-XXL (Flux, SD3, Wan) or CLIP-L (SD1.5)")
 
 #: Built-in target name -> the family whose encoder slot that model stands in for.
