@@ -65,6 +65,7 @@ def test_build_model_matches_clip_width(comfy, tiny_model, tiny_clip, family):
         "sdxl": "context_dim",
         "flux": "context_in_dim",
         "chroma": "context_in_dim",
+        "flux2": "context_in_dim",  # three Mistral hidden states side by side
         "wan": "text_dim",
         "wan22": "text_dim",
         "qwen_image": "joint_attention_dim",
@@ -130,6 +131,8 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
         {"image_model": "lumina2", "dim": 2304, "cap_feat_dim": 2304, "n_layers": 26},  # Lumina Image 2.0
         {"image_model": "cosmos_predict2", "in_channels": 16, "model_channels": 2048},  # Cosmos Predict2 2B
         {"max_seq": 9216, "cond_seq_dim": 2048, "n_double_layers": 4, "n_layers": 36},  # AuraFlow v0.3
+        # Flux.2 dev (ComfyUI's detection on the real file: 6144 wide, 3 x 5120 text features)
+        {"image_model": "flux2", "hidden_size": 6144, "in_channels": 128, "context_in_dim": 15360},
     ]
     for config in real:
         assert not any(cls.matches(config) for cls in classes), config
@@ -170,6 +173,7 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
             "omnigen2",
             "hunyuan_video15",
             "hunyuan_image21",
+            "flux2",
         )
         assert len(matching) == (family in expected), family
 
@@ -183,6 +187,7 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
             "model.embed_tokens.weight": torch.empty(152064, 3584, **meta),
             "model.layers.0.self_attn.k_proj.bias": torch.empty(512, **meta),
         },
+        {"encoder.block.0.layer.1.DenseReluDense.wi_0.weight": torch.empty(3584, 1472, **meta)},  # byT5-small
         {  # Qwen2.5-VL 3B (OmniGen 2)
             "model.embed_tokens.weight": torch.empty(151936, 2048, **meta),
             "model.layers.0.self_attn.k_proj.bias": torch.empty(256, **meta),
@@ -196,7 +201,20 @@ def test_loader_patches_leave_full_size_models_alone(comfy):
             "model.layers.0.post_feedforward_layernorm.weight": torch.empty(2304, **meta),
         },
     ]
-    assert patches.tiny_encoder_options(full_size) == {}
+    mistral = {  # Mistral 3 Small 24B as Flux.2's file holds it (with its tekken tokenizer)
+        "model.embed_tokens.weight": torch.empty(131072, 5120, **meta),
+        "model.layers.0.post_attention_layernorm.weight": torch.empty(5120, **meta),
+        "tekken_model": torch.empty(16, dtype=torch.uint8, **meta),
+    }
+    assert patches.tiny_encoder_options([*full_size, mistral]) == {}
+    # only a tiny Mistral file is routed to Flux.2's encoder by the extension's detect_te_model
+    import comfy.sd
+
+    detect = next(value for _, name, value in patches.patched_attributes() if name == "detect_te_model")
+    assert detect(mistral) == comfy.sd.detect_te_model(mistral) == comfy.sd.TEModel.MISTRAL3_24B_PRUNED_FLUX2
+    tiny_mistral = {**mistral, "model.layers.0.post_attention_layernorm.weight": torch.empty(32, **meta)}
+    assert comfy.sd.detect_te_model(tiny_mistral) == comfy.sd.TEModel.LLAMA3_8  # stock: taken for Llama 3
+    assert detect(tiny_mistral) == comfy.sd.TEModel.MISTRAL3_24B_PRUNED_FLUX2
     tiny = {"text_model.embeddings.token_embedding.weight": torch.empty(49408, 32, **meta)}
     assert patches.tiny_encoder_options([tiny])["clip_l_model_config"] == tm.TINY_CLIP
     merged = patches.deep_merge(
@@ -250,7 +268,9 @@ def test_tiny_files_load_exactly_what_was_written(tiny_model_server, monkeypatch
             names = [files[k] for k in ("clip_name", "clip_name1", "clip_name2") if k in files]
             clip = comfy.sd.load_clip(
                 [str(models / "text_encoders" / n) for n in names],
-                clip_type=getattr(comfy.sd.CLIPType, files["type"].upper()),
+                # as CLIPLoader reads its type (0.3.75 has no CLIPType.FLUX2: "flux2" falls back, and
+                # the Mistral 3 file alone picks Flux.2's encoder)
+                clip_type=getattr(comfy.sd.CLIPType, files["type"].upper(), comfy.sd.CLIPType.STABLE_DIFFUSION),
             )
             for name in names:
                 slot = tm.ENCODER_FILES[name][1]
