@@ -349,6 +349,42 @@ FAMILIES: dict[str, dict] = {
         "batch": 2,
         "joint": False,
     },
+    # OmniGen 2: the values ComfyUI 0.3.75's model_detection.py sets for every OmniGen 2 file (it reads
+    # none from the file; they are OmniGen2's published transformer config). Text-to-image runs the 2
+    # context-refiner layers (text tokens), the 2 noise-refiner layers (image tokens) and the 32 main
+    # layers (text + image); the reference-image refiner runs only with reference latents (editing).
+    "omnigen2": {
+        "label": "OmniGen 2 (1024x1024)",
+        "supported": "Omnigen2",
+        "config": {
+            "image_model": "omnigen2",
+            "axes_dim_rope": [40, 40, 40],
+            "axes_lens": [1024, 1664, 1664],
+            "ffn_dim_multiplier": None,
+            "hidden_size": 2520,
+            "in_channels": 16,
+            "multiple_of": 256,
+            "norm_eps": 1e-05,
+            "num_attention_heads": 21,
+            "num_kv_heads": 7,
+            "num_layers": 32,
+            "num_refiner_layers": 2,
+            "out_channels": None,
+            "patch_size": 2,
+            "text_feat_dim": 2048,
+            "timestep_scale": 1000.0,
+        },
+        "keep": {"layers": {0: 32}, "noise_refiner": {0: 2}, "context_refiner": {0: 2}},
+        "unused": ("ref_image_refiner",),
+        "latent": (16, 32, 32),
+        "real_image_tokens": 64 * 64,
+        # Qwen2.5-VL 3B: the whole chat template (OmniGen 2's system turn, 23 tokens, the user header
+        # and the closing <|im_end|>\n: 25 tokens around the prompt)
+        "text": (PROMPT_TOKENS + 25, 2048),
+        "extra_text": lambda t: {"num_tokens": t},
+        "batch": 2,  # real CFG
+        "joint": True,
+    },
     "wan21_14b": {
         "label": "Wan 2.1 T2V 14B (832x480, 81 frames)",
         "supported": "WAN21_T2V",
@@ -526,6 +562,8 @@ def build_cut_model(spec: dict):
     for attr, indices in keep.items():
         blocks = getattr(net, attr)
         setattr(net, attr, torch.nn.ModuleList([blocks[i] for i in indices]))
+    for attr in spec.get("unused", ()):  # block lists this forward never runs (OmniGen 2's reference refiner)
+        setattr(net, attr, torch.nn.ModuleList())
     model.to_empty(device="cpu")
     init_parameters(net)
     model.eval()
@@ -606,7 +644,7 @@ def time_model(spec: dict, repeats: int, seed: int = 0) -> dict:
     kwargs = dict(spec["extra"](1)) if "extra" in spec else {}
     if "extra_text" in spec:
         kwargs.update(spec["extra_text"](text_tokens))
-    timestep = torch.full((1,), 0.5 if spec["supported"] in ("ZImage", "Lumina2") else 500.0)
+    timestep = torch.full((1,), 0.5 if spec["supported"] in ("ZImage", "Lumina2", "Omnigen2") else 500.0)
     if spec["supported"] in ("Flux", "Chroma", "HunyuanVideo", "SD3", "QwenImage", "LTXV", "AuraFlow"):
         timestep = torch.full((1,), 0.5)  # these take sigma-scaled timesteps; any value runs the same work
 

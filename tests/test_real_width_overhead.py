@@ -17,7 +17,9 @@ DEPTH_FIELDS = {
     "single_blocks": ("depth_single_blocks",),
     "blocks": ("num_layers", "depth", "num_blocks"),  # Wan; PixArt; Cosmos Predict2
     "transformer_blocks": ("num_layers",),
-    "layers": ("n_layers",),
+    "layers": ("n_layers", "num_layers"),  # Lumina 2 / Z-Image; OmniGen 2
+    "noise_refiner": ("num_refiner_layers",),  # OmniGen 2
+    "context_refiner": ("num_refiner_layers",),
     "double_layers": ("n_double_layers",),  # AuraFlow: n_layers counts its double and single layers
     "single_layers": ("n_single_layers",),
 }
@@ -102,3 +104,16 @@ def test_cut_model_is_fully_initialised(comfy):
         assert p.device.type == "cpu" and torch.isfinite(p).all(), name
         if p.ndim > 1:
             assert p.std() > 0, name
+
+
+def test_unused_block_lists_are_dropped(comfy):
+    """OmniGen 2's reference-image refiner never runs in text-to-image: the cut model holds none of it."""
+    spec = {
+        **_tiny("omnigen2", hidden_size=32, num_attention_heads=2, num_kv_heads=1, axes_dim_rope=[4, 6, 6]),
+        "keep": {"layers": {3: 32}, "noise_refiner": {0: 2}, "context_refiner": {1: 2}},
+    }
+    _, net = rw.build_cut_model(spec)
+    assert len(net.ref_image_refiner) == 0
+    assert len(net.layers) == len(net.noise_refiner) == len(net.context_refiner) == 1
+    for name, p in net.named_parameters():
+        assert p.device.type == "cpu" and torch.isfinite(p).all(), name
