@@ -345,6 +345,7 @@ def test_model_point_every_gate_mode_and_apply_to(run):
         ("sd3", "text_in,double.0.img"),
         ("wan", "text_in,double.1.img"),
         ("chroma", "double.0.txt,single.0"),
+        ("flux2", "double.0.img,single.0"),  # Flux's blocks, with Flux.2's global modulation
     ],
 )
 def test_safedig_train_load_adapt_apply(run, comfy, family, positions):
