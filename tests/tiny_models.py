@@ -776,11 +776,11 @@ FILE_NAMES = {
         "vae_name": "ae.safetensors",
     },
     # ComfyUI's Flux.2 dev files (Comfy-Org/flux2-dev, split_files): the diffusion model, Mistral 3
-    # Small (24B) and Flux.2's VAE (also mistral_3_small_flux2_fp8.safetensors and flux2_dev_fp8mixed)
+    # Small (24B, also as mistral_3_small_flux2_bf16.safetensors) and Flux.2's VAE
     "flux2": {
         "unet_name": "flux2_dev_fp8mixed.safetensors",
         "weight_dtype": "default",
-        "clip_name": "mistral_3_small_flux2_bf16.safetensors",
+        "clip_name": "mistral_3_small_flux2_fp8.safetensors",
         "type": "flux2",
         "vae_name": "flux2-vae.safetensors",
     },
@@ -808,7 +808,7 @@ ENCODER_FILES = {
     "oldt5_xxl_fp8_e4m3fn_scaled.safetensors": ("cosmos_predict2", "t5xxl"),
     "byt5_small_glyphxl_fp16.safetensors": ("hunyuan_image21", "byt5_small"),
     "qwen_2.5_vl_fp16.safetensors": ("omnigen2", "qwen25_3b"),
-    "mistral_3_small_flux2_bf16.safetensors": ("flux2", "mistral3_24b"),
+    "mistral_3_small_flux2_fp8.safetensors": ("flux2", "mistral3_24b"),
 }
 #: Seed of the diffusion model in every file (``build_model(family, FILE_SEED)``); a checkpoint's
 #: text encoder is ``build_clip(family, FILE_SEED + 1)``.
@@ -826,7 +826,7 @@ _FILE_SEEDS = {
     "oldt5_xxl_fp8_e4m3fn_scaled.safetensors": 109,
     "byt5_small_glyphxl_fp16.safetensors": 111,
     "qwen_2.5_vl_fp16.safetensors": 110,
-    "mistral_3_small_flux2_bf16.safetensors": 120,
+    "mistral_3_small_flux2_fp8.safetensors": 120,
 }
 
 
