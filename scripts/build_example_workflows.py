@@ -41,9 +41,11 @@ FAMILIES = (
     "pixart",
     "auraflow",
     "cosmos_predict2",
+    "hunyuan_video15",
+    "hunyuan_image21",
     "omnigen2",
 )
-VIDEO_FAMILIES = ("wan_t2v", "hunyuan_video", "wan22_ti2v")
+VIDEO_FAMILIES = ("wan_t2v", "hunyuan_video", "wan22_ti2v", "hunyuan_video15")
 SHIPPED_PACK = "gemma3-270m-i2p.safetensors"
 #: Node types the frontend provides itself (never in NODE_CLASS_MAPPINGS, never sent to the server).
 FRONTEND_NODES = {"Note", "MarkdownNote"}
@@ -490,6 +492,28 @@ MODELS = {
         )
     ]
     + [FLUX_AE],
+    # As ComfyUI's own template video_hunyuan_video_1.5_720p_t2v (its first, 720p stage: the 1080p
+    # super-resolution stage after it loads as HunyuanVideo 1.5 too and takes the same steered CLIP).
+    "hunyuan_video15": [
+        model(name, folder, f"{HF}/Comfy-Org/HunyuanVideo_1.5_repackaged/resolve/main/split_files/{folder}/{name}")
+        for name, folder in (
+            ("hunyuanvideo1.5_720p_t2v_fp16.safetensors", "diffusion_models"),
+            ("qwen_2.5_vl_7b_fp8_scaled.safetensors", "text_encoders"),
+            ("byt5_small_glyphxl_fp16.safetensors", "text_encoders"),
+            ("hunyuanvideo15_vae_fp16.safetensors", "vae"),
+        )
+    ],
+    # Comfy-Org/HunyuanImage_2.1_ComfyUI (the base model; the same repo has the distilled model and the
+    # refiner, which loads as HunyuanImage 2.1 too).
+    "hunyuan_image21": [
+        model(name, folder, f"{HF}/Comfy-Org/HunyuanImage_2.1_ComfyUI/resolve/main/split_files/{folder}/{name}")
+        for name, folder in (
+            ("hunyuanimage2.1_bf16.safetensors", "diffusion_models"),
+            ("qwen_2.5_vl_7b_fp8_scaled.safetensors", "text_encoders"),
+            ("byt5_small_glyphxl_fp16.safetensors", "text_encoders"),
+            ("hunyuan_image_2.1_vae_fp16.safetensors", "vae"),
+        )
+    ],
     "hunyuan_video": [
         model(
             "hunyuan_video_t2v_720p_bf16.safetensors",
@@ -554,6 +578,8 @@ TITLES = {
     "pixart": "PixArt-Σ (Sigma) XL 1024",
     "auraflow": "AuraFlow v0.3",
     "cosmos_predict2": "Cosmos Predict2 2B (text to image)",
+    "hunyuan_video15": "HunyuanVideo 1.5 text-to-video (720p)",
+    "hunyuan_image21": "HunyuanImage 2.1",
     "omnigen2": "OmniGen 2 (text to image)",
 }
 ENCODERS = {
@@ -571,6 +597,10 @@ ENCODERS = {
     "pixart": "T5-XXL",
     "auraflow": "Pile-T5-XL",
     "cosmos_predict2": "the old T5-XXL (T5 v1.0)",
+    "hunyuan_video15": "Qwen2.5-VL 7B, at the layer HunyuanVideo 1.5 reads (third to last); the byT5 glyph "
+    "encoder of quoted text is not steered",
+    "hunyuan_image21": "Qwen2.5-VL 7B, at the layer HunyuanImage 2.1 reads (third to last); the byT5 glyph "
+    "encoder of quoted text is not steered",
     "omnigen2": "Qwen2.5-VL 3B, on the prompt's own tokens inside its chat template",
 }
 
@@ -682,6 +712,17 @@ def sampler_note(family: str) -> str:
         "cosmos_predict2": (
             "1024×1024, 35 steps, CFG 4, euler / simple. Real CFG: the steered negative prompt counts."
         ),
+        "hunyuan_video15": (
+            "1280×720, 121 frames (length = 4k+1), 20 steps, CFG 6, euler / simple, Model Sampling SD3 shift 7: "
+            "ComfyUI's own HunyuanVideo 1.5 720p settings (its template runs them through CFG Guider); saved as "
+            "an animated WebP at 24 fps. Text in quotes also goes to the byT5 glyph encoder, which is not steered."
+        ),
+        "hunyuan_image21": (
+            "2048×2048, 20 steps, CFG 3.5, euler / simple (the model's own shift 5): HunyuanImage 2.1's "
+            "guidance scale; Tencent's reference uses 50 steps. Text in quotes also goes to the byT5 glyph "
+            "encoder, which is not steered. The distilled model takes fewer steps; the refiner loads as "
+            "HunyuanImage 2.1 too and takes the same steered CLIP."
+        ),
         "omnigen2": (
             "1024×1024, 20 steps, CFG 5, euler / simple: ComfyUI's own OmniGen 2 text-to-image settings (its "
             "template's Dual CFG Guider, 5 / 2 with the negative prompt in both slots, is plain CFG 5). "
@@ -738,6 +779,8 @@ def add_loaders(g: Graph, family: str, x: int, y0: int) -> tuple:
             "lumina2": "lumina2",
             "pixart": "pixart",
             "cosmos_predict2": "cosmos",
+            "hunyuan_video15": "hunyuan_video_15",
+            "hunyuan_image21": "hunyuan_image",
             "omnigen2": "omnigen2",
         }[family]
         if len(encoders) == 2:
@@ -780,6 +823,17 @@ def add_empty_latent(g: Graph, family: str, x: int, y: int, vae_out) -> Node:
             size=[380, 154],
             vae=vae_out,
         )
+    elif family == "hunyuan_video15":
+        latent = g.add(
+            "EmptyHunyuanVideo15Latent",
+            [x, y],
+            {"width": 1280, "height": 720, "length": 121, "batch_size": 1},
+            size=[380, 130],
+        )
+    elif family == "hunyuan_image21":
+        latent = g.add(
+            "EmptyHunyuanImageLatent", [x, y], {"width": 2048, "height": 2048, "batch_size": 1}, size=[380, 106]
+        )
     elif video:
         width, length = (832, 33) if family == "wan_t2v" else (848, 73)
         latent = g.add(
@@ -806,7 +860,7 @@ def add_sampling(
         shift = g.add(
             "ModelSamplingSD3",
             [x, y],
-            {"shift": 7.0 if family == "hunyuan_video" else 8.0},
+            {"shift": 7.0 if family in ("hunyuan_video", "hunyuan_video15") else 8.0},
             size=[380, 58],
             model=model_out,
         )
@@ -855,6 +909,8 @@ def add_sampling(
         "pixart": (20, 4.5, "euler", "normal"),
         "auraflow": (25, 3.5, "euler", "normal"),
         "cosmos_predict2": (35, 4.0, "euler", "simple"),
+        "hunyuan_video15": (20, 6.0, "euler", "simple"),
+        "hunyuan_image21": (20, 3.5, "euler", "simple"),
         "omnigen2": (20, 5.0, "euler", "simple"),
     }[family]
     steps, cfg, sampler_name, scheduler = ksampler_settings

@@ -52,10 +52,19 @@ TINY_FAMILY = {
     "pixart": "pixart",
     "auraflow": "auraflow",
     "cosmos_predict2": "cosmos_predict2",
+    "hunyuan_video15": "hunyuan_video15",
+    "hunyuan_image21": "hunyuan_image21",
     "omnigen2": "omnigen2",
 }
-VIDEO = {"wan_t2v", "hunyuan_video", "wan22_ti2v"}
-LATENT_NODES = {"EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo", "Wan22ImageToVideoLatent"}
+VIDEO = {"wan_t2v", "hunyuan_video", "wan22_ti2v", "hunyuan_video15"}
+LATENT_NODES = {
+    "EmptyLatentImage",
+    "EmptySD3LatentImage",
+    "EmptyHunyuanLatentVideo",
+    "Wan22ImageToVideoLatent",
+    "EmptyHunyuanVideo15Latent",
+    "EmptyHunyuanImageLatent",
+}
 LOADER_INPUTS = {
     "CheckpointLoaderSimple": ("ckpt_name",),
     "UNETLoader": ("unet_name", "weight_dtype"),
@@ -66,8 +75,9 @@ LOADER_INPUTS = {
 TINY_SIZE, TINY_FRAMES, TINY_STEPS, TINY_ANCHORS = 32, 5, 2, 60
 #: Fit Native Direction on every training pair encodes ~920 prompts: a few per category still fit one.
 TINY_NATIVE_PAIRS = 4
-#: image sides for families that need more than TINY_SIZE (PixArt's position embedding: a latent side of 40+)
-MIN_SIDE = {"pixart": 384}
+#: image sides for families that need more than TINY_SIZE (PixArt's position embedding: a latent side of 40+;
+#: HunyuanVideo 1.5 16x and HunyuanImage 2.1 32x latents of side 4, as tests/tiny_models.py)
+MIN_SIDE = {"pixart": 384, "hunyuan_video15": 64, "hunyuan_image21": 128}
 
 
 def shipped() -> dict[str, dict]:
