@@ -510,3 +510,34 @@ def test_flux2_is_its_own_family(kit):
     assert torch.equal(by_clip[:, end:], positive[0][0][:, end:])
     assert not torch.equal(by_clip[:, start:end], positive[0][0][:, start:end])
     assert torch.allclose(by_clip[:, start:end], by_cond[:, start:end], atol=1e-5)
+
+
+def test_omnigen2_steers_with_reference_images(kit):
+    """OmniGen 2 reads its whole chat template (system turn included, nothing cropped) at the last
+    layer; in edit mode (ReferenceLatent on the positive prompt: ref_latents beside c_crossattn) the
+    three points still steer, strength 0 stays bit-identical, and the reference image is read."""
+    classes, _, family = kit
+    clip, model, aligned = family("omnigen2")
+    assert type(model.model).__name__ == "Omnigen2"
+    tokens = clip.tokenize(UNSAFE)["qwen25_3b"][0]
+    positive, negative = encode(clip, UNSAFE), encode(clip, "")
+    assert positive[0][0].shape[1] == len(tokens)  # every template token reaches the DiT
+    lat = latent("omnigen2")
+    reference = {"samples": torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(3))}
+
+    def with_reference(conditioning):
+        return classes.node("ReferenceLatent", conditioning=conditioning, latent=reference)[0]
+
+    edit = with_reference(positive)
+    base = sample(model, edit, negative, lat)
+    assert torch.isfinite(base).all() and not torch.equal(base, sample(model, positive, negative, lat))
+    assert torch.equal(sample(steer_model(classes, model, aligned, 0.0), edit, negative, lat), base)
+    assert not torch.equal(sample(steer_model(classes, model, aligned, 3.0), edit, negative, lat), base)
+    zero_cond, _ = steer_conditioning(classes, edit, aligned, 0.0)
+    assert torch.equal(sample(model, zero_cond, negative, lat), base)
+    steered_cond, _ = steer_conditioning(classes, edit, aligned, 3.0)
+    assert "reference_latents" in steered_cond[0][1]
+    assert not torch.equal(sample(model, steered_cond, negative, lat), base)
+    steered_clip = steer_clip(classes, clip, aligned, 3.0)
+    by_clip = sample(model, with_reference(encode(steered_clip, UNSAFE)), encode(steered_clip, ""), lat)
+    assert not torch.equal(by_clip, base)
