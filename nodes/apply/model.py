@@ -144,7 +144,8 @@ class SafetySteerApplyModel(io.ComfyNode):
             description=(
                 "Returns a copy of the MODEL that steers the text conditioning inside the UNet's "
                 "cross-attention (SD1.5, SDXL) or where the DiT reads it (SD3.x, Flux, Chroma, Wan 2.x, "
-                "HunyuanVideo, LTX-Video, Qwen-Image, Z-Image, Lumina 2, PixArt, AuraFlow, Cosmos Predict2, "
+                "HunyuanVideo, HunyuanVideo 1.5, HunyuanImage 2.1, LTX-Video, Qwen-Image, Z-Image, Lumina 2, PixArt, "
+                "AuraFlow, Cosmos Predict2, "
                 "OmniGen 2), "
                 "between start and end of sampling. The original MODEL is "
                 "unchanged; other patches keep working."
