@@ -41,7 +41,9 @@ def steer(node, clip, aligned, strength, **options):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("family", ["sd15", "sdxl", "flux", "wan", "hunyuan_video", "qwen_image", "z_image"])
+@pytest.mark.parametrize(
+    "family", ["sd15", "sdxl", "flux", "wan", "hunyuan_video", "qwen_image", "z_image", "omnigen2"]
+)
 def test_steer_changes_conditioning_and_leaves_the_original_alone(node, tiny_clip, family, tmp_path, monkeypatch):
     clip = tiny_clip(family)
     aligned = aligned_for(node, clip, tmp_path, monkeypatch)
@@ -65,6 +67,8 @@ def test_steer_changes_conditioning_and_leaves_the_original_alone(node, tiny_cli
             assert torch.equal(cond_s[:, -5:], cond[:, -5:]) and not torch.allclose(cond_s[:, :-5], cond[:, :-5])
         if family == "z_image":  # Z-Image's DiT reads the whole template: only the user's rows move
             assert torch.equal(cond_s[:, :3], cond[:, :3]) and torch.equal(cond_s[:, -5:], cond[:, -5:])
+        if family == "omnigen2":  # the whole template too: the system turn and "<|im_end|>\n" keep their values
+            assert torch.equal(cond_s[:, :23], cond[:, :23]) and torch.equal(cond_s[:, -2:], cond[:, -2:])
         # original CLIP unchanged afterwards, and no wrapper is left on the shared modules
         again = encode(clip, prompt)
         assert torch.equal(again[0], cond)

@@ -28,6 +28,7 @@ def pack():
         ("hunyuan_video", {"l": 32, "llama": 256}),
         ("qwen_image", {"qwen25_7b": 32}),
         ("z_image", {"qwen3_4b": 32}),
+        ("omnigen2", {"qwen25_3b": 32}),
     ],
 )
 def test_per_encoder_features_and_alignment(comfy, tiny_clip, pack, family, expected):
@@ -207,4 +208,27 @@ def test_z_image_features_are_the_prompt_tokens_at_the_layer_the_diffusion_model
     assert hidden.shape[0] == len(ids) == int(mask.sum()) + 8 and options["attention_mask"].shape == (1, len(ids))
     assert mask[:3].sum() == 0 and mask[-5:].sum() == 0  # "<|im_start|>user\\n" ... "assistant\\n"
     features = encode_per_encoder(clip, [prompt])["qwen3_4b"][0]
+    torch.testing.assert_close(features, hidden[mask].mean(0))
+
+
+def test_omnigen2_features_are_the_prompt_tokens_of_the_whole_template(comfy, tiny_clip):
+    """OmniGen 2: the DiT reads every token of its chat template (its own system turn, then
+    "<|im_start|>user\\n" + text + "<|im_end|>\\n") at the last layer, nothing cropped. The fitted
+    features are the mean of exactly the user's rows of that conditioning."""
+    import nodes
+    from safety_steer.nodes.apply.clip_targets import encode_per_encoder, prompt_token_mask, sub_encoders
+
+    clip = tiny_clip("omnigen2")
+    encoder = sub_encoders(clip)["qwen25_3b"]
+    assert encoder.layer == "last"
+    prompt = "a red fox jumps over a frozen river at dawn"
+    tokens = clip.tokenize(prompt, return_word_ids=True)["qwen25_3b"]
+    mask = prompt_token_mask("qwen25_3b", encoder, tokens)
+    ids = [t[0] for section in tokens for t in section]
+    assert clip.tokenizer.qwen25_3b.tokenizer.decode([i for i, m in zip(ids, mask.tolist()) if m]) == prompt
+    (cond,) = nodes.CLIPTextEncode().encode(clip, prompt)
+    hidden, options = cond[0][0][0], cond[0][1]
+    assert hidden.shape[0] == len(ids) == int(mask.sum()) + 25 and options["attention_mask"].shape == (1, len(ids))
+    assert mask[:23].sum() == 0 and mask[-2:].sum() == 0  # system turn + "<|im_start|>user\\n"; "<|im_end|>\\n"
+    features = encode_per_encoder(clip, [prompt])["qwen25_3b"][0]
     torch.testing.assert_close(features, hidden[mask].mean(0))

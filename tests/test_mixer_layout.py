@@ -91,6 +91,7 @@ def test_layouts_of_every_family():
     assert [s.key for s in token_segments({"umt5xxl": 4096}, 4096)[0]] == ["umt5xxl"]  # Wan
     assert [s.key for s in token_segments({"qwen25_7b": 3584}, 3584)[0]] == ["qwen25_7b"]  # Qwen-Image
     assert [s.key for s in token_segments({"qwen3_4b": 2560}, 2560)[0]] == ["qwen3_4b"]  # Z-Image
+    assert [s.key for s in token_segments({"qwen25_3b": 2048}, 2048)[0]] == ["qwen25_3b"]  # OmniGen 2
     assert [s.key for s in pooled_segments({"l.pooled": 768, "g.pooled": 1280}, 1280)] == ["g.pooled"]  # SDXL
     assert [s.key for s in pooled_segments({"l.pooled": 768, "g.pooled": 1280}, 2048)] == ["l.pooled", "g.pooled"]
     with pytest.raises(LayoutError, match="4096 features per token.*l \\(768\\).*another text encoder"):

@@ -245,3 +245,10 @@ def test_z_image_is_refused_with_the_supported_list(kit):
         ValueError, match=r"supports SD3 / SD3.5, Flux, Chroma, Wan 2.x, Qwen-Image, not Z-Image \(.*block-replace"
     ):
         train(classes, pack, clip, model, "z_image")
+
+
+def test_omnigen2_is_refused_with_the_reason(kit):
+    classes, pack, family = kit
+    clip, model = family("omnigen2")
+    with pytest.raises(ValueError, match=r"supports SD3 / SD3.5, .*Qwen-Image, not OmniGen 2 \(.*block-replace"):
+        train(classes, pack, clip, model, "omnigen2")
