@@ -36,6 +36,7 @@ ENCODER_NAMES = {
     "llama": "Llama",
     "qwen25_7b": "Qwen2.5-VL 7B",
     "qwen3_4b": "Qwen3-4B",
+    "qwen25_3b": "Qwen2.5-VL 3B",
 }
 FAMILIES_TIMEOUT_S = 180
 _MARKER = "SAFETY_STEER_DOCTOR_FAMILIES "
