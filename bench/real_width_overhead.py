@@ -437,6 +437,71 @@ FAMILIES: dict[str, dict] = {
         "batch": 1,  # guidance-distilled
         "joint": True,
     },
+    # HunyuanVideo 1.5 720p T2V and HunyuanImage 2.1: ComfyUI's detection (model_detection.py, "hunyuan_video":
+    # heads = width // 128, theta 256, mlp 4, rope axes [16, 56, 56] in 3-D / [64, 64] in 2-D) on the widths
+    # and depths of the published checkpoints (HunyuanVideo 1.5: 2048 wide, 54 double blocks, no single
+    # blocks, patch 1x1x1, 65 input channels, SigLIP 1152 vision input, byT5; HunyuanImage 2.1: 3584 wide,
+    # 20 double + 40 single blocks, patch 1x1 on the 64-channel 32x latent, byT5); text: Qwen2.5-VL 7B (3584).
+    "hunyuan_video15": {
+        "label": "HunyuanVideo 1.5 720p T2V (1280x720, 121 frames)",
+        "supported": "HunyuanVideo15",
+        "config": {
+            "image_model": "hunyuan_video",
+            **_FLUX_LIKE,
+            "guidance_embed": False,
+            "in_channels": 65,
+            "out_channels": 32,
+            "patch_size": [1, 1, 1],
+            "vec_in_dim": None,
+            "axes_dim": [16, 56, 56],
+            "meanflow": False,
+            "context_in_dim": 3584,
+            "hidden_size": 2048,
+            "num_heads": 16,
+            "depth": 54,
+            "depth_single_blocks": 0,
+            "theta": 256,
+            "byt5": True,
+            "use_cond_type_embedding": True,
+            "vision_in_dim": 1152,
+        },
+        "keep": {"double_blocks": {0: 54}},
+        "latent": (65, 1, 16, 16),  # patch 1x1x1: 256 tokens
+        "real_image_tokens": 31 * 45 * 80,
+        "text": (PROMPT_TOKENS + 5, 3584),  # Qwen2.5-VL 7B: user tokens + the kept closing template
+        "batch": 2,  # CFG 6
+        "joint": True,
+    },
+    "hunyuan_image21": {
+        "label": "HunyuanImage 2.1 (2048x2048)",
+        "supported": "HunyuanImage21",
+        "config": {
+            "image_model": "hunyuan_video",
+            **_FLUX_LIKE,
+            "guidance_embed": False,
+            "in_channels": 64,
+            "out_channels": 64,
+            "patch_size": [1, 1],
+            "vec_in_dim": None,
+            "axes_dim": [64, 64],
+            "meanflow": False,
+            "context_in_dim": 3584,
+            "hidden_size": 3584,
+            "num_heads": 28,
+            "depth": 20,
+            "depth_single_blocks": 40,
+            "theta": 256,
+            "byt5": True,
+            "use_cond_type_embedding": False,
+            "vision_in_dim": None,
+        },
+        "keep": {"double_blocks": {0: 20}, "single_blocks": {0: 40}},
+        "latent": (64, 16, 16),  # patch 1x1: 256 tokens
+        "real_image_tokens": 64 * 64,
+        "text": (PROMPT_TOKENS + 1, 3584),  # Qwen2.5-VL 7B: user tokens + the closing <|im_end|>
+        "batch": 2,  # CFG 3.5
+        "joint": True,
+    },
     "ltxv": {
         "label": "LTX-Video 2B (768x512, 121 frames)",
         "supported": "LTXV",
@@ -645,7 +710,10 @@ def time_model(spec: dict, repeats: int, seed: int = 0) -> dict:
     if "extra_text" in spec:
         kwargs.update(spec["extra_text"](text_tokens))
     timestep = torch.full((1,), 0.5 if spec["supported"] in ("ZImage", "Lumina2", "Omnigen2") else 500.0)
-    if spec["supported"] in ("Flux", "Chroma", "HunyuanVideo", "SD3", "QwenImage", "LTXV", "AuraFlow"):
+    if spec["supported"] in (
+        *("Flux", "Chroma", "HunyuanVideo", "HunyuanVideo15", "HunyuanImage21"),
+        *("SD3", "QwenImage", "LTXV", "AuraFlow"),
+    ):
         timestep = torch.full((1,), 0.5)  # these take sigma-scaled timesteps; any value runs the same work
 
     def forward():
@@ -695,10 +763,11 @@ def time_model(spec: dict, repeats: int, seed: int = 0) -> dict:
 
 
 def _image_tokens(spec: dict) -> int:
-    """Image/video tokens of the timed latent (patch 2x2 on DiTs except LTXV's patch 1; pixels on UNets)."""
+    """Image/video tokens of the timed latent (patch 2x2 on DiTs except the patch 1 of LTXV, HunyuanVideo 1.5
+    and HunyuanImage 2.1; pixels on UNets)."""
     shape = spec["latent"][1:]
     n = math.prod(shape)
-    if spec.get("unet") or spec["supported"] == "LTXV":
+    if spec.get("unet") or spec["supported"] in ("LTXV", "HunyuanVideo15", "HunyuanImage21"):
         return n
     return n // 4
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import pytest
 import torch
 
 from safety_steer.bench import real_width_overhead as rw
@@ -117,3 +118,13 @@ def test_unused_block_lists_are_dropped(comfy):
     assert len(net.layers) == len(net.noise_refiner) == len(net.context_refiner) == 1
     for name, p in net.named_parameters():
         assert p.device.type == "cpu" and torch.isfinite(p).all(), name
+
+
+@pytest.mark.parametrize("name,axes", [("hunyuan_video15", [4, 6, 6]), ("hunyuan_image21", [8, 8])])
+def test_hunyuan_patch_one_specs_run_at_tiny_width(comfy, name, axes):
+    """HunyuanVideo 1.5 and HunyuanImage 2.1 patch 1x1(x1): every latent position is a token."""
+    spec = {**_tiny(name, hidden_size=32, num_heads=2, axes_dim=axes, context_in_dim=32), "text": (8, 32)}
+    timing = rw.time_model(spec, repeats=1)
+    assert timing["timed_image_tokens"] == 16 * 16
+    assert set(timing["blocks"]) == {f"{attr}[0]" for attr in spec["keep"]}
+    assert timing["forward_ms"]["cpu"] > 0
