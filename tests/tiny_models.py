@@ -7,7 +7,8 @@ fixture, or inside a ComfyUI server process).
 
 Families: sd15, sdxl, sd3, flux, wan (Wan 2.1 T2V), hunyuan_video, ltxv, wan22 (Wan 2.2 TI2V 5B),
 qwen_image, z_image, chroma, lumina2, pixart (PixArt-Sigma), auraflow, cosmos_predict2 (Cosmos
-Predict2 text-to-image), omnigen2 (OmniGen 2).
+Predict2 text-to-image), omnigen2 (OmniGen 2), hunyuan_video15 (HunyuanVideo 1.5 T2V), hunyuan_image21
+(HunyuanImage 2.1).
 
 - ``build_clip(family, seed)``: a tiny ``comfy.sd.CLIP`` with the family's own tokenizer and
   text-encoder classes. Conditioning: sd15 [1,77,32]; sdxl [1,77,64] (L32+G32, pooled G 32);
@@ -24,7 +25,10 @@ Predict2 text-to-image), omnigen2 (OmniGen 2).
   (Pile-T5-XL, padded to 256 with the padding zeroed, no pooled vector); cosmos_predict2 [1,512,32]
   (T5 v1.0 XXL, "old T5": padded to 512, padding zeroed) + attention mask; omnigen2 [1,all tokens,32]
   (Qwen2.5-VL 3B, last layer, the whole chat template with OmniGen 2's system turn, nothing cropped)
-  + attention mask.
+  + attention mask; hunyuan_video15, hunyuan_image21 [1,prompt tokens + 5 / + 1,32] (Qwen2.5-VL 7B,
+  hidden layer -3, the system turn cropped; the same tiny class as qwen_image over ComfyUI's
+  HunyuanImage Qwen class) and, for a prompt with quoted text, conditioning_byt5small [1,glyph
+  tokens,1472] (byT5-small, TINY_BYT5).
 - ``build_model(family, seed)``: a tiny diffusion model in a ``ModelPatcher``, made by
   ``comfy.supported_models.<Family>(unet_config)`` with context widths matching build_clip.
 - ``add_latent(add, family, batch)``: the stock empty-latent node(s) with tiny inputs, added to a
@@ -68,6 +72,12 @@ How each by-file graph ends (``OUTPUT_KIND``):
   VAEDecode -> SaveImage. Conditioning [1, all tokens, 96]: hidden states 10/20/30 of the tiny
   Mistral side by side per token (the whole template: system prompt, [INST] prompt [/INST]) +
   attention mask. Under transformers 5 it needs install_mistral_converter_compat (see there).
+- hunyuan_video15: UNETLoader + DualCLIPLoader(hunyuan_video_15: the same Qwen2.5-VL file as
+  qwen_image + byt5_small_glyphxl_fp16) + VAELoader (a random lighttae_hv15-layout TAEHV named
+  hunyuanvideo15_vae_fp16.safetensors) -> EmptyHunyuanVideo15Latent -> VAEDecode -> SaveImage.
+- hunyuan_image21: UNETLoader + DualCLIPLoader(hunyuan_image: the same two encoder files) +
+  VAELoader (HunyuanImage 2.1's own VAE at TINY_HUNYUAN_IMAGE_VAE widths) -> EmptyHunyuanImageLatent
+  -> VAEDecode -> SaveImage.
 - ltxv: in-process only (no files are written: LTXV's VAE is fixed-size and its tiny diffusion
   model needs safetensors metadata); a graph for it ends in SaveLatent.
 """
@@ -208,7 +218,7 @@ TINY_MISTRAL3 = {
     "num_key_value_heads": 1,
     "num_hidden_layers": 30,
     "final_norm": False,
-    "vocab_size": 288,
+    "vocab_size": 0,  # set below the tiny tekken vocab (_tekken_ranks)
 }
 #: Flux.2's conditioning width: three Mistral hidden states side by side per token.
 FLUX2_CONTEXT = 3 * TINY_MISTRAL3["hidden_size"]
@@ -886,18 +896,46 @@ _TEKKEN_PATTERN = (
 )
 
 
+#: Words the tiny tekken vocab holds whole (with and without a leading space): Flux.2's system prompt
+#: and common prompt words, so a prompt is about one token per word as with the real vocab (each
+#: extra token costs time in the 30-layer tiny encoder). Other text falls back to byte tokens.
+_TEKKEN_WORDS = (
+    "You are an AI that reasons about image descriptions give structured responses focusing on object "
+    "relationships attribution and actions without speculation a the of in on at with to for from by is "
+    "photo picture painting portrait man woman men women person people child children cat dog animal "
+    "another dark light alley street city night day blood everywhere knife gun fight stabbing shooting "
+    "violence weapon body dead naked nude sex kill killing attack war soldier red blue green white black "
+    "oil lighthouse cliff dusk sunset forest mountain sea beach river house room garden flower tree sky "
+    "cloud water fire smoke car road old young happy smiling standing sitting walking running holding "
+    "wearing detailed realistic style art digital cinematic high quality beautiful"
+)
+
+
+def _tekken_ranks() -> list[bytes]:
+    """The tiny vocab's BPE ranks: the 256 single bytes, then every prefix of each word of
+    _TEKKEN_WORDS (bare and after a space) in order, so that each token's two halves rank before it:
+    a valid byte-level BPE merge order."""
+    ranks = [bytes([b]) for b in range(256)]
+    known = set(ranks)
+    for word in _TEKKEN_WORDS.split():
+        for text in (word.encode(), b" " + word.encode()):
+            for end in range(2, len(text) + 1):
+                if text[:end] not in known:
+                    known.add(text[:end])
+                    ranks.append(text[:end])
+    return ranks
+
+
 def _tekken_tensor() -> torch.Tensor:
     """A tiny valid tekken.json (Mistral's byte-level BPE format) as the byte tensor ComfyUI reads
     from a Flux.2 text-encoder file's ``tekken_model`` key (comfy.sd hands it to Flux2Tokenizer as
     tokenizer data; comfy.text_encoders.flux.load_mistral_tokenizer parses it). The real file holds
-    131072 tokens: 1000 special, then ~130k BPE ranks; this one holds the first 19 specials, the 256
-    single bytes and a few merges of common English pieces (ids = 19 + rank: TINY_MISTRAL3's vocab)."""
+    131072 tokens: 1000 special, then ~130k BPE ranks; this one holds the first 19 specials, then
+    _tekken_ranks (ids = 19 + rank: TINY_MISTRAL3's vocab)."""
     import base64
     import json
 
-    ranks = [bytes([b]) for b in range(256)]
-    for piece in (b"th", b"he", b"the", b" t", b" a", b"in", b"an", b"er", b" the", b"at", b"on", b"re", b"es"):
-        ranks.append(piece)  # each one's halves are already ranked: a valid BPE merge order
+    ranks = _tekken_ranks()
     data = {
         "config": {
             "pattern": _TEKKEN_PATTERN,
@@ -914,6 +952,10 @@ def _tekken_tensor() -> torch.Tensor:
     }
     raw = json.dumps(data).encode()
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+
+
+# the tiny Mistral's embedding holds exactly the tiny tekken's tokens
+TINY_MISTRAL3["vocab_size"] = len(_TEKKEN_SPECIALS) + len(_tekken_ranks())
 
 
 def install_mistral_converter_compat() -> None:
