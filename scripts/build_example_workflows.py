@@ -44,6 +44,7 @@ FAMILIES = (
     "hunyuan_video15",
     "hunyuan_image21",
     "omnigen2",
+    "flux2",
 )
 VIDEO_FAMILIES = ("wan_t2v", "hunyuan_video", "wan22_ti2v", "hunyuan_video15")
 SHIPPED_PACK = "gemma3-270m-i2p.safetensors"
@@ -514,6 +515,16 @@ MODELS = {
             ("hunyuan_image_2.1_vae_fp16.safetensors", "vae"),
         )
     ],
+    # ComfyUI's Flux.2 [dev] files (Comfy-Org/flux2-dev): the fp8 diffusion model, Mistral 3 Small 24B
+    # (the fp8 file; mistral_3_small_flux2_bf16.safetensors is the same encoder in bf16) and Flux.2's VAE.
+    "flux2": [
+        model(name, folder, f"{HF}/Comfy-Org/flux2-dev/resolve/main/split_files/{folder}/{name}")
+        for name, folder in (
+            ("flux2_dev_fp8mixed.safetensors", "diffusion_models"),
+            ("mistral_3_small_flux2_fp8.safetensors", "text_encoders"),
+            ("flux2-vae.safetensors", "vae"),
+        )
+    ],
     "hunyuan_video": [
         model(
             "hunyuan_video_t2v_720p_bf16.safetensors",
@@ -581,6 +592,7 @@ TITLES = {
     "hunyuan_video15": "HunyuanVideo 1.5 text-to-video (720p)",
     "hunyuan_image21": "HunyuanImage 2.1",
     "omnigen2": "OmniGen 2 (text to image)",
+    "flux2": "FLUX.2 [dev]",
 }
 ENCODERS = {
     "sd15": "CLIP-L",
@@ -602,6 +614,8 @@ ENCODERS = {
     "hunyuan_image21": "Qwen2.5-VL 7B, at the layer HunyuanImage 2.1 reads (third to last); the byT5 glyph "
     "encoder of quoted text is not steered",
     "omnigen2": "Qwen2.5-VL 3B, on the prompt's own tokens inside its chat template",
+    "flux2": "Mistral 3 Small 24B, on the prompt's own tokens inside its template: the three hidden states "
+    "Flux.2 reads (layers 10, 20, 30, side by side per token) are steered together, in that concatenated space",
 }
 
 OVERVIEW = """
@@ -728,6 +742,12 @@ def sampler_note(family: str) -> str:
             "template's Dual CFG Guider, 5 / 2 with the negative prompt in both slots, is plain CFG 5). "
             "Image editing (Reference Latent nodes on the positive conditioning) takes the same steered CLIP."
         ),
+        "flux2": (
+            "1024×1024, 20 steps, **CFG 1**, euler / simple, Flux Guidance 4: FLUX.2 dev is guidance-distilled "
+            "(with CFG 1 the negative prompt has no effect). ComfyUI's own Flux.2 example samples with its "
+            "Flux2Scheduler (resolution-aware sigmas) through SamplerCustomAdvanced; the steered CLIP and "
+            "model go there the same way. Reference images (Reference Latent) take the same steered CLIP."
+        ),
     }[family]
     return f"### Sampling\n\n{text}\n"
 
@@ -782,6 +802,7 @@ def add_loaders(g: Graph, family: str, x: int, y0: int) -> tuple:
             "hunyuan_video15": "hunyuan_video_15",
             "hunyuan_image21": "hunyuan_image",
             "omnigen2": "omnigen2",
+            "flux2": "flux2",
         }[family]
         if len(encoders) == 2:
             clip = g.add(
@@ -834,6 +855,10 @@ def add_empty_latent(g: Graph, family: str, x: int, y: int, vae_out) -> Node:
         latent = g.add(
             "EmptyHunyuanImageLatent", [x, y], {"width": 2048, "height": 2048, "batch_size": 1}, size=[380, 106]
         )
+    elif family == "flux2":  # 128 channels, 16x spatial
+        latent = g.add(
+            "EmptyFlux2LatentImage", [x, y], {"width": 1024, "height": 1024, "batch_size": 1}, size=[380, 106]
+        )
     elif video:
         width, length = (832, 33) if family == "wan_t2v" else (848, 73)
         latent = g.add(
@@ -879,11 +904,11 @@ def add_sampling(
         sampling.append(shift)
         y += 100
     positive_out = positive if isinstance(positive, tuple) else (positive, 0)
-    if family in ("flux", "hunyuan_video"):
+    if family in ("flux", "hunyuan_video", "flux2"):
         guidance = g.add(
             "FluxGuidance",
             [x, y],
-            {"guidance": 3.5 if family == "flux" else 6.0},
+            {"guidance": {"flux": 3.5, "flux2": 4.0}.get(family, 6.0)},
             size=[380, 58],
             conditioning=positive_out,
         )
@@ -912,6 +937,7 @@ def add_sampling(
         "hunyuan_video15": (20, 6.0, "euler", "simple"),
         "hunyuan_image21": (20, 3.5, "euler", "simple"),
         "omnigen2": (20, 5.0, "euler", "simple"),
+        "flux2": (20, 1.0, "euler", "simple"),
     }[family]
     steps, cfg, sampler_name, scheduler = ksampler_settings
     ksampler = g.add(
@@ -1012,8 +1038,8 @@ def build(family: str, info: dict) -> Graph:
         colors=POSITIVE_COLORS,
         clip=steer,
     )
-    # FLUX.1 dev and Z-Image Turbo run at CFG 1, where the negative prompt is not used: left empty.
-    negative_text = "" if family in ("flux", "z_image_turbo") else VIDEO_NEGATIVE if video else NEGATIVE
+    # FLUX.1 / FLUX.2 dev and Z-Image Turbo run at CFG 1, where the negative prompt is not used: left empty.
+    negative_text = "" if family in ("flux", "flux2", "z_image_turbo") else VIDEO_NEGATIVE if video else NEGATIVE
     negative = g.add(
         "CLIPTextEncode",
         [X[2], Y0 + 260],
@@ -1089,8 +1115,8 @@ def add_prompts(g: Graph, family: str, x: int, y: int, clip, label: str, colors=
         colors=POSITIVE_COLORS if colors else None,
         clip=clip,
     )
-    # FLUX.1 dev and Z-Image Turbo run at CFG 1, where the negative prompt is not used: left empty.
-    negative_text = "" if family in ("flux", "z_image_turbo") else VIDEO_NEGATIVE if video else NEGATIVE
+    # FLUX.1 / FLUX.2 dev and Z-Image Turbo run at CFG 1, where the negative prompt is not used: left empty.
+    negative_text = "" if family in ("flux", "flux2", "z_image_turbo") else VIDEO_NEGATIVE if video else NEGATIVE
     negative = g.add(
         "CLIPTextEncode",
         [x, y + 260],

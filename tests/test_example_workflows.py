@@ -55,6 +55,7 @@ TINY_FAMILY = {
     "hunyuan_video15": "hunyuan_video15",
     "hunyuan_image21": "hunyuan_image21",
     "omnigen2": "omnigen2",
+    "flux2": "flux2",
 }
 VIDEO = {"wan_t2v", "hunyuan_video", "wan22_ti2v", "hunyuan_video15"}
 LATENT_NODES = {
@@ -64,6 +65,7 @@ LATENT_NODES = {
     "Wan22ImageToVideoLatent",
     "EmptyHunyuanVideo15Latent",
     "EmptyHunyuanImageLatent",
+    "EmptyFlux2LatentImage",
 }
 LOADER_INPUTS = {
     "CheckpointLoaderSimple": ("ckpt_name",),
@@ -76,8 +78,8 @@ TINY_SIZE, TINY_FRAMES, TINY_STEPS, TINY_ANCHORS = 32, 5, 2, 60
 #: Fit Native Direction on every training pair encodes ~920 prompts: a few per category still fit one.
 TINY_NATIVE_PAIRS = 4
 #: image sides for families that need more than TINY_SIZE (PixArt's position embedding: a latent side of 40+;
-#: HunyuanVideo 1.5 16x and HunyuanImage 2.1 32x latents of side 4, as tests/tiny_models.py)
-MIN_SIDE = {"pixart": 384, "hunyuan_video15": 64, "hunyuan_image21": 128}
+#: HunyuanVideo 1.5 and Flux.2 16x and HunyuanImage 2.1 32x latents of side 4, as tests/tiny_models.py)
+MIN_SIDE = {"pixart": 384, "hunyuan_video15": 64, "hunyuan_image21": 128, "flux2": 64}
 
 
 def shipped() -> dict[str, dict]:
