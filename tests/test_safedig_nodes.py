@@ -252,3 +252,13 @@ def test_omnigen2_is_refused_with_the_reason(kit):
     clip, model = family("omnigen2")
     with pytest.raises(ValueError, match=r"supports SD3 / SD3.5, .*Qwen-Image, not OmniGen 2 \(.*block-replace"):
         train(classes, pack, clip, model, "omnigen2")
+
+
+@pytest.mark.parametrize(
+    "name,label", [("hunyuan_video15", "HunyuanVideo 1.5"), ("hunyuan_image21", "HunyuanImage 2.1")]
+)
+def test_hunyuan_qwen_families_are_refused_with_the_reason(kit, name, label):
+    classes, pack, family = kit
+    clip, model = family(name)
+    with pytest.raises(ValueError, match=rf"supports SD3 / SD3.5, .*Qwen-Image, not {label} \(.*not mapped.*byT5"):
+        train(classes, pack, clip, model, name)
