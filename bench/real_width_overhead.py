@@ -239,6 +239,45 @@ FAMILIES: dict[str, dict] = {
         "safedig_width": 3072,
         "safedig_joint": True,
     },
+    # FLUX.2 [dev] (32B): ComfyUI's detection (comfy/model_detection.py, "flux2") fixes 48 heads, rope axes
+    # [32, 32, 32, 32], mlp ratio 3, theta 2000, 128 latent channels at patch 1, global modulation, no
+    # biases, no vector input; the file gives the width 6144, the text width 15360 (Mistral 3 Small's
+    # hidden states 10/20/30, 3 x 5120) and 8 double + 48 single blocks.
+    "flux2": {
+        "label": "FLUX.2 dev (1024x1024)",
+        "supported": "Flux2",
+        "config": {
+            "image_model": "flux2",
+            "in_channels": 128,
+            "out_channels": 128,
+            "vec_in_dim": None,
+            "context_in_dim": 15360,
+            "hidden_size": 6144,
+            "mlp_ratio": 3.0,
+            "num_heads": 48,
+            "depth": 8,
+            "depth_single_blocks": 48,
+            "axes_dim": [32, 32, 32, 32],
+            "theta": 2000,
+            "patch_size": 1,
+            "qkv_bias": False,
+            "guidance_embed": True,
+            "global_modulation": True,
+            "mlp_silu_act": True,
+            "ops_bias": False,
+            "default_ref_method": "index",
+            "ref_index_scale": 10.0,
+        },
+        "keep": {"double_blocks": {0: 8}, "single_blocks": {0: 48}},
+        "latent": (128, 16, 16),  # timed at 256 image tokens (patch 1); real 1024x1024: 64x64
+        "real_image_tokens": 64 * 64,
+        "text": (512, 15360),  # model_base.Flux2 left-pads the Mistral tokens to 512
+        "extra": lambda b: {"guidance": torch.full((b,), 4.0)},
+        "batch": 1,  # guidance-distilled: cfg 1, no negative batch
+        "joint": True,
+        "safedig_width": 6144,
+        "safedig_joint": True,
+    },
     "lumina2": {
         "label": "Lumina Image 2.0 (1024x1024)",
         "supported": "Lumina2",
@@ -711,7 +750,7 @@ def time_model(spec: dict, repeats: int, seed: int = 0) -> dict:
         kwargs.update(spec["extra_text"](text_tokens))
     timestep = torch.full((1,), 0.5 if spec["supported"] in ("ZImage", "Lumina2", "Omnigen2") else 500.0)
     if spec["supported"] in (
-        *("Flux", "Chroma", "HunyuanVideo", "HunyuanVideo15", "HunyuanImage21"),
+        *("Flux", "Chroma", "Flux2", "HunyuanVideo", "HunyuanVideo15", "HunyuanImage21"),
         *("SD3", "QwenImage", "LTXV", "AuraFlow"),
     ):
         timestep = torch.full((1,), 0.5)  # these take sigma-scaled timesteps; any value runs the same work
@@ -763,11 +802,11 @@ def time_model(spec: dict, repeats: int, seed: int = 0) -> dict:
 
 
 def _image_tokens(spec: dict) -> int:
-    """Image/video tokens of the timed latent (patch 2x2 on DiTs except the patch 1 of LTXV, HunyuanVideo 1.5
-    and HunyuanImage 2.1; pixels on UNets)."""
+    """Image/video tokens of the timed latent (patch 2x2 on DiTs except the patch 1 of LTXV, HunyuanVideo 1.5,
+    HunyuanImage 2.1 and FLUX.2; pixels on UNets)."""
     shape = spec["latent"][1:]
     n = math.prod(shape)
-    if spec.get("unet") or spec["supported"] in ("LTXV", "HunyuanVideo15", "HunyuanImage21"):
+    if spec.get("unet") or spec["supported"] in ("LTXV", "HunyuanVideo15", "HunyuanImage21", "Flux2"):  # patch 1
         return n
     return n // 4
 

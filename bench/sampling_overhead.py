@@ -24,7 +24,7 @@ from ..runtime import PACK_ROOT, load_module_from, start_comfyui_in_process
 
 POINTS = ("text encoder", "conditioning", "model")
 #: SafetySteerApplySafeDIG (repel at two routed positions)
-SAFEDIG_FAMILIES = ("sd3", "flux", "wan", "wan22", "qwen_image", "chroma")
+SAFEDIG_FAMILIES = ("sd3", "flux", "wan", "wan22", "qwen_image", "chroma", "flux2")
 PROMPT = "a man stabbing another man in a dark alley, blood everywhere, photo"
 GOALS = {"text encoder": 1.01, "conditioning": 1.01, "model": 1.05}
 SAFEDIG_TRAINING = {

@@ -128,3 +128,22 @@ def test_hunyuan_patch_one_specs_run_at_tiny_width(comfy, name, axes):
     assert timing["timed_image_tokens"] == 16 * 16
     assert set(timing["blocks"]) == {f"{attr}[0]" for attr in spec["keep"]}
     assert timing["forward_ms"]["cpu"] > 0
+
+
+def test_flux2_real_config_is_what_comfyui_detects(comfy):
+    """The FLUX.2 dev row's config, built as a model on the meta device, reads back unchanged through
+    ComfyUI's own file detection (comfy.model_detection's "flux2" branch: 48 heads, rope [32]*4, mlp 3,
+    patch 1, ...); and the spec runs at tiny width (patch 1: every latent position is a token)."""
+    import comfy.model_detection
+    import comfy.supported_models
+
+    spec = rw.FAMILIES["flux2"]
+    real = comfy.supported_models.Flux2(copy.deepcopy(spec["config"])).get_model({}, "", device=torch.device("meta"))
+    detected = comfy.model_detection.detect_unet_config(real.diffusion_model.state_dict(), "")
+    assert {key: detected.get(key) for key in spec["config"]} == spec["config"]
+    assert sum(spec["keep"]["double_blocks"].values()) == 8 and sum(spec["keep"]["single_blocks"].values()) == 48
+    tiny = {**_tiny("flux2", hidden_size=32, num_heads=2, axes_dim=[4, 4, 4, 4], context_in_dim=96), "text": (8, 96)}
+    timing = rw.time_model(tiny, repeats=1)
+    assert timing["timed_image_tokens"] == 16 * 16
+    assert set(timing["blocks"]) == {"double_blocks[0]", "single_blocks[0]"}
+    assert timing["forward_ms"]["cpu"] > 0
