@@ -42,7 +42,19 @@ def steer(node, clip, aligned, strength, **options):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize(
-    "family", ["sd15", "sdxl", "flux", "wan", "hunyuan_video", "qwen_image", "z_image", "omnigen2"]
+    "family",
+    [
+        "sd15",
+        "sdxl",
+        "flux",
+        "wan",
+        "hunyuan_video",
+        "qwen_image",
+        "z_image",
+        "omnigen2",
+        "hunyuan_video15",
+        "hunyuan_image21",
+    ],
 )
 def test_steer_changes_conditioning_and_leaves_the_original_alone(node, tiny_clip, family, tmp_path, monkeypatch):
     clip = tiny_clip(family)
@@ -63,8 +75,10 @@ def test_steer_changes_conditioning_and_leaves_the_original_alone(node, tiny_cli
             assert not torch.allclose(pooled_s, pooled)
         if family == "sd15":  # SD1.5's UNet reads no pooled vector: left alone
             assert torch.equal(pooled_s, pooled)
-        if family == "qwen_image":  # the closing chat template the DiT also reads keeps its values
+        if family in ("qwen_image", "hunyuan_video15"):  # the closing chat template the DiT also reads keeps its values
             assert torch.equal(cond_s[:, -5:], cond[:, -5:]) and not torch.allclose(cond_s[:, :-5], cond[:, :-5])
+        if family == "hunyuan_image21":  # its template closes with "<|im_end|>" only
+            assert torch.equal(cond_s[:, -1:], cond[:, -1:]) and not torch.allclose(cond_s[:, :-1], cond[:, :-1])
         if family == "z_image":  # Z-Image's DiT reads the whole template: only the user's rows move
             assert torch.equal(cond_s[:, :3], cond[:, :3]) and torch.equal(cond_s[:, -5:], cond[:, -5:])
         if family == "omnigen2":  # the whole template too: the system turn and "<|im_end|>\n" keep their values

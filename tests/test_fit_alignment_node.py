@@ -29,6 +29,8 @@ def pack():
         ("qwen_image", {"qwen25_7b": 32}),
         ("z_image", {"qwen3_4b": 32}),
         ("omnigen2", {"qwen25_3b": 32}),
+        ("hunyuan_video15", {"qwen25_7b": 32}),  # byT5 (quoted text only) is no feature space
+        ("hunyuan_image21", {"qwen25_7b": 32}),
     ],
 )
 def test_per_encoder_features_and_alignment(comfy, tiny_clip, pack, family, expected):
@@ -186,6 +188,33 @@ def test_qwen_image_features_are_the_prompt_tokens_the_diffusion_model_reads(com
     torch.testing.assert_close(features, hidden[:n_prompt].mean(0))
     empty = prompt_token_mask("qwen25_7b", None, clip.tokenize("", return_word_ids=True)["qwen25_7b"])
     assert not empty.any()  # an empty user turn has no prompt tokens to steer
+
+
+@pytest.mark.parametrize("family,closing", [("hunyuan_video15", 5), ("hunyuan_image21", 1)])
+def test_hunyuan_features_are_the_prompt_tokens_at_the_layer_the_diffusion_model_reads(
+    comfy, tiny_clip, family, closing
+):
+    """HunyuanVideo 1.5 / HunyuanImage 2.1: ComfyUI's HunyuanImage stack encodes the chat template with
+    Qwen2.5-VL at hidden layer -3, crops the system turn and hands the DiT the user's rows plus the
+    closing template (5 / 1 tokens). The fitted features are the mean of exactly the user's rows."""
+    import nodes
+    from safety_steer.nodes.apply.clip_targets import encode_per_encoder, prompt_token_mask, sub_encoders
+
+    clip = tiny_clip(family)
+    encoder = sub_encoders(clip)["qwen25_7b"]
+    assert set(sub_encoders(clip)) == {"qwen25_7b"} and (encoder.layer, encoder.layer_idx) == ("hidden", -3)
+    prompt = 'a red fox jumps over a frozen river at dawn, a sign reading "THIN ICE"'
+    tokens = clip.tokenize(prompt, return_word_ids=True)
+    assert "byt5" in tokens  # the quoted words also go to the glyph encoder, which no feature space covers
+    mask = prompt_token_mask("qwen25_7b", encoder, tokens["qwen25_7b"])
+    ids = [t[0] for section in tokens["qwen25_7b"] for t in section]
+    assert clip.tokenizer.qwen25_7b.tokenizer.decode([i for i, m in zip(ids, mask.tolist()) if m]) == prompt
+    (cond,) = nodes.CLIPTextEncode().encode(clip, prompt)
+    hidden, n_prompt = cond[0][0][0], int(mask.sum())
+    assert hidden.shape[0] == n_prompt + closing
+    features = encode_per_encoder(clip, [prompt])
+    assert set(features) == {"qwen25_7b"}
+    torch.testing.assert_close(features["qwen25_7b"][0], hidden[:n_prompt].mean(0))
 
 
 def test_z_image_features_are_the_prompt_tokens_at_the_layer_the_diffusion_model_reads(comfy, tiny_clip):
