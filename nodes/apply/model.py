@@ -143,7 +143,7 @@ class SafetySteerApplyModel(io.ComfyNode):
             **search_aliases("SafetySteerApplyModel"),
             description=(
                 "Returns a copy of the MODEL that steers the text conditioning inside the UNet's "
-                "cross-attention (SD1.5, SDXL) or where the DiT reads it (SD3.x, Flux, Chroma, Wan 2.x, "
+                "cross-attention (SD1.5, SDXL) or where the DiT reads it (SD3.x, Flux, Chroma, Flux.2, Wan 2.x, "
                 "HunyuanVideo, HunyuanVideo 1.5, HunyuanImage 2.1, LTX-Video, Qwen-Image, Z-Image, Lumina 2, PixArt, "
                 "AuraFlow, Cosmos Predict2, "
                 "OmniGen 2), "

@@ -55,7 +55,7 @@ class SafetySteerTrainSAE(io.ComfyNode):
                 "Saved to models/safety_saes/."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="Flux, Chroma, SD3.x, Wan 2.x or Qwen-Image."),
+                io.Model.Input("model", tooltip="Flux, Chroma, Flux.2, SD3.x, Wan 2.x or Qwen-Image."),
                 io.Clip.Input("clip", tooltip="The model's own text encoders."),
                 DirectionPackType.Input(
                     "direction",
