@@ -13,6 +13,11 @@ measures there instead. The rule per built-in target (ComfyUI 0.3.75, ``comfy/te
   (``hunyuan_image.py``, ``HUNYUAN_QWEN25``).
 - ``minilm-l6``: an encoder, read at its last layer like T5-XXL (Flux, SD3, Wan, LTX-Video) and
   CLIP-L in SD1.5 without clip skip (``sd1_clip.py``: ``layer="last"``).
+- No built-in target is a Mistral: Flux.2 reads Mistral 3 Small 24B at three layers at once
+  (``flux.py``, ``Mistral3_24BModel``: ``layer=[10, 20, 30]``; ``Llama2_.forward`` with a list keeps
+  each listed block's *input*, so transformers' ``hidden_states[10]``, ``[20]`` and ``[30]``, un-normed)
+  and concatenates them per token (``Flux2TEModel``): the space the product aligns and steers in
+  (``nodes/apply/clip_targets.token_features``). A single-layer rule cannot describe it.
 
 Index semantics, checked against ``comfy/text_encoders/llama.py`` (``Llama2_.forward``) and
 ``comfy/sd1_clip.py`` (``SDClipModel.forward``):
