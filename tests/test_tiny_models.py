@@ -285,3 +285,27 @@ def test_tiny_files_load_exactly_what_was_written(tiny_model_server, monkeypatch
         )
         cond = clip.encode_from_tokens_scheduled(clip.tokenize("a cat"))[0][0]
         assert torch.isfinite(cond).all()
+
+
+def test_flux2_tokenizer_and_encoder_are_comfyuis(comfy, tiny_clip):
+    """The tiny Flux.2 CLIP is ComfyUI's Flux2Tokenizer / Flux2TEModel on a tiny tekken vocab: BOS, the
+    system prompt and [INST] prompt [/INST] at the real special-token ids, the text decoded back
+    exactly; the conditioning is hidden states 10/20/30 of the tiny Mistral side by side per token,
+    exactly what the pack's token_features makes of the sub-encoder's output."""
+    from safety_steer.nodes.apply.clip_targets import prompt_token_mask, sub_encoders, token_features
+
+    clip = tiny_clip("flux2")
+    tokens = clip.tokenize("a photo of a cat", return_word_ids=True)["mistral3_24b"]
+    ids = [t[0] for t in tokens[0]]
+    assert ids[:2] == [1, 17] and ids.count(3) == 1 and ids[-1] == 4  # <s> [SYSTEM_PROMPT] ... [INST] .. [/INST]
+    text = clip.tokenizer.mistral3_24b.tokenizer.decode(ids[ids.index(3) + 1 : -1])
+    assert text == "a photo of a cat" and len(ids) - ids.index(3) - 2 == 5  # one token a word
+    encoder = sub_encoders(clip)["mistral3_24b"]
+    mask = prompt_token_mask("mistral3_24b", encoder, tokens)
+    assert mask.sum() == 5 and mask[ids.index(3) + 1 : -1].all()
+    stacked = encoder.encode_token_weights(tokens)[0]
+    assert stacked.shape == (1, 3, len(ids), tm.TINY_MISTRAL3["hidden_size"])
+    flat, own_layout = token_features(stacked)
+    cond = clip.encode_from_tokens_scheduled(clip.tokenize("a photo of a cat"))[0][0]
+    assert torch.equal(flat, cond) and torch.equal(own_layout(flat), stacked)
+    assert torch.equal(flat[..., :32], stacked[:, 0]) and torch.equal(flat[..., 64:], stacked[:, 2])

@@ -8,7 +8,7 @@ fixture, or inside a ComfyUI server process).
 Families: sd15, sdxl, sd3, flux, wan (Wan 2.1 T2V), hunyuan_video, ltxv, wan22 (Wan 2.2 TI2V 5B),
 qwen_image, z_image, chroma, lumina2, pixart (PixArt-Sigma), auraflow, cosmos_predict2 (Cosmos
 Predict2 text-to-image), omnigen2 (OmniGen 2), hunyuan_video15 (HunyuanVideo 1.5 T2V), hunyuan_image21
-(HunyuanImage 2.1).
+(HunyuanImage 2.1), flux2 (FLUX.2 dev).
 
 - ``build_clip(family, seed)``: a tiny ``comfy.sd.CLIP`` with the family's own tokenizer and
   text-encoder classes. Conditioning: sd15 [1,77,32]; sdxl [1,77,64] (L32+G32, pooled G 32);
@@ -28,7 +28,8 @@ Predict2 text-to-image), omnigen2 (OmniGen 2), hunyuan_video15 (HunyuanVideo 1.5
   + attention mask; hunyuan_video15, hunyuan_image21 [1,prompt tokens + 5 / + 1,32] (Qwen2.5-VL 7B,
   hidden layer -3, the system turn cropped; the same tiny class as qwen_image over ComfyUI's
   HunyuanImage Qwen class) and, for a prompt with quoted text, conditioning_byt5small [1,glyph
-  tokens,1472] (byT5-small, TINY_BYT5).
+  tokens,1472] (byT5-small, TINY_BYT5); flux2 [1,all tokens,96] (Mistral 3 Small's hidden states
+  10/20/30 side by side, the whole template, a tiny tekken tokenizer as tokenizer data) + attention mask.
 - ``build_model(family, seed)``: a tiny diffusion model in a ``ModelPatcher``, made by
   ``comfy.supported_models.<Family>(unet_config)`` with context widths matching build_clip.
 - ``add_latent(add, family, batch)``: the stock empty-latent node(s) with tiny inputs, added to a
