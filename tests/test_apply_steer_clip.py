@@ -54,6 +54,7 @@ def steer(node, clip, aligned, strength, **options):
         "omnigen2",
         "hunyuan_video15",
         "hunyuan_image21",
+        "flux2",
     ],
 )
 def test_steer_changes_conditioning_and_leaves_the_original_alone(node, tiny_clip, family, tmp_path, monkeypatch):
@@ -83,6 +84,9 @@ def test_steer_changes_conditioning_and_leaves_the_original_alone(node, tiny_cli
             assert torch.equal(cond_s[:, :3], cond[:, :3]) and torch.equal(cond_s[:, -5:], cond[:, -5:])
         if family == "omnigen2":  # the whole template too: the system turn and "<|im_end|>\n" keep their values
             assert torch.equal(cond_s[:, :23], cond[:, :23]) and torch.equal(cond_s[:, -2:], cond[:, -2:])
+        if family == "flux2":  # the whole template too: the system prompt, [INST] and [/INST] keep their values
+            start = [t[0] for t in clip.tokenize(prompt)["mistral3_24b"][0]].index(3) + 1
+            assert torch.equal(cond_s[:, :start], cond[:, :start]) and torch.equal(cond_s[:, -1:], cond[:, -1:])
         # original CLIP unchanged afterwards, and no wrapper is left on the shared modules
         again = encode(clip, prompt)
         assert torch.equal(again[0], cond)

@@ -31,6 +31,7 @@ def pack():
         ("omnigen2", {"qwen25_3b": 32}),
         ("hunyuan_video15", {"qwen25_7b": 32}),  # byT5 (quoted text only) is no feature space
         ("hunyuan_image21", {"qwen25_7b": 32}),
+        ("flux2", {"mistral3_24b": 96}),  # hidden states 10, 20 and 30 side by side, as Flux.2 reads them
     ],
 )
 def test_per_encoder_features_and_alignment(comfy, tiny_clip, pack, family, expected):
@@ -260,4 +261,27 @@ def test_omnigen2_features_are_the_prompt_tokens_of_the_whole_template(comfy, ti
     assert hidden.shape[0] == len(ids) == int(mask.sum()) + 25 and options["attention_mask"].shape == (1, len(ids))
     assert mask[:23].sum() == 0 and mask[-2:].sum() == 0  # system turn + "<|im_start|>user\\n"; "<|im_end|>\\n"
     features = encode_per_encoder(clip, [prompt])["qwen25_3b"][0]
+    torch.testing.assert_close(features, hidden[mask].mean(0))
+
+
+def test_flux2_features_are_the_prompt_tokens_of_the_concatenated_states(comfy, tiny_clip):
+    """Flux.2: the DiT reads every token of its template ("[SYSTEM_PROMPT]...[/SYSTEM_PROMPT][INST]" +
+    text + "[/INST]") as Mistral 3 Small's hidden states 10, 20 and 30 side by side. The fitted
+    features are the mean of exactly the user's rows of that concatenated conditioning."""
+    import nodes
+    from safety_steer.nodes.apply.clip_targets import encode_per_encoder, prompt_token_mask, sub_encoders
+
+    clip = tiny_clip("flux2")
+    encoder = sub_encoders(clip)["mistral3_24b"]
+    assert encoder.layer == [10, 20, 30]
+    prompt = "a red fox jumps over a frozen river at dawn"
+    tokens = clip.tokenize(prompt, return_word_ids=True)["mistral3_24b"]
+    mask = prompt_token_mask("mistral3_24b", encoder, tokens)
+    ids = [t[0] for section in tokens for t in section]
+    assert clip.tokenizer.mistral3_24b.tokenizer.decode([i for i, m in zip(ids, mask.tolist()) if m]) == prompt
+    (cond,) = nodes.CLIPTextEncode().encode(clip, prompt)
+    hidden, options = cond[0][0][0], cond[0][1]
+    assert hidden.shape == (len(ids), 3 * 32) and options["attention_mask"].shape == (1, len(ids))
+    assert mask[: ids.index(3) + 1].sum() == 0 and not mask[-1]  # the system prompt and [INST]; [/INST]
+    features = encode_per_encoder(clip, [prompt])["mistral3_24b"][0]
     torch.testing.assert_close(features, hidden[mask].mean(0))
