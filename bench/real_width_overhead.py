@@ -834,6 +834,9 @@ def _aligned(width: int, rows: int = 4, seed: int = 0):
         target_mean=torch.zeros(width),
         target_std=torch.ones(width),
         anchor_covariance=torch.eye(rows),
+        read=unit * 3.0,  # a read row costs what a unit row costs; its values do not matter here
+        read_projection=torch.tensor([[0.0, 3.0]] * rows),
+        read_covariance=torch.eye(rows) * 9.0,
     )
 
 

@@ -33,9 +33,6 @@ COMBOS = (
 
 
 TARGET_LAYERS = ("middle", "consumed")
-#: Shrinkage of the target's benign covariance tried by the whitened-read diagnostic (fractions of its
-#: mean eigenvalue added to the diagonal).
-WHITENING = (10.0, 3.0, 1.0, 0.3)
 
 
 def result_key(source: str, target: str, layer: str, method: str) -> str:
@@ -208,33 +205,6 @@ def pooled_features_all_layers(model_name: str, texts: list[str]) -> dict[int, t
     return extract_features(model.model, model.tokenizer, texts, layers, skip_first_token=model.is_decoder)
 
 
-def whitened(unit: torch.Tensor, target_anchors: torch.Tensor, shrinkage: float) -> torch.Tensor:
-    """(C + shrinkage * mean eigenvalue * I)^-1 unit, C the benign covariance: the direction that reads
-    the same contrast with the ordinary variation of benign prompts discounted (a read, not a push)."""
-    cov = torch.cov(target_anchors.T.double())
-    ridge = shrinkage * cov.trace() / cov.shape[0] * torch.eye(cov.shape[0], dtype=cov.dtype)
-    read = torch.linalg.solve(cov + ridge, unit.double())
-    return (read / read.norm()).to(unit.dtype)
-
-
-def choose_whitening(source_z, target_z, direction, method="auto") -> tuple[float, dict]:
-    """The shrinkage whose whitened transported direction has the best cross-fitted target d-prime on
-    benign anchor halves (steering.transfer.selection's criterion: the map and the direction from one
-    half, the carrying ridge map and the spread from the other; the pack's direction is a mean
-    difference, so it stands for the source's safe-minus-unsafe gap)."""
-    from ..steering.transfer.alignment import fit_map
-
-    halves = torch.arange(source_z.shape[0]) % 2 == 0
-    scores = dict.fromkeys(WHITENING, 0.0)
-    for fit_half, judge_half in ((halves, ~halves), (~halves, halves)):
-        unit = fit_map(source_z[fit_half], target_z[fit_half], method, direction=direction).transport(direction)
-        carried = direction.double() @ fit_map(source_z[judge_half], target_z[judge_half], "ridge").weight.double()
-        for shrinkage in WHITENING:
-            read = whitened(unit, target_z[fit_half], shrinkage).double()
-            scores[shrinkage] += float(carried @ read / (target_z[judge_half].double() @ read).std()) / 2
-    return max(WHITENING, key=scores.get), {f"{k:g}": round(v, 4) for k, v in scores.items()}
-
-
 def auroc_by_layer(
     combos=COMBOS[:4],
     methods=("ridge", "auto"),
@@ -252,6 +222,7 @@ def auroc_by_layer(
     from ..steering.extraction.directions import anchor_statistics
     from ..steering.metrics import separation_auroc
     from ..steering.transfer.alignment import fit_map
+    from ..steering.transfer.reading import attach_read, whiten
     from ..steering.transfer.transport import transport_pack
 
     torch.set_num_threads(2)
@@ -301,7 +272,10 @@ def auroc_by_layer(
             for method in methods:
                 started = time.perf_counter()
                 fitted = fit_map(source_z[fit_idx], z_anchor[fit_idx], method, direction=pack.directions[0])
-                unit = transport_pack(pack, fitted, z_anchor[fit_idx], mean, std).unit[0]
+                read_info = attach_read(fitted, source_z[fit_idx], z_anchor[fit_idx], pack.directions[0])
+                aligned = transport_pack(pack, fitted, z_anchor[fit_idx], mean, std)
+                shrinkage = fitted.read_shrinkage
+                unit = aligned.unit[0]
                 entry = {
                     "target_layer": layer,
                     "map_info": fitted.info,
@@ -314,20 +288,17 @@ def auroc_by_layer(
                         "auroc_native": round(n, 4),
                         "ratio": round(t / n, 4),
                     }
-                if method == "auto":  # diagnostic: the same direction read with benign covariance discounted
-                    shrinkage, scores = choose_whitening(source_z[fit_idx], z_anchor[fit_idx], pack.directions[0])
-                    read = whitened(unit, z_anchor[fit_idx], shrinkage)
-                    native_read = whitened(native, z_anchor[fit_idx], shrinkage)
-                    entry["whitened_read"] = {"shrinkage": shrinkage, "selection_scores": scores}
-                    for name in ("heldout", "paraphrased"):
-                        t = separation_auroc(read, *z[name])
-                        n, nw = separation_auroc(native, *z[name]), separation_auroc(native_read, *z[name])
-                        entry["whitened_read"][name] = {
-                            "auroc_transported": round(t, 4),
-                            "ratio_to_native": round(t / n, 4),
-                            "auroc_native_whitened_alike": round(nw, 4),
-                            "ratio_to_native_whitened_alike": round(t / nw, 4),
-                        }
+                native_read = native if shrinkage is None else whiten(native, z_anchor[fit_idx], shrinkage)
+                entry["read"] = {"chosen": read_info.get("read_selected", fitted.info.get("read_selected"))}
+                for name in ("heldout", "paraphrased"):  # where the product measures (gate, meter)
+                    t = separation_auroc(aligned.read[0], *z[name])
+                    n, nw = separation_auroc(native, *z[name]), separation_auroc(native_read, *z[name])
+                    entry["read"][name] = {
+                        "auroc_transported": round(t, 4),
+                        "ratio_to_native": round(t / n, 4),
+                        "auroc_native_whitened_alike": round(nw, 4),
+                        "ratio_to_native_whitened_alike": round(t / nw, 4),
+                    }
                 results[f"{source}->{target_name} ({label}):{method}"] = entry
                 say(f"  {source}->{target_name} {label} [{layer}] {method}: {entry['heldout']} {entry['paraphrased']}")
     (out_dir / "transport_layers.json").write_text(json.dumps(results, indent=1))

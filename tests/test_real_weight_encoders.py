@@ -243,7 +243,7 @@ def test_fit_node_on_real_smollm2_hunyuan_encoder_matches_evaluate(
     the aligned direction's held-out AUROC equals what evaluate's transformers encoder at the same
     (consumed) layer gives with the same anchors, within 0.02, with the product's default map
     ('auto': map and regularisation chosen for that layer by cross-validation on benign anchors),
-    which both sides choose alike."""
+    which both sides choose alike; and so does its read row (steering.transfer.reading)."""
     from safety_steer.nodes.apply.clip_targets import encode_per_encoder
     from safety_steer.steering import load_pack, load_pairs
     from safety_steer.steering.evaluation.targets import text_model_encoder
@@ -287,6 +287,15 @@ def test_fit_node_on_real_smollm2_hunyuan_encoder_matches_evaluate(
     print(f"auto chose {aligned.metadata['fit']['llama']['selected']} (node), {align_info['selected']} (evaluate)")
     assert auroc_node > 0.6
     assert abs(auroc_node - auroc_evaluate) < 0.02
+    # the read row (where the node's gate and meter measure) agrees too
+    read_node = separation_auroc(node.read[0], node_z(safe), node_z(unsafe))
+    read_evaluate = separation_auroc(ref.read[0], evaluate_z(safe), evaluate_z(unsafe))
+    print(
+        f"read row: node {read_node:.4f} ({aligned.metadata['fit']['llama']['read_selected']}), "
+        f"evaluate {read_evaluate:.4f} ({align_info['read_selected']})"
+    )
+    assert read_node > 0.6
+    assert abs(read_node - read_evaluate) < 0.02
 
 
 def test_evaluate_cli_reports_the_consumed_layer_and_its_rule(smollm2, monkeypatch, capsys):

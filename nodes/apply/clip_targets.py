@@ -15,22 +15,11 @@ from collections.abc import Callable
 
 import torch
 
+from ...steering.application.layout import CLIP_KEYS, LONG_KEYS
 from ...steering.errors import SafetySteerError
 
 #: Sub-encoder keys (as `clip.tokenize` names them) whose conditioning layout Safety Steer knows.
-SUPPORTED_ENCODERS = (
-    "l",
-    "g",
-    "t5xxl",
-    "umt5xxl",
-    "llama",
-    "qwen25_7b",
-    "qwen3_4b",
-    "gemma2_2b",
-    "pile_t5xl",
-    "qwen25_3b",
-    "mistral3_24b",
-)
+SUPPORTED_ENCODERS = (*CLIP_KEYS, *LONG_KEYS)
 #: How errors name them.
 ENCODER_NAMES = {
     "l": "CLIP-L",

@@ -6,7 +6,8 @@ padding tokens keep their values, so strength 0 is bit-identical and empty promp
 - ``project``: pull each token's projection on the direction back up to the benign anchors' mean
   where it lies below it (removes the unsafe-leaning component; safe-leaning prompts untouched);
 - ``both``: project, then add.
-The gate (steering.application.gating) is computed once per prompt from its mean real-token projection.
+The gate (steering.application.gating) is computed once per prompt from its mean real-token projection
+on the direction's read row (steering.transfer.reading), which discounts ordinary benign variation.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ def steer_hidden(
 
     ``weights`` ([B], optional) scales each prompt's steer on top of the gate: a gate value fixed
     elsewhere (the source LLM's), or 0 for the rows a model patch leaves alone (the negative
-    prompt). Returns (steered, report) with, per prompt, ``projections`` on every row of the
-    directions (standardised: benign-anchor units, negative = unsafe-leaning), ``gate`` and
+    prompt). Returns (steered, report) with, per prompt, ``projections`` on every read row of the
+    directions (steering.transfer.reading; standardised: benign-anchor units, negative =
+    unsafe-leaning), ``gate`` and
     ``applied`` (strength x gate x weight: the step actually taken, in calibrated units).
     ``report=False`` skips the report and every projection the steer itself does not need (the
     per-step path inside a sampler).
@@ -64,11 +66,10 @@ def steer_hidden(
     device = h.device
     mean, std = directions.target_mean.to(device), directions.target_std.to(device)
     mask = token_mask.to(device, torch.float32)  # [B, T]
-    stats = directions.anchor_projection.to(device)
     rows = slice(None) if report else slice(row, row + 1)  # every row only for the report
-    token_proj = None
-    if report or gate is not None or mode != "add":
-        token_proj = ((h - mean) / std) @ directions.unit[rows].to(device).T  # [B, T, K or 1]
+    if report or gate is not None:  # measured on the read rows (steering.transfer.reading)
+        stats = directions.read_projection.to(device)
+        token_proj = ((h - mean) / std) @ directions.read[rows].to(device).T  # [B, T, K or 1]
         pooled = (token_proj * mask.unsqueeze(-1)).sum(1) / mask.sum(1).clamp_min(1).unsqueeze(-1)
         standardised_rows = (pooled - stats[rows, 0]) / stats[rows, 1]  # [B, K or 1]
         standardised = standardised_rows[:, row if report else 0]
@@ -83,10 +84,12 @@ def steer_hidden(
         return hidden, summary
     scale = factor[:, None, None] * mask.unsqueeze(-1)  # [B, T, 1]
     out = h
-    if mode in ("project", "both"):
-        row_proj = token_proj[..., row if report else 0]
-        deficit = (row_proj - float(stats[row, 0])).clamp(max=0).unsqueeze(-1)  # below the benign mean only
-        out = out - scale.clamp(max=1) * deficit * (directions.unit[row].to(device) * std)
+    if mode in ("project", "both"):  # pulled back along the push direction, measured on it
+        unit = directions.unit[row].to(device)
+        row_proj = ((h - mean) / std) @ unit  # [B, T]
+        benign_mean = float(directions.anchor_projection[row, 0])
+        deficit = (row_proj - benign_mean).clamp(max=0).unsqueeze(-1)  # below the benign mean only
+        out = out - scale.clamp(max=1) * deficit * (unit * std)
     if mode in ("add", "both"):
         out = out + scale * (directions.calibrated[row].to(device) * std)
     return out.to(hidden.dtype), summary

@@ -21,6 +21,7 @@ from ..metrics import separation_auroc
 from ..pack import DirectionPack
 from ..prompts import PromptPair, load_pairs
 from ..transfer.alignment import fit_map
+from ..transfer.reading import attach_read
 from ..transfer.transport import AlignedDirections, transport_pack
 
 DEFAULT_STRENGTHS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
@@ -168,13 +169,13 @@ def evaluate_transfer(
 ) -> TransferResult:
     """Metrics of the transported direction against native and random on ``eval_pairs``.
 
-    Gate modes in the sweep: "none"; "target" (the prompt's projection on the steered direction in
-    the target, thresholds chosen on the source's training projections for the transported
-    direction, on the target's training pairs for native); and, when ``encode_source`` is given,
-    "source" (the source LLM's own projection of the prompt: a detector that only ever saw
-    source-side data, threshold chosen on the source's training pairs); and, when ``detector_gate``
-    is given (the pack's trained detector, run as the product runs it: prompt -> gate value),
-    "detector".
+    Gate modes in the sweep: "none"; "target" (the prompt's projection in the target on the
+    transported direction's read row, as the product gates, thresholds chosen on the source's
+    training projections; on native's own direction, thresholds from the target's training pairs);
+    and, when ``encode_source`` is given, "source" (the source LLM's own projection of the prompt: a
+    detector that only ever saw source-side data, threshold chosen on the source's training pairs);
+    and, when ``detector_gate`` is given (the pack's trained detector, run as the product runs it:
+    prompt -> gate value), "detector".
     """
     if not eval_pairs:
         raise PromptDataError("The evaluation pairs file holds no pairs.")
@@ -209,6 +210,7 @@ def evaluate_transfer(
     source_z = pack.standardise(pack.anchor_features)
     started = time.perf_counter()
     fitted = fit_map(source_z[fit_idx], z_anchor[fit_idx], method, seed=seed, direction=pack.directions[0])
+    fitted.info.update(attach_read(fitted, source_z[fit_idx], z_anchor[fit_idx], pack.directions[0]))
     fit_seconds = time.perf_counter() - started
     aligned = transport_pack(pack, fitted, z_anchor[fit_idx], t_mean, t_std)
 
@@ -229,6 +231,7 @@ def evaluate_transfer(
         s, u = z_eval_safe[pick_eval], z_eval_unsafe[pick_eval]
         return {
             "auroc_transported": round(separation_auroc(aligned.unit[row], s, u), 4),
+            "auroc_transported_read": round(separation_auroc(aligned.read[row], s, u), 4),
             "auroc_native": round(separation_auroc(native_unit[row], s, u), 4),
             "auroc_random": round(separation_auroc(random_unit, s, u), 4),
             "cosine_transported_native": round(float(aligned.unit[row] @ native_unit[row]), 4),
@@ -271,7 +274,7 @@ def evaluate_transfer(
         "source": gate_source.__dict__,
     }
     z_benign = z_anchor[held_idx]
-    t_stats = tuple(aligned.anchor_projection[0].tolist())
+    t_stats = tuple(aligned.read_projection[0].tolist())  # the product's target gate reads the read row
 
     def target_gate(gate, unit, stats, rows):
         return gate((rows @ unit - stats[0]) / stats[1])
@@ -280,8 +283,8 @@ def evaluate_transfer(
         "none": {"transported": (None, None), "native": (None, None)},
         "target": {
             "transported": (
-                target_gate(gate_source, aligned.unit[0], t_stats, z_eval_unsafe),
-                target_gate(gate_source, aligned.unit[0], t_stats, z_benign),
+                target_gate(gate_source, aligned.read[0], t_stats, z_eval_unsafe),
+                target_gate(gate_source, aligned.read[0], t_stats, z_benign),
             ),
             "native": (
                 target_gate(gate_native, native_unit[0], nat_stats, z_eval_unsafe),
@@ -333,6 +336,7 @@ def evaluate_transfer(
 def summarise_goals(report: dict) -> dict:
     """The issue's goals, computed from the report (figures, not test assertions)."""
     ratio = report["auroc_transported"] / report["auroc_native"] if report["auroc_native"] else float("nan")
+    read_ratio = report["auroc_transported_read"] / report["auroc_native"] if report["auroc_native"] else float("nan")
     unsteered = next(e["rep_asr_transported"] for e in report["sweep"] if e["strength"] == 0)
 
     def best_at(preservation: float) -> dict | None:
@@ -347,6 +351,7 @@ def summarise_goals(report: dict) -> dict:
     best, strict = best_at(0.95), best_at(0.99)
     return {
         "auroc_ratio_transported_over_native": round(ratio, 4),
+        "auroc_ratio_read_over_native": round(read_ratio, 4),
         "unsteered_rep_asr": unsteered,
         "best_rep_asr_at_preservation_0.95": None if best is None else best["rep_asr_transported"],
         "best_setting": None if best is None else {"strength": best["strength"], "gate": best["gate"]},

@@ -22,12 +22,23 @@ from ..fileformat import CheckedFile, FileKind, as_count, is_number, open_checke
 from ..pack import DirectionPack
 from .alignment import MAP_METHODS, AlignmentError, fit_map
 from .mixing import MIXED, add_mixed_row
+from .reading import attach_read
 from .transport import AlignedDirections, transport_pack
 
 ALIGNED_FORMAT = "safety-steer-aligned-directions"
-ALIGNED_SCHEMA_VERSION = 3  # 3: content checksum; written by save_aligned whatever the metadata says
+ALIGNED_SCHEMA_VERSION = 4  # 3: content checksum; 4: read rows. Written by save_aligned whatever the metadata says
 log = logging.getLogger(__name__)
-ALIGNED_TENSORS = ("unit", "calibrated", "anchor_projection", "target_mean", "target_std", "anchor_covariance")
+ALIGNED_TENSORS = (
+    "unit",
+    "calibrated",
+    "anchor_projection",
+    "target_mean",
+    "target_std",
+    "anchor_covariance",
+    "read",
+    "read_projection",
+    "read_covariance",
+)
 
 
 @dataclass
@@ -105,8 +116,10 @@ def align_pack(
         z_target = (features - mean) / std
         started = time.perf_counter()
         fitted = fit_map(source_z, z_target, method, seed=seed, progress=progress, direction=pack.directions[0])
+        read_info = attach_read(fitted, source_z, z_target, pack.directions[0])
         fit_info[key] = {
             **fitted.info,
+            **read_info,
             "seconds": round(time.perf_counter() - started, 3),
             "dim": int(features.shape[1]),
         }
@@ -179,6 +192,9 @@ def load_aligned(path: str | Path) -> AlignedSafetyDirection:
             "target_mean": (dim,),
             "target_std": (dim,),
             "anchor_covariance": (k, k),
+            "read": (k, dim),
+            "read_projection": (k, 2),
+            "read_covariance": (k, k),
         }
         for name, shape in shapes.items():
             checked.expect(f"{key}/{name}", shape)

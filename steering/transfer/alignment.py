@@ -21,6 +21,7 @@ MAP_METHODS = ("auto", "ridge", "procrustes", "cca", "mlp")
 #: "auto": the map and its regularisation chosen per target layer by cross-validation on benign
 #: anchors (steering.transfer.selection); it needs the source direction it will carry.
 MLP_EPOCHS = 200  # at most (early stopping); also the length of a node's progress bar
+MIN_ANCHORS = 20  # fewer cannot fit a map
 RIDGE_LAMBDAS = tuple(10.0**p for p in range(-1, 6))
 
 
@@ -37,6 +38,10 @@ class FittedMap:
     mlp: torch.nn.Module | None = None
     mean_jacobian: torch.Tensor | None = None  # [ds, dt] for the MLP, averaged over the anchors
     info: dict = field(default_factory=dict)  # chosen hyper-parameters, fit R^2, timings
+    # where a prompt is measured (steering.transfer.reading): the map carrying the read rows (None:
+    # this one) and the benign-covariance shrinkage (None: read along the pushed rows themselves)
+    read_map: FittedMap | None = None
+    read_shrinkage: float | None = None
 
     def predict(self, z_source: torch.Tensor) -> torch.Tensor:
         if self.mlp is not None:
@@ -74,9 +79,9 @@ def check_anchor_features(source: torch.Tensor, target: torch.Tensor) -> None:
                 f"{bad} {side} anchor feature rows contain NaN/Inf; check that model's dtype "
                 "(float16 overflows) and re-encode the anchors."
             )
-    if source.shape[0] < 20:
+    if source.shape[0] < MIN_ANCHORS:
         raise AlignmentError(
-            f"Only {source.shape[0]} anchors: at least 20 benign anchors are needed to fit a map "
+            f"Only {source.shape[0]} anchors: at least {MIN_ANCHORS} benign anchors are needed to fit a map "
             "(2,000 diverse ones work well)."
         )
     if source.shape[0] < max(source.shape[1], target.shape[1]):

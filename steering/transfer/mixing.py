@@ -4,9 +4,10 @@ A mix is a weighted sum of the categories' unit rows in a target's standardised 
 optionally after symmetric (Loewdin) orthogonalisation, which removes the overlap between
 categories without favouring any order. Every mix is a linear combination b^T U of the rows, so
 its anchor statistics follow exactly from the per-row anchor means and the anchor covariance
-(no re-encoding): mean = c . mu, var = c^T C c with c = b / ||b^T U||. Its calibrated step keeps the
-transport calibration's meaning: the weighted mean of the rows' gap-to-spread ratios, times the
-mix's own anchor spread.
+(no re-encoding): mean = c . mu, var = c^T C c with c = b / ||b^T U||. The read rows
+(steering.transfer.reading) are one linear map of the unit rows, so they mix alike, with their own
+statistics. Its calibrated step keeps the transport calibration's meaning: the weighted mean of the
+rows' gap-to-spread ratios, times the mix's own anchor spread.
 """
 
 from __future__ import annotations
@@ -74,8 +75,12 @@ def add_mixed_row(directions: AlignedDirections, weights: dict[str, float], orth
     ratio = kappa / stats[rows, 1].clamp_min(1e-6)
     w = torch.tensor([weights[names[r]] for r in rows])
     mixed_kappa = (w * ratio).sum() / w.sum() * spread
-    cross = c @ cov[rows]  # covariance of the mix with every row
-    new_cov = torch.cat([torch.cat([cov, cross[:, None]], 1), torch.cat([cross, (spread**2).reshape(1)])[None]], 0)
+    read, read_stats, read_cov = (
+        directions.read[base],
+        directions.read_projection[base],
+        directions.read_covariance[base][:, base],
+    )
+    read_mean, read_spread = c @ read_stats[rows, 0], (c @ read_cov[rows][:, rows] @ c).clamp_min(1e-12).sqrt()
     return AlignedDirections(
         names=[*names, MIXED],
         unit=torch.cat([unit, mixed_unit[None]]),
@@ -83,5 +88,14 @@ def add_mixed_row(directions: AlignedDirections, weights: dict[str, float], orth
         anchor_projection=torch.cat([stats, torch.stack([mean, spread])[None]]),
         target_mean=directions.target_mean,
         target_std=directions.target_std,
-        anchor_covariance=new_cov,
+        anchor_covariance=_extended(cov, c @ cov[rows], spread),
+        # the read rows are one linear map of the unit rows, so the mix's read row is the same mix
+        read=torch.cat([read, (c @ read[rows])[None]]),
+        read_projection=torch.cat([read_stats, torch.stack([read_mean, read_spread])[None]]),
+        read_covariance=_extended(read_cov, c @ read_cov[rows], read_spread),
     )
+
+
+def _extended(cov: torch.Tensor, cross: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+    """A covariance with one more row: ``cross`` (the new row's covariance with every row), ``spread``^2."""
+    return torch.cat([torch.cat([cov, cross[:, None]], 1), torch.cat([cross, (spread**2).reshape(1)])[None]], 0)

@@ -11,7 +11,7 @@ from ..extraction.directions import anchor_statistics, fit_direction
 from ..pack import DirectionPack
 from ..prompts import PromptPair
 from .aligned import AlignedSafetyDirection
-from .transport import AlignedDirections
+from .transport import AlignedDirections, with_read_rows
 
 
 def native_directions(
@@ -33,15 +33,15 @@ def native_directions(
         units.append(unit)
         gaps.append(float((z_safe[pick] @ unit).mean() - (z_unsafe[pick] @ unit).mean()))
     unit = torch.stack(units)
-    projections = z_anchor @ unit.T
-    return AlignedDirections(
-        names=list(names),
-        unit=unit,
+    # read along the unit rows: the baseline is measured as fitted, with no benign-covariance step
+    return with_read_rows(
+        names,
+        unit,
+        unit.clone(),
+        z_anchor,
         calibrated=unit * torch.tensor(gaps)[:, None],
-        anchor_projection=torch.stack([projections.mean(0), projections.std(0)], 1),
         target_mean=mean,
         target_std=std,
-        anchor_covariance=torch.cov(projections.T).reshape(len(names), len(names)),
     )
 
 

@@ -20,6 +20,7 @@ import torch
 
 from ..pack import DirectionPack
 from .alignment import FittedMap
+from .reading import read_rows
 
 
 @dataclass
@@ -34,6 +35,9 @@ class AlignedDirections:
     target_std: torch.Tensor  # [dt]
     anchor_covariance: torch.Tensor  # [K, K] covariance of target anchor projections across rows
     # (exact statistics for any mix of rows: steering.transfer.mixing)
+    read: torch.Tensor  # [K, dt] where a prompt is measured (gate, meter): steering.transfer.reading
+    read_projection: torch.Tensor  # [K, 2] mean and std of target anchor projections on each read row
+    read_covariance: torch.Tensor  # [K, K] their covariance across rows (for mixes, as above)
 
     def raw_steering_vectors(self) -> torch.Tensor:
         """Calibrated vectors in the target's raw feature space (what gets added to hidden states)."""
@@ -43,6 +47,25 @@ class AlignedDirections:
         return self.unit[self.names.index(name)]
 
 
+def with_read_rows(
+    names: list[str], unit: torch.Tensor, read: torch.Tensor, anchor_z: torch.Tensor, **fields
+) -> AlignedDirections:
+    """AlignedDirections with every row's anchor statistics (unit and read rows) from ``anchor_z``."""
+    anchor_z = anchor_z.to(torch.float32)
+    k = len(names)
+    projections, read_projections = anchor_z @ unit.T, anchor_z @ read.T
+    return AlignedDirections(
+        names=list(names),
+        unit=unit,
+        anchor_projection=torch.stack([projections.mean(0), projections.std(0)], 1),
+        anchor_covariance=torch.cov(projections.T).reshape(k, k),
+        read=read,
+        read_projection=torch.stack([read_projections.mean(0), read_projections.std(0)], 1),
+        read_covariance=torch.cov(read_projections.T).reshape(k, k),
+        **fields,
+    )
+
+
 def transport_pack(
     pack: DirectionPack,
     fitted: FittedMap,
@@ -50,19 +73,21 @@ def transport_pack(
     target_mean: torch.Tensor,
     target_std: torch.Tensor,
 ) -> AlignedDirections:
-    moved = fitted.transport(pack.directions.to(torch.float32))
-    unit = moved / moved.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    projections = target_anchor_z.to(torch.float32) @ unit.T
-    spread_target = projections.std(0)
+    """Unit rows along the map, calibrated; read rows as the fit chose them (steering.transfer.reading)."""
+    directions = pack.directions.to(torch.float32)
+    moved = fitted.transport(directions).to(torch.float32)
+    norms = moved.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    unit = moved / norms
+    spread_target = (target_anchor_z.to(torch.float32) @ unit.T).std(0)
     stats = pack.projection_stats
     gap_source = stats[:, 2] - stats[:, 3]
     kappa = gap_source / stats[:, 1].clamp_min(1e-6) * spread_target
-    return AlignedDirections(
-        names=pack.names,
-        unit=unit,
+    return with_read_rows(
+        pack.names,
+        unit,
+        read_rows(fitted, directions, norms, target_anchor_z),
+        target_anchor_z,
         calibrated=unit * kappa[:, None],
-        anchor_projection=torch.stack([projections.mean(0), spread_target], 1),
         target_mean=target_mean,
         target_std=target_std,
-        anchor_covariance=torch.cov(projections.T).reshape(len(pack.names), len(pack.names)),
     )
