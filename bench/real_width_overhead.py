@@ -844,6 +844,7 @@ def time_model_point(spec: dict, repeats: int, calls_per_step: int) -> dict:
     """The node's TextStreamSteer per step (default: add, no gate) and the gated steer_hidden path."""
     from ..nodes.apply.model import TextStreamSteer
     from ..nodes.sampling_window import SigmaWindow
+    from ..steering.application.assembled import AdditiveSteer
     from ..steering.application.gating import Gate
     from ..steering.application.report import SamplingLog
     from ..steering.application.steer import steer_hidden
@@ -855,7 +856,8 @@ def time_model_point(spec: dict, repeats: int, calls_per_step: int) -> dict:
     window = SigmaWindow.__new__(SigmaWindow)
     window.start, window.end = 1e9, 0.0
     steer = TextStreamSteer(None, 0, 1.0, "add", None, False, window, SamplingLog())
-    steer._offsets[(width, context.dtype, context.device)] = torch.randn(width)
+    # the steer's constant vector, planted (every segment on all rows; SD3's by-row masks are not timed)
+    steer._additives[(width, context.dtype, context.device)] = AdditiveSteer(torch.randn(width), [], 0)
     sigma = [1.0]
 
     def step():

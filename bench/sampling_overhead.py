@@ -138,6 +138,10 @@ def run(
             "noise_ratio_a_a": round(statistics.median(times["unsteered again"]) / base, 4),
             "text_encoder_one_off_ratio": round(encode_steered / encode_plain, 3),
         }
+    order = [f for f in tiny.FAMILIES if f in results["families"]] + [
+        f for f in results["families"] if f not in tiny.FAMILIES
+    ]
+    results["families"] = {f: results["families"][f] for f in order}  # a merged rerun keeps the table's order
     results["worst_ratio"] = {p: max(f["ratio"][p] for f in results["families"].values()) for p in POINTS}
     results["safedig_ratio"] = {
         f: row["ratio"]["safedig"] for f, row in results["families"].items() if "safedig" in row["ratio"]

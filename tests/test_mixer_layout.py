@@ -153,13 +153,49 @@ def test_native_direction_node_and_mixer_in_a_real_graph(comfy, tiny_clip_node, 
     assert "[text encoder | l | mixed] 'a bloody knife fight, photo'" in report and "shocking" in report
 
 
-def test_constant_offset_fast_path_equals_the_general_steer(aligned_and_anchors):
+def test_additive_fast_path_equals_the_general_steer(aligned_and_anchors):
     """The model point's per-step fast path (add, no gate) is the same steer as steer_tokens."""
-    from safety_steer.steering.application.assembled import constant_offset, steer_tokens
+    from safety_steer.steering.application.assembled import additive_steer, steer_tokens
 
     aligned, _ = aligned_and_anchors
     hidden = torch.randn(3, 7, 48, generator=torch.Generator().manual_seed(1))
     weights = torch.tensor([1.0, 0.0, 0.5])
     general, _ = steer_tokens(hidden, aligned, 2, 1.7, "add", None, weights, report=False)
-    fast = torch.addcmul(hidden, weights[:, None, None], constant_offset(aligned, 2, 1.7, 48))
+    additive = additive_steer(aligned, 2, 1.7, 48)
+    assert not additive.by_rows  # one segment on every row: a single vector
+    fast = torch.addcmul(hidden, weights[:, None, None], additive.offset(hidden))
     assert torch.allclose(general, fast, atol=1e-5) and torch.equal(fast[1], hidden[1])
+
+
+def test_additive_fast_path_on_sd3_rows_equals_the_general_steer():
+    """SD3's conditioning: CLIP-L+G rows (zero-padded past their width) and T5 rows, each steered with
+    its own encoder's vector; the fast path tells the rows apart per call, as steer_tokens does."""
+    from safety_steer.steering.application.assembled import additive_steer, steer_tokens
+    from safety_steer.steering.transfer.aligned import AlignedSafetyDirection
+    from safety_steer.steering.transfer.transport import with_read_rows
+
+    g = torch.Generator().manual_seed(3)
+
+    def encoder(dim):
+        unit = torch.nn.functional.normalize(torch.randn(2, dim, generator=g), dim=1)
+        anchors = torch.randn(50, dim, generator=g)
+        return with_read_rows(
+            ["global", "violence"],
+            unit,
+            unit.clone(),
+            anchors,
+            calibrated=unit * 2.0,
+            target_mean=torch.zeros(dim),
+            target_std=torch.rand(dim, generator=g) + 0.5,
+        )
+
+    aligned = AlignedSafetyDirection(encoders={"l": encoder(8), "g": encoder(12), "t5xxl": encoder(32)})
+    clip_rows = torch.randn(2, 5, 20, generator=g)
+    hidden = torch.cat([torch.nn.functional.pad(clip_rows, (0, 12)), torch.randn(2, 6, 32, generator=g)], 1)
+    weights = torch.tensor([1.0, 0.0])
+    general, _ = steer_tokens(hidden, aligned, 1, 1.3, "add", None, weights, report=False)
+    additive = additive_steer(aligned, 1, 1.3, 32)
+    assert {segment.key for segment, _ in additive.by_rows} == {"l", "g", "t5xxl"}
+    fast = torch.addcmul(hidden, weights[:, None, None], additive.offset(hidden))
+    assert torch.allclose(general, fast, atol=1e-5) and torch.equal(fast[1], hidden[1])
+    assert not torch.allclose(fast[0, :5], hidden[0, :5]) and not torch.allclose(fast[0, 5:], hidden[0, 5:])

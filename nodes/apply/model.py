@@ -12,7 +12,7 @@ import torch
 from comfy.patcher_extension import WrappersMP
 from comfy_api.latest import io
 
-from ...steering.application.assembled import constant_offset, steer_tokens
+from ...steering.application.assembled import AdditiveSteer, additive_steer, steer_tokens
 from ...steering.application.gating import Gate
 from ...steering.application.layout import token_segments
 from ...steering.application.report import SamplingLog, entries_from
@@ -53,7 +53,7 @@ class TextStreamSteer:
         self.aligned, self.row, self.strength, self.mode, self.gate = aligned, row, strength, mode, gate
         self.include_negative, self.window, self.log = include_negative, window, log
         self._last: tuple | None = None  # (context, (sigma, cond_or_uncond), steered) of the latest call
-        self._offsets: dict = {}
+        self._additives: dict = {}
 
     def __call__(self, context: torch.Tensor, cond_or_uncond, sigmas, token_mask=None) -> torch.Tensor:
         if not self.window.contains(sigmas):
@@ -68,9 +68,9 @@ class TextStreamSteer:
         ).to(context.dtype)
         if not bool(weights.any()):
             return context
-        offset = self._offset(context) if token_mask is None else None
-        if offset is not None:
-            steered = torch.addcmul(context, weights.to(context.dtype)[:, None, None], offset)
+        additive = self._additive(context) if token_mask is None else None
+        if additive is not None:
+            steered = torch.addcmul(context, weights.to(context.dtype)[:, None, None], additive.offset(context))
         else:
             steered, _ = steer_tokens(
                 context, self.aligned, self.row, self.strength, self.mode, self.gate, weights, token_mask, report=False
@@ -79,15 +79,15 @@ class TextStreamSteer:
         self._last = (context, key, steered)  # holds the reference, so identity cannot be reused
         return steered
 
-    def _offset(self, context: torch.Tensor) -> torch.Tensor | None:
-        """The constant steering vector for this context's width (mode add, no gate), cached."""
+    def _additive(self, context: torch.Tensor) -> AdditiveSteer | None:
+        """The steer as constant vectors for this context's width (mode add, no gate), cached."""
         if self.mode != "add" or self.gate is not None:
             return None
         key = (context.shape[-1], context.dtype, context.device)
-        if key not in self._offsets:
-            offset = constant_offset(self.aligned, self.row, self.strength, context.shape[-1])
-            self._offsets[key] = None if offset is None else offset.to(context.device, context.dtype)
-        return self._offsets[key]
+        if key not in self._additives:
+            steer = additive_steer(self.aligned, self.row, self.strength, context.shape[-1])
+            self._additives[key] = steer.to(context.device, context.dtype)
+        return self._additives[key]
 
     def report(self, context, cond_or_uncond, weights, token_mask) -> list:
         """Report entries for one call's inputs (computed when a Safety Steer Report reads them)."""

@@ -9,11 +9,13 @@ which is why the text-encoder point, which knows the tokens, is the recommended 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..transfer.aligned import AlignedSafetyDirection
 from .gating import Gate
-from .layout import pooled_segments, token_segments
+from .layout import Segment, pooled_segments, token_segments
 from .steer import steer_hidden
 
 
@@ -45,7 +47,9 @@ def steer_tokens(
         if rows is not None:
             mask = mask & rows
         steered, summary = steer_hidden(
-            hidden[..., segment.features],
+            # the current state: SD3's T5 segment spans the CLIP rows' features too, and must carry
+            # their steer on (it reads only its own rows)
+            out[..., segment.features],
             mask,
             aligned.encoders[segment.key],
             strength,
@@ -94,15 +98,43 @@ def steer_pooled(
     return out, reports
 
 
-def constant_offset(aligned: AlignedSafetyDirection, row: int, strength: float, width: int) -> torch.Tensor | None:
-    """The whole steer as one [width] vector, when it is the same for every token and prompt: mode
-    ``add``, no gate, every segment on all rows. Then steering is ``hidden + weight * offset``, one
-    fused op per sampling step. None when the steer depends on the tokens (gate, project, SD3 rows)."""
-    segments, _ = token_segments(encoder_dims(aligned), width)
-    if any(segment.rows != "all" for segment in segments):
-        return None
-    offset = torch.zeros(width)
+@dataclass
+class AdditiveSteer:
+    """The whole steer (mode ``add``, no gate) as constant [width] vectors, one per group of token
+    rows: then steering is ``hidden + weight * offset``, one fused op per sampling step instead of a
+    steer per segment. ``everywhere`` sums the segments read on every row; ``by_rows`` holds the
+    segments read on some rows only (SD3's CLIP rows and T5 rows), told apart per call."""
+
+    everywhere: torch.Tensor
+    by_rows: list[tuple[Segment, torch.Tensor]]
+    clip_width: int
+
+    def offset(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[width], or [B, T, width] when rows differ."""
+        total = self.everywhere
+        for segment, vector in self.by_rows:
+            total = total + segment.row_mask(hidden, self.clip_width).unsqueeze(-1).to(vector.dtype) * vector
+        return total
+
+    def to(self, device, dtype) -> AdditiveSteer:
+        return AdditiveSteer(
+            self.everywhere.to(device, dtype),
+            [(segment, vector.to(device, dtype)) for segment, vector in self.by_rows],
+            self.clip_width,
+        )
+
+
+def additive_steer(aligned: AlignedSafetyDirection, row: int, strength: float, width: int) -> AdditiveSteer:
+    """The steer of ``steer_tokens`` in mode add without a gate, as constant vectors (AdditiveSteer)."""
+    segments, clip_width = token_segments(encoder_dims(aligned), width)
+    everywhere, by_rows = torch.zeros(width), []
     for segment in segments:
         enc = aligned.encoders[segment.key]
-        offset[segment.features] += strength * enc.calibrated[row] * enc.target_std
-    return offset
+        step = strength * enc.calibrated[row] * enc.target_std
+        if segment.rows == "all":
+            everywhere[segment.features] += step
+        else:
+            vector = torch.zeros(width)
+            vector[segment.features] = step
+            by_rows.append((segment, vector))
+    return AdditiveSteer(everywhere, by_rows, clip_width)
