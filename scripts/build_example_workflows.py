@@ -320,6 +320,12 @@ def model(name: str, directory: str, url: str | None, hint: str | None = None) -
     return entry
 
 
+def repackaged(repo: str, files) -> list[dict]:
+    """(name, folder) files of a Hugging Face repository laid out as split_files/<folder>/<name>,
+    as Comfy-Org repackages models."""
+    return [model(name, folder, f"{HF}/{repo}/resolve/main/split_files/{folder}/{name}") for name, folder in files]
+
+
 CLIP_L = model(
     "clip_l.safetensors", "text_encoders", f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors"
 )
@@ -381,14 +387,14 @@ MODELS = {
         T5XXL,
         FLUX_AE,
     ],
-    "wan_t2v": [
-        model(name, folder, f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/{folder}/{name}")
-        for name, folder in (
+    "wan_t2v": repackaged(
+        "Comfy-Org/Wan_2.1_ComfyUI_repackaged",
+        (
             ("wan2.1_t2v_1.3B_fp16.safetensors", "diffusion_models"),
             ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders"),
             ("wan_2.1_vae.safetensors", "vae"),
-        )
-    ],
+        ),
+    ),
     # As ComfyUI's own template video_wan2_2_5B_ti2v: the umT5 file is Wan 2.1's.
     "wan22_ti2v": [
         model(
@@ -408,23 +414,23 @@ MODELS = {
         ),
     ],
     # As ComfyUI's own template image_qwen_image.
-    "qwen_image": [
-        model(name, folder, f"{HF}/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/{folder}/{name}")
-        for name, folder in (
+    "qwen_image": repackaged(
+        "Comfy-Org/Qwen-Image_ComfyUI",
+        (
             ("qwen_image_fp8_e4m3fn.safetensors", "diffusion_models"),
             ("qwen_2.5_vl_7b_fp8_scaled.safetensors", "text_encoders"),
             ("qwen_image_vae.safetensors", "vae"),
-        )
-    ],
+        ),
+    ),
     # As ComfyUI's own template image_z_image_turbo (its VAE is Flux's ae.safetensors).
-    "z_image_turbo": [
-        model(name, folder, f"{HF}/Comfy-Org/z_image_turbo/resolve/main/split_files/{folder}/{name}")
-        for name, folder in (
+    "z_image_turbo": repackaged(
+        "Comfy-Org/z_image_turbo",
+        (
             ("z_image_turbo_bf16.safetensors", "diffusion_models"),
             ("qwen_3_4b.safetensors", "text_encoders"),
             ("ae.safetensors", "vae"),
-        )
-    ],
+        ),
+    ),
     # Chroma1-HD (lodestones), with Flux's T5-XXL and VAE (ComfyUI loads it by CLIPLoader type chroma).
     "chroma": [
         model(
@@ -436,14 +442,14 @@ MODELS = {
         FLUX_AE,
     ],
     # Lumina Image 2.0, ComfyUI's split files (the Gemma 2 2B file carries its tokenizer).
-    "lumina2": [
-        model(name, folder, f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/{folder}/{name}")
-        for name, folder in (
+    "lumina2": repackaged(
+        "Comfy-Org/Lumina_Image_2.0_Repackaged",
+        (
             ("lumina_2_model_bf16.safetensors", "diffusion_models"),
             ("gemma_2_2b_fp16.safetensors", "text_encoders"),
             ("ae.safetensors", "vae"),
-        )
-    ],
+        ),
+    ),
     # PixArt-Σ: the diffusers transformer file (ComfyUI converts it on load), T5-XXL, the SDXL VAE.
     "pixart": [
         model(
@@ -485,46 +491,46 @@ MODELS = {
         ),
     ],
     # As ComfyUI's own template image_omnigen2_t2i: Comfy-Org's OmniGen 2 files and Flux's ae.safetensors.
-    "omnigen2": [
-        model(name, folder, f"{HF}/Comfy-Org/Omnigen2_ComfyUI_repackaged/resolve/main/split_files/{folder}/{name}")
-        for name, folder in (
+    "omnigen2": repackaged(
+        "Comfy-Org/Omnigen2_ComfyUI_repackaged",
+        (
             ("omnigen2_fp16.safetensors", "diffusion_models"),
             ("qwen_2.5_vl_fp16.safetensors", "text_encoders"),
-        )
-    ]
+        ),
+    )
     + [FLUX_AE],
     # As ComfyUI's own template video_hunyuan_video_1.5_720p_t2v (its first, 720p stage: the 1080p
     # super-resolution stage after it loads as HunyuanVideo 1.5 too and takes the same steered CLIP).
-    "hunyuan_video15": [
-        model(name, folder, f"{HF}/Comfy-Org/HunyuanVideo_1.5_repackaged/resolve/main/split_files/{folder}/{name}")
-        for name, folder in (
+    "hunyuan_video15": repackaged(
+        "Comfy-Org/HunyuanVideo_1.5_repackaged",
+        (
             ("hunyuanvideo1.5_720p_t2v_fp16.safetensors", "diffusion_models"),
             ("qwen_2.5_vl_7b_fp8_scaled.safetensors", "text_encoders"),
             ("byt5_small_glyphxl_fp16.safetensors", "text_encoders"),
             ("hunyuanvideo15_vae_fp16.safetensors", "vae"),
-        )
-    ],
+        ),
+    ),
     # Comfy-Org/HunyuanImage_2.1_ComfyUI (the base model; the same repo has the distilled model and the
     # refiner, which loads as HunyuanImage 2.1 too).
-    "hunyuan_image21": [
-        model(name, folder, f"{HF}/Comfy-Org/HunyuanImage_2.1_ComfyUI/resolve/main/split_files/{folder}/{name}")
-        for name, folder in (
+    "hunyuan_image21": repackaged(
+        "Comfy-Org/HunyuanImage_2.1_ComfyUI",
+        (
             ("hunyuanimage2.1_bf16.safetensors", "diffusion_models"),
             ("qwen_2.5_vl_7b_fp8_scaled.safetensors", "text_encoders"),
             ("byt5_small_glyphxl_fp16.safetensors", "text_encoders"),
             ("hunyuan_image_2.1_vae_fp16.safetensors", "vae"),
-        )
-    ],
+        ),
+    ),
     # ComfyUI's Flux.2 [dev] files (Comfy-Org/flux2-dev): the fp8 diffusion model, Mistral 3 Small 24B
     # (the fp8 file; mistral_3_small_flux2_bf16.safetensors is the same encoder in bf16) and Flux.2's VAE.
-    "flux2": [
-        model(name, folder, f"{HF}/Comfy-Org/flux2-dev/resolve/main/split_files/{folder}/{name}")
-        for name, folder in (
+    "flux2": repackaged(
+        "Comfy-Org/flux2-dev",
+        (
             ("flux2_dev_fp8mixed.safetensors", "diffusion_models"),
             ("mistral_3_small_flux2_fp8.safetensors", "text_encoders"),
             ("flux2-vae.safetensors", "vae"),
-        )
-    ],
+        ),
+    ),
     "hunyuan_video": [
         model(
             "hunyuan_video_t2v_720p_bf16.safetensors",
