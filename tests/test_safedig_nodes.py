@@ -185,7 +185,7 @@ def test_bad_inputs_get_clear_errors(kit):
     with pytest.raises(ValueError, match=r"an SAE at 'single.0', which this SD3 / SD3.5 model does not have"):
         apply(classes, sd3, bundle)
     _, sd15 = family("sd15")
-    with pytest.raises(ValueError, match=r"supports SD3 / SD3.5, Flux, Chroma, Wan 2.x, Qwen-Image, not SD1.5"):
+    with pytest.raises(ValueError, match=r"supports SD3 / SD3.5, Flux, Chroma, Flux.2, Wan 2.x, Qwen-Image, not SD1.5"):
         apply(classes, sd15, bundle)
     with pytest.raises(ValueError, match=r"Flux has no position double.9.img"):
         train(classes, pack, flux_clip, flux, "flux", positions="double.9.img")
@@ -242,7 +242,7 @@ def test_z_image_is_refused_with_the_supported_list(kit):
     classes, pack, family = kit
     clip, model = family("z_image")
     with pytest.raises(
-        ValueError, match=r"supports SD3 / SD3.5, Flux, Chroma, Wan 2.x, Qwen-Image, not Z-Image \(.*block-replace"
+        ValueError, match=r"supports SD3 / SD3.5, Flux, Chroma, Flux.2, Wan 2.x, Qwen-Image, not Z-Image \(.*block-replace"
     ):
         train(classes, pack, clip, model, "z_image")
 
