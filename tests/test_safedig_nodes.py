@@ -242,7 +242,8 @@ def test_z_image_is_refused_with_the_supported_list(kit):
     classes, pack, family = kit
     clip, model = family("z_image")
     with pytest.raises(
-        ValueError, match=r"supports SD3 / SD3.5, Flux, Chroma, Flux.2, Wan 2.x, Qwen-Image, not Z-Image \(.*block-replace"
+        ValueError,
+        match=r"supports SD3 / SD3.5, Flux, Chroma, Flux.2, Wan 2.x, Qwen-Image, not Z-Image \(.*block-replace",
     ):
         train(classes, pack, clip, model, "z_image")
 
